@@ -1,0 +1,16 @@
+export type { Backend, Capabilities, SubgroupMatrixConfig, BinaryOp, UnaryOp } from './backend.js';
+export { BYTES_PER_ELEMENT, DTYPES, isFloat, type DType, type StorageArray, type ValueArray } from './dtype.js';
+export * from './errors.js';
+export { decodeF16, encodeF16, f16BitsToF32, f32ToF16Bits, roundF16 } from './f16.js';
+export { broadcastShapes, fmt as formatShape, sizeOf, stridesOf, type Shape } from './shape.js';
+export { Scope, tidy, tidyAsync } from './scope.js';
+export { Storage, Tensor } from './tensor.js';
+export { random, tensor, zeros, type RandomOptions } from './create.js';
+export { mulberry32, normalArray, uniformArray } from './random.js';
+export * from './ops.js';
+export { CpuBackend } from './cpu/backend.js';
+export { createBackend, type BackendChoice, type BackendOptions } from './webgpu/device.js';
+export { WebGpuBackend } from './webgpu/backend.js';
+export { acquireAdapter, DAWN_FLAGS } from './webgpu/adapter.js';
+export { gridFor, packUniforms, uniformStruct, type Dispatch, type Program } from './webgpu/program.js';
+export { bindings, floatLoader, LINEAR_GROUP, packWord, perWord } from './webgpu/wgsl.js';
