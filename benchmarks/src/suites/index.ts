@@ -1,0 +1,6 @@
+import type { Suite } from '../harness.js';
+import { matmulSuite } from './matmul.js';
+import { softmaxSuite } from './softmax.js';
+
+/** Every suite; each package's suite is added here with one line. */
+export const SUITES: Suite[] = [matmulSuite, softmaxSuite];
