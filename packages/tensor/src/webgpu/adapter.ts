@@ -40,10 +40,19 @@ export async function acquireAdapter(extraFlags: string[] = []): Promise<Acquire
   if (!adapter) throw new NoAdapterError(`WebGPU found no adapter. ${HOW_TO_GET_ONE}`);
   const info = adapter.info;
   // Dawn's null backend computes nothing; using it would pass tests with garbage.
-  if (/null/i.test(`${info.vendor} ${info.architecture} ${info.description}`) && !/llvmpipe|lavapipe/i.test(info.description)) {
-    throw new NoAdapterError(`WebGPU offered only Dawn's null adapter (${info.description}). ${HOW_TO_GET_ONE}`);
+  // Dawn 0.6.2 leaves vendor/architecture/description empty on it and names it only in
+  // `device` ("null-backend"), so every field is checked.
+  if (isNullAdapter(info)) {
+    throw new NoAdapterError(`WebGPU offered only Dawn's null adapter (device '${info.device}'). ${HOW_TO_GET_ONE}`);
   }
   return { gpu, adapter, keepAlive };
+}
+
+/** True for Dawn's null backend, which accepts every call and computes nothing. */
+export function isNullAdapter(info: GPUAdapterInfo): boolean {
+  const text = [info.vendor, info.architecture, info.device, info.description].join(' ');
+  if (/llvmpipe|lavapipe/i.test(text)) return false;
+  return /null/i.test(text);
 }
 
 export function describeAdapter(adapter: GPUAdapter): string {

@@ -41,8 +41,12 @@ export class WebGpuBackend implements Backend {
   ) {
     this.name = `webgpu(${describeAdapter(adapter)})`;
     this.caps = capabilitiesOf(adapter, device);
+    // Every loss stops the backend, including a GPUDevice.destroy() that someone else
+    // called (reason 'destroyed'): work recorded on a destroyed device never completes,
+    // so it must be refused with DeviceLostError rather than waited on. Our own destroy()
+    // sets `lost` first, so later use of a destroyed backend is reported the same way.
     device.lost.then((info) => {
-      if (info.reason !== 'destroyed') this.lost = new DeviceLostError(info.reason ?? 'unknown', info.message || 'no message');
+      this.lost ??= new DeviceLostError(info.reason ?? 'unknown', info.message || 'no message');
     });
     device.addEventListener('uncapturederror', (ev) => {
       this.gpuErrors.push((ev as GPUUncapturedErrorEvent).error.message);
@@ -103,6 +107,7 @@ export class WebGpuBackend implements Backend {
   }
 
   async read(t: Tensor): Promise<StorageArray> {
+    this.checkHealthy('toArray');
     const src = this.buffer(t, 'toArray');
     const bytes = Math.ceil(t.byteLength / 4) * 4;
     const staging = this.device.createBuffer({ size: Math.max(bytes, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -110,7 +115,7 @@ export class WebGpuBackend implements Backend {
     enc.copyBufferToBuffer(src, 0, staging, 0, bytes);
     this.submit(enc);
     try {
-      await this.guard('toArray', staging.mapAsync(GPUMapMode.READ));
+      await this.guard('toArray', staging.mapAsync(GPUMapMode.READ).catch((e: unknown) => this.lostOr(e)));
       const copy = staging.getMappedRange().slice(0);
       staging.unmap();
       this.checkHealthy('toArray');
@@ -128,6 +133,13 @@ export class WebGpuBackend implements Backend {
     return Promise.race([p, lost]);
   }
 
+  /** A failed map on a device that is being lost is reported as the loss, not as an abort. */
+  private async lostOr(e: unknown): Promise<never> {
+    const info = await Promise.race([this.device.lost, new Promise<null>((r) => setTimeout(() => r(null), 200))]);
+    if (info) throw new DeviceLostError(info.reason ?? 'unknown', `toArray: ${info.message || 'no message'}`);
+    throw e;
+  }
+
   release(handle: unknown): void {
     // A buffer may still be referenced by recorded but unsubmitted commands.
     if (this.encoder) this.deferredFree.push(handle as GPUBuffer);
@@ -141,7 +153,9 @@ export class WebGpuBackend implements Backend {
   }
 
   destroy(): void {
+    if (this.lost) return;
     this.flush();
+    this.lost = new DeviceLostError('destroyed', `${this.name} was destroyed by backend.destroy()`);
     this.device.destroy();
   }
 
