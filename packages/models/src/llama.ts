@@ -1,0 +1,178 @@
+import { add, ArgumentError, cast, gatherRows, matmul, mul, permute, rmsnorm, rope, silu, slice, tensor, tidy, type Backend, type Tensor } from '@attnkit/tensor';
+import { attend } from './attention-call.js';
+import { ropeInvFreq, type LlamaConfig } from './config.js';
+import { ContextLengthError } from './errors.js';
+import { StaticKvCache, type KvCache } from './kv-cache.js';
+
+/*
+ * A Llama-family decoder (Llama, Mistral, Qwen2), read top to bottom:
+ *
+ *   x = embed[ids]
+ *   for each layer:
+ *     h = rmsnorm(x)                      -> q, k, v projections (+ bias on Qwen2)
+ *     q, k = rope(q, k) at the cache's position
+ *     cache.append(k, v); z = attention(q, cache)   (causal, grouped-query)
+ *     x = x + o_proj(z)
+ *     x = x + down(silu(gate(rmsnorm(x))) * up(rmsnorm(x)))
+ *   logits = lm_head(rmsnorm(x))          (lm_head may be the embedding, tied)
+ *
+ * Activations are f32; projection weights are f16 or f32 ([out, in] as in the checkpoint,
+ * multiplied with transB). Batch is 1. Hooks observe or patch the probabilities, the
+ * per-head outputs and the residual stream; nothing extra is computed unless asked.
+ */
+
+export interface LayerWeights {
+  inputNorm: Tensor;
+  postAttnNorm: Tensor;
+  q: Tensor; k: Tensor; v: Tensor; o: Tensor;
+  qBias?: Tensor; kBias?: Tensor; vBias?: Tensor; oBias?: Tensor;
+  gate: Tensor; up: Tensor; down: Tensor;
+  gateBias?: Tensor; upBias?: Tensor; downBias?: Tensor;
+}
+
+export interface LlamaWeights {
+  embed: Tensor;
+  layers: LayerWeights[];
+  norm: Tensor;
+  /** The same tensor as `embed` when the config ties them. */
+  lmHead: Tensor;
+}
+
+export type ResidualSite = 'attn_in' | 'mlp_in' | 'out';
+
+export interface HookContext {
+  /** Position of the first token of this step. */
+  position: number;
+  /** Keeps a tensor alive after the step (the caller then owns and disposes it). */
+  keep<T extends Tensor>(t: T): T;
+}
+
+/**
+ * Per-layer observation and patching. Tensors handed to a hook are freed when the step
+ * ends unless kept with ctx.keep (reading one with toArray() inside the hook also works:
+ * the read is queued at once). A hook that returns a tensor replaces the value it saw.
+ */
+export interface DecoderHooks {
+  /** Restricts the hooks to these layers (all layers when absent). */
+  layers?: readonly number[];
+  /** probs: [1, Hq, S, kvLength] softmax weights of this step's queries. */
+  onAttentionProbs?(layer: number, probs: Tensor, ctx: HookContext): void;
+  /** z: [1, Hq, S, headDim] per-head attention outputs, before o_proj. */
+  onHeadOutputs?(layer: number, z: Tensor, ctx: HookContext): Tensor | void;
+  /** x: [S, hidden] residual stream entering attention, entering the MLP, or leaving the layer. */
+  onResidual?(layer: number, site: ResidualSite, x: Tensor, ctx: HookContext): Tensor | void;
+}
+
+export interface ForwardOptions {
+  hooks?: DecoderHooks;
+  /** 'last' (default) gives logits [1, vocab] for the newest token; 'all' gives [S, vocab]. */
+  logits?: 'last' | 'all';
+}
+
+export interface ForwardResult {
+  logits: Tensor;
+  /** Tensors hooks kept (owned by the caller). */
+  kept: Tensor[];
+}
+
+export class LlamaModel {
+  private readonly invFreq: Float32Array;
+
+  constructor(readonly config: LlamaConfig, readonly weights: LlamaWeights, readonly backend: Backend) {
+    this.invFreq = ropeInvFreq(config);
+  }
+
+  /** A static cache sized for `capacity` tokens (default: the model's context). */
+  newCache(capacity = this.config.maxPositions, dtype: 'f32' | 'f16' = 'f32'): StaticKvCache {
+    return new StaticKvCache(this.backend, { numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads, headDim: this.config.headDim, capacity, dtype });
+  }
+
+  /** Runs `ids` (the next tokens after what the cache holds) through the model. */
+  forward(ids: readonly number[] | Int32Array, cache: KvCache, opts: ForwardOptions = {}): ForwardResult {
+    const c = this.config;
+    const S = ids.length;
+    const position = cache.position;
+    if (S === 0) throw new ContextLengthError('forward (no tokens given)', 0, 0);
+    if (position + S > c.maxPositions) throw new ContextLengthError(`${c.architecture} context (max_position_embeddings)`, position + S, c.maxPositions);
+    if (c.slidingWindow !== null && position + S > c.slidingWindow) throw new ContextLengthError(`${c.architecture} sliding window (full attention is exact only inside it)`, position + S, c.slidingWindow);
+    if (position + S > cache.capacity) throw new ContextLengthError('KV cache capacity', position + S, cache.capacity);
+    for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < c.vocabSize)) throw new ArgumentError('forward', 'token id', `an integer in [0, ${c.vocabSize}) (vocab_size)`, id);
+
+    const kept: Tensor[] = [];
+    const hooks = opts.hooks;
+    const ctx: HookContext = { position, keep: (t) => (kept.push(t), t) };
+    const hooked = (layer: number) => !!hooks && (!hooks.layers || hooks.layers.includes(layer));
+
+    return tidy(() => {
+      const w = this.weights;
+      const idx = tensor(this.backend, Int32Array.from(ids), [S], 'i32');
+      let x = f32(gatherRows(w.embed, idx)); // [S, hidden]
+      for (let l = 0; l < c.numLayers; l++) {
+        const lw = w.layers[l]!;
+        const hk = hooked(l) ? hooks : undefined;
+        x = hk?.onResidual?.(l, 'attn_in', x, ctx) ?? x;
+
+        // Attention block.
+        const h = rmsnorm(x, lw.inputNorm, c.rmsNormEps);
+        const q = this.heads(linear(h, lw.q, lw.qBias), c.numHeads, position);
+        const k = this.heads(linear(h, lw.k, lw.kBias), c.numKvHeads, position);
+        const v = this.heads(linear(h, lw.v, lw.vBias), c.numKvHeads, null);
+        cache.append(l, k, v);
+        const att = attend(q, cache.view(l), { scale: 1 / Math.sqrt(c.headDim), probs: !!hk?.onAttentionProbs });
+        if (att.probs) hk!.onAttentionProbs!(l, att.probs, ctx);
+        const z = hk?.onHeadOutputs?.(l, att.out, ctx) ?? att.out; // [1, Hq, S, D]
+        const merged = S === 1 ? z.reshape([1, c.numHeads * c.headDim]) : permute(z.reshape([c.numHeads, S, c.headDim]), [1, 0, 2]).reshape([S, c.numHeads * c.headDim]);
+        x = add(x, linear(merged, lw.o, lw.oBias));
+        x = hk?.onResidual?.(l, 'mlp_in', x, ctx) ?? x;
+
+        // SwiGLU MLP block.
+        const m = rmsnorm(x, lw.postAttnNorm, c.rmsNormEps);
+        const act = mul(silu(linear(m, lw.gate, lw.gateBias)), linear(m, lw.up, lw.upBias));
+        x = add(x, linear(act, lw.down, lw.downBias));
+        x = hk?.onResidual?.(l, 'out', x, ctx) ?? x;
+      }
+      const last = opts.logits === 'all' || S === 1 ? x : slice(x, [S - 1, 0]);
+      return { logits: linear(rmsnorm(last, w.norm, c.rmsNormEps), w.lmHead), kept };
+    });
+  }
+
+  /** [S, H*D] projections -> [1, H, S, D], rotated when `position` is given (q and k). */
+  private heads(x: Tensor, H: number, position: number | null): Tensor {
+    const S = x.shape[0]!;
+    const D = this.config.headDim;
+    const t = S === 1 ? x.reshape([1, H, 1, D]) : permute(x.reshape([S, H, D]), [1, 0, 2]).reshape([1, H, S, D]);
+    return position === null ? t : rope(t, { positionOffset: position, invFreq: this.invFreq, theta: this.config.ropeTheta, linearScale: this.config.ropeScaling.kind === 'linear' ? this.config.ropeScaling.factor : 1 });
+  }
+
+  /** Weight bytes on the device (the tied embedding counted once). */
+  weightBytes(): number {
+    const seen = new Set<Tensor>();
+    const all = [this.weights.embed, this.weights.norm, this.weights.lmHead, ...this.weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
+    let n = 0;
+    for (const t of all) if (t && !seen.has(t)) (seen.add(t), (n += t.byteLength));
+    return n;
+  }
+
+  parameterCount(): number {
+    const seen = new Set<Tensor>();
+    const all = [this.weights.embed, this.weights.norm, this.weights.lmHead, ...this.weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
+    let n = 0;
+    for (const t of all) if (t && !seen.has(t)) (seen.add(t), (n += t.size));
+    return n;
+  }
+
+  dispose(): void {
+    const all = new Set([this.weights.embed, this.weights.norm, this.weights.lmHead, ...this.weights.layers.flatMap((l) => Object.values(l) as Tensor[])]);
+    for (const t of all) t.dispose();
+  }
+}
+
+/** x [S, in] times W [out, in] (checkpoint layout) plus an optional bias [out]. */
+function linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
+  const y = matmul(x, w, { transB: true });
+  return bias ? add(y, bias) : y;
+}
+
+function f32(t: Tensor): Tensor {
+  return t.dtype === 'f32' ? t : cast(t, 'f32');
+}
