@@ -19,6 +19,19 @@ export const TOLERANCE: Record<DType, { atol: number; rtol: number }> = {
   u32: { atol: 0, rtol: 0 },
 };
 
+/**
+ * For ops that only move bits (permute, slice, concat, gatherRows) and for argmax/topk
+ * indices: any difference from the reference is a bug, whatever the dtype.
+ */
+export const EXACT_TOLERANCE: Record<DType, { atol: number; rtol: number }> = {
+  f32: { atol: 0, rtol: 0 },
+  f16: { atol: 0, rtol: 0 },
+  i8: { atol: 0, rtol: 0 },
+  u8: { atol: 0, rtol: 0 },
+  i32: { atol: 0, rtol: 0 },
+  u32: { atol: 0, rtol: 0 },
+};
+
 let gpuPromise: Promise<Backend | null> | null = null;
 
 /**

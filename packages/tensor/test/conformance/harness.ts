@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import { CpuBackend, random, tensor, type Backend, type DType, type Tensor } from '@attnkit/tensor';
-import { backendsForTests, compareClose, TOLERANCE } from '@attnkit/tensor/testing';
+import { backendsForTests, compareClose, EXACT_TOLERANCE, TOLERANCE } from '@attnkit/tensor/testing';
 import { mulberry32 } from '@attnkit/tensor';
 
 // The conformance harness (after ggml's test-backend-ops): one case = input specs and an
@@ -62,8 +62,8 @@ function list(o: Outputs): Tensor[] {
 }
 
 export interface CaseOptions {
-  /** Overrides TOLERANCE for this case only when an op is looser by design; say why at the call. */
-  tol?: Partial<Record<DType, { atol: number; rtol: number }>>;
+  /** Bit-exact comparison (EXACT_TOLERANCE) for ops that only move data. */
+  exact?: boolean;
   /** Runs only on these backends (e.g. one kernel variant that exists only on WebGPU). */
   on?: Backend[];
 }
@@ -86,7 +86,7 @@ export async function conform(label: string, specs: Spec[], op: (be: Backend, ..
       const ref = refOut[i]!;
       expect(got.shape, `${label} on ${be.name}: output ${i} shape`).toEqual(ref.shape);
       expect(got.dtype, `${label} on ${be.name}: output ${i} dtype`).toBe(ref.dtype);
-      const tol = opts.tol?.[got.dtype] ?? TOLERANCE[got.dtype];
+      const tol = (opts.exact ? EXACT_TOLERANCE : TOLERANCE)[got.dtype];
       const report = compareClose(await got.toArray(), want[i]!, tol.atol, tol.rtol);
       expect(report.message, `${label} on ${be.name}: output ${i}`).toBe('ok');
     }
