@@ -217,3 +217,55 @@ export function relativeMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): { m
   }
   return { maxAbs, range: hi - lo, rel: maxAbs / (hi - lo) };
 }
+
+/** GPT-2's byte -> printable character table (byte-level BPE alphabets). */
+function byteChars(): string[] {
+  const bs: number[] = [];
+  for (let b = 33; b <= 126; b++) bs.push(b);
+  for (let b = 161; b <= 172; b++) bs.push(b);
+  for (let b = 174; b <= 255; b++) bs.push(b);
+  const cs = [...bs];
+  let n = 0;
+  for (let b = 0; b < 256; b++) if (!bs.includes(b)) (bs.push(b), cs.push(256 + n++));
+  const out = new Array<string>(256);
+  bs.forEach((b, i) => (out[b] = String.fromCodePoint(cs[i]!)));
+  return out;
+}
+
+export const TINY_SPECIALS = ['<|endoftext|>', '<|bos|>', '<|im_start|>', '<|im_end|>'];
+/** Vocab of the tiny byte-level tokenizer: 4 specials, 256 bytes, 2 merges. */
+export const TINY_VOCAB = TINY_SPECIALS.length + 256 + 2;
+
+/**
+ * Writes a byte-level BPE tokenizer.json (4 special tokens, the 256 byte symbols, merges
+ * "Ġ t" and "Ġt h") and a tokenizer_config.json with a ChatML template, for tests.
+ */
+export function writeByteLevelTokenizer(dir: string, opts: { chatTemplate?: boolean } = {}): void {
+  const chars = byteChars();
+  const vocab: Record<string, number> = {};
+  TINY_SPECIALS.forEach((t, i) => (vocab[t] = i));
+  chars.forEach((c, i) => (vocab[c] = TINY_SPECIALS.length + i));
+  const sp = chars[32]!;
+  vocab[`${sp}t`] = TINY_SPECIALS.length + 256;
+  vocab[`${sp}th`] = TINY_SPECIALS.length + 257;
+  const tok = {
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: TINY_SPECIALS.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<|bos|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [{ Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { '<|bos|>': { id: '<|bos|>', ids: [1], tokens: ['<|bos|>'] } },
+    },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: [`${sp} t`, `${sp}t h`] },
+  };
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok));
+  const cfg: Record<string, unknown> = { bos_token: '<|bos|>', eos_token: '<|endoftext|>', model_max_length: 64, tokenizer_class: 'PreTrainedTokenizerFast' };
+  if (opts.chatTemplate !== false) {
+    cfg.chat_template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  }
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(cfg));
+}
