@@ -42,7 +42,7 @@ DATA = HERE / "data"
 
 # Curriculum: (sequence length, share of the steps). Every step sees the same token count.
 PHASES = ((256, 0.15), (512, 0.20), (1024, 0.25), (2048, 0.40))
-TASK_WEIGHTS = {"passkey": 0.2, "kv": 0.45, "niah": 0.35}
+TASK_WEIGHTS = {"passkey": 0.15, "kv": 0.5, "niah": 0.35}
 EVAL_LENGTHS = (512, 1024, 2048)
 
 
@@ -273,17 +273,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--steps", type=int, default=1400)
+    p.add_argument("--steps", type=int, default=4500)
     p.add_argument("--batch-tokens", type=int, default=65536)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--answer-weight", type=float, default=1.0)
     p.add_argument("--synth-frac", type=float, default=0.6)
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--max-train-seconds", type=float, default=300.0,
                    help="stop training early past this wall time (recorded if it happens)")
     p.add_argument("--per-cell", type=int, default=50, help="held-out prompts per task x length")
-    p.add_argument("--workers", type=int, default=10)
+    p.add_argument("--workers", type=int, default=14)
     p.add_argument("--smoke", action="store_true", help="tiny run that exercises every step")
     args = p.parse_args()
     if args.smoke:
@@ -376,7 +376,10 @@ def main() -> None:
         )
         t_phase = time.time()
         t_first = None
+        data_wait = 0.0
+        t_prev = time.time()
         for ids, lm_w, ans_w in loader:
+            data_wait += time.time() - t_prev
             ids = ids.to(device, non_blocking=True)
             lm_w = lm_w.to(device, non_blocking=True)
             ans_w = ans_w.to(device, non_blocking=True)
@@ -399,14 +402,15 @@ def main() -> None:
                        "lr": opt.param_groups[0]["lr"], "t": round(time.time() - t_train, 1)}
                 history.append(rec)
                 log(json.dumps(rec))
-            if time.time() - t_train > args.max_train_seconds:
+            t_prev = time.time()
+            if t_prev - t_train > args.max_train_seconds:
                 stopped_early = True
                 break
         if device.type == "cuda":
             torch.cuda.synchronize()
         phase_times[L] = {"seconds": round(time.time() - t_phase, 2),
                           "seconds_after_first_step": round(time.time() - (t_first or time.time()), 2),
-                          "batch": B}
+                          "batch": B, "data_wait_seconds": round(data_wait, 2)}
         log(f"phase L={L}: {phase_times[L]}")
         del loader
         if stopped_early:
