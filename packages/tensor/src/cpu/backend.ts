@@ -1,5 +1,5 @@
 import type { Backend, BinaryOp, Capabilities, MatmulParams, QuantParams, RopeParams, SoftmaxParams, UnaryOp } from '../backend.js';
-import { allocStorage, type DType, type StorageArray } from '../dtype.js';
+import { allocStorage, isFloat, type DType, type StorageArray } from '../dtype.js';
 import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../shape.js';
 import { Storage, Tensor } from '../tensor.js';
 import { gelu, geluTanh, silu } from './math.js';
@@ -45,22 +45,37 @@ export class CpuBackend implements Backend {
   destroy(): void {}
 
   matmul(a: Tensor, b: Tensor, p: MatmulParams): Tensor {
-    const A = values(a, 'matmul');
-    const B = values(b, 'matmul');
+    // f32 storage is read in place (each product is still formed in float64): copying a
+    // large weight matrix to float64 on every call cost more than the multiply.
+    const A = a.dtype === 'f32' ? (a.handle('matmul') as Float32Array) : values(a, 'matmul');
+    const B = b.dtype === 'f32' ? (b.handle('matmul') as Float32Array) : values(b, 'matmul');
     const { M, N, K } = p;
     const out = new Float64Array(p.batch * M * N);
     for (let z = 0; z < p.batch; z++) {
       const ao = (p.batchA === 1 ? 0 : z) * M * K;
       const bo = (p.batchB === 1 ? 0 : z) * K * N;
-      for (let i = 0; i < M; i++) {
-        for (let j = 0; j < N; j++) {
-          let s = 0;
-          for (let k = 0; k < K; k++) {
-            const av = A[ao + (p.transA ? k * M + i : i * K + k)]!;
-            const bv = B[bo + (p.transB ? j * K + k : k * N + j)]!;
-            s += av * bv;
+      const oo = z * M * N;
+      if (p.transB) {
+        // b rows are contiguous along k: one dot product per output.
+        for (let i = 0; i < M; i++) {
+          for (let j = 0; j < N; j++) {
+            const br = bo + j * K;
+            let s = 0;
+            if (p.transA) for (let k = 0; k < K; k++) s += A[ao + k * M + i]! * B[br + k]!;
+            else for (let k = 0, ar = ao + i * K; k < K; k++) s += A[ar + k]! * B[br + k]!;
+            out[oo + i * N + j] = s;
           }
-          out[z * M * N + i * N + j] = s;
+        }
+        continue;
+      }
+      // i-k-j order streams rows of b and of the output; each output still sums its
+      // products in k order, so results are bit-identical to the i-j-k loop.
+      for (let i = 0; i < M; i++) {
+        const row = oo + i * N;
+        for (let k = 0; k < K; k++) {
+          const av = A[ao + (p.transA ? k * M + i : i * K + k)]!;
+          const bk = bo + k * N;
+          for (let j = 0; j < N; j++) out[row + j]! += av * B[bk + j]!;
         }
       }
     }
@@ -85,7 +100,10 @@ export class CpuBackend implements Backend {
         ib += idx[d]! * sb[d]!;
       }
       let r = f(A[ia]!, B[ib]!);
-      if (isInt) r = op === 'div' ? Math.trunc(r) : r;
+      // Integer products wrap like 32-bit hardware (a float64 product loses low bits past
+      // 2^53); integer division truncates and x / 0 gives 0.
+      if (isInt && op === 'mul') r = Math.imul(A[ia]!, B[ib]!);
+      else if (isInt && op === 'div') r = B[ib] === 0 ? 0 : Math.trunc(r);
       out[i] = r;
       for (let d = idx.length - 1; d >= 0; d--) {
         if (++idx[d]! < outShape[d]!) break;
@@ -111,10 +129,18 @@ export class CpuBackend implements Backend {
     return this.out(x.dtype, x.shape, X.map(f));
   }
 
+  /**
+   * Float to integer truncates toward zero and saturates (NaN gives 0), as WGSL's
+   * conversions do; integer to integer keeps the low 32 bits (two's complement wrap).
+   */
   cast(x: Tensor, dtype: DType): Tensor {
     const X = values(x, 'cast');
-    if (dtype === 'i32') return this.out(dtype, x.shape, Int32Array.from(X, (v) => Math.trunc(v) | 0));
-    if (dtype === 'u32') return this.out(dtype, x.shape, Uint32Array.from(X, (v) => Math.trunc(v) >>> 0));
+    const fromFloat = isFloat(x.dtype);
+    const sat = (v: number, lo: number, hi: number) => (Number.isNaN(v) ? 0 : Math.min(hi, Math.max(lo, Math.trunc(v))));
+    // The bounds are the largest f32 values inside the integer range (2^31 - 128 and
+    // 2^32 - 256), which is where WGSL's f32 -> i32/u32 conversion clamps.
+    if (dtype === 'i32') return this.out(dtype, x.shape, Int32Array.from(X, (v) => (fromFloat ? sat(v, -(2 ** 31), 2 ** 31 - 128) : v | 0)));
+    if (dtype === 'u32') return this.out(dtype, x.shape, Uint32Array.from(X, (v) => (fromFloat ? sat(v, 0, 2 ** 32 - 256) : v >>> 0)));
     return this.out(dtype, x.shape, X);
   }
 

@@ -66,10 +66,48 @@ export function runUnary(be: WebGpuBackend, op: UnaryOp, x: Tensor, alpha: numbe
   return out;
 }
 
-export function runCast(be: WebGpuBackend, x: Tensor, dtype: DType): Tensor {
+const INT_DTYPES: readonly DType[] = ['i32', 'u32', 'i8', 'u8'];
+
+/**
+ * Integer to i32/u32 keeps the bits (two's complement wrap, like WGSL's u32(i32)), never
+ * passing through f32, which would round values above 2^24. i8 sign-extends, u8 zero-extends.
+ */
+function runIntCast(be: WebGpuBackend, x: Tensor, dtype: 'i32' | 'u32'): Tensor {
   const out = be.empty('cast', dtype, x.shape);
   const U = uniformStruct('U', [['n', 'u32']]);
-  // Integer targets truncate toward zero like the CPU reference.
+  const load: Record<string, string> = {
+    i32: 'x[i]',
+    u32: 'x[i]',
+    i8: 'bitcast<u32>(extractBits(bitcast<i32>(x[i >> 2u]), (i & 3u) * 8u, 8u))',
+    u8: 'extractBits(x[i >> 2u], (i & 3u) * 8u, 8u)',
+  };
+  const prog: Program = {
+    key: `cast/int/${x.dtype}`,
+    inputs: 1, outputs: 1, uniform: true,
+    source: () => `
+${bindings(['x'], ['out'], 'U')}
+${U}
+${LINEAR_GROUP}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_group(wid, nwg) * ${WG}u + lid;
+  if (i >= u.n) { return; }
+  out[i] = ${load[x.dtype]};
+}`,
+  };
+  be.dispatch({
+    program: prog, inputs: [be.buffer(x, 'cast')], outputs: [be.buffer(out, 'cast')],
+    uniforms: packUniforms([['u32', x.size]]), grid: gridFor(Math.ceil(x.size / WG)),
+  });
+  return out;
+}
+
+export function runCast(be: WebGpuBackend, x: Tensor, dtype: DType): Tensor {
+  if ((dtype === 'i32' || dtype === 'u32') && INT_DTYPES.includes(x.dtype)) return runIntCast(be, x, dtype);
+  const out = be.empty('cast', dtype, x.shape);
+  const U = uniformStruct('U', [['n', 'u32']]);
+  // Float to integer truncates toward zero and saturates (WGSL's conversion; the CPU
+  // reference does the same).
   const conv = dtype === 'i32' || dtype === 'u32' ? 'trunc(load_x(i))' : 'load_x(i)';
   const prog = wordKernel(`cast/${x.dtype}/${dtype}`, dtype, `${U}\n${floatLoader('x', x.dtype)}`, bindings(['x'], ['out'], 'U'),
     () => `return ${conv};`);
@@ -107,6 +145,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = linear_group(wid, nwg) * ${WG}u + lid;
   if (i >= u.n) { return; }
   ${indexing(rank, same)}
+  ${op === 'div' ? `// WGSL gives a for a / 0; the reference gives 0.
+  if (b[ib] == 0u) { out[i] = 0u; return; }` : ''}
   out[i] = ${back}(${conv}(a[ia]) ${BIN[op]} ${conv}(b[ib]));
 }`,
     };
