@@ -1,6 +1,7 @@
 import type { Suite } from '../harness.js';
 import { matmulSuite } from './matmul.js';
 import { softmaxSuite } from './softmax.js';
+import { decoderSuite } from './decoder.js';
 
 /** Every suite; each package's suite is added here with one line. */
-export const SUITES: Suite[] = [matmulSuite, softmaxSuite];
+export const SUITES: Suite[] = [matmulSuite, softmaxSuite, decoderSuite];
