@@ -1,72 +1,158 @@
 import type { MatmulParams } from '../../backend.js';
+import { ArgumentError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
 import type { WebGpuBackend } from '../backend.js';
-import { packUniforms, uniformStruct, type Program } from '../program.js';
-import { bindings, floatLoader } from '../wgsl.js';
+import type { Program } from '../program.js';
 import { runCast } from './elementwise.js';
-
-const T = 16;
+import { matmulUniforms } from './matmul-common.js';
+import { genericGrid, genericMatmul } from './matmul-generic.js';
+import { gemvConfigName, gemvFits, gemvGrid, gemvMatmul, gemvSharedBytes, type GemvConfig } from './matmul-gemv.js';
+import { hasSgmatrixF16, sgmatrixConfigName, sgmatrixFits, sgmatrixGrid, sgmatrixMatmul, type SgmatrixConfig } from './matmul-sgmatrix.js';
+import { tiledConfigName, tiledConfigProblem, tiledGrid, tiledMatmul, type TiledConfig } from './matmul-tiled.js';
 
 /**
- * Generic batched matmul for any float dtype pair and transposes: 16x16 tiles staged in
- * workgroup memory, f32 accumulation. The fast variants live beside it and are chosen by
- * runMatmul; this one is the portable fallback.
+ * Matmul variants side by side (llm.c style), each a Program factory in its own file:
+ *   generic   matmul-generic.ts   16x16 tiles, one output per thread, any shape and dtype
+ *   tiled     matmul-tiled.ts     register-blocked f32 accumulation, any shape
+ *   sgmatrix  matmul-sgmatrix.ts  f16 subgroup matrices, shapes that divide the tile
+ *   gemv      matmul-gemv.ts      M <= 8 against a transposed weight, K % 8 == 0
+ * runMatmul picks one from shape, dtypes, transposes and the adapter; matmulWith forces
+ * one (tests and benchmarks), and so does ATTNKIT_MATMUL_VARIANT (e.g. `tiled:128,128,8,8,8`)
+ * in Node for a whole process.
  */
-function tiledGeneric(a: Tensor, b: Tensor, p: MatmulParams): Program {
-  const U = uniformStruct('U', [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']]);
-  const aIdx = p.transA ? 'k * u.M + row' : 'row * u.K + k';
-  const bIdx = p.transB ? 'col * u.K + k' : 'k * u.N + col';
-  return {
-    key: `matmul/generic/${a.dtype}${p.transA ? 'T' : 'N'}/${b.dtype}${p.transB ? 'T' : 'N'}`,
-    inputs: 2, outputs: 1, uniform: true,
-    source: () => `
-${bindings(['a', 'b'], ['out'], 'U')}
-${U}
-${floatLoader('a', a.dtype)}
-${floatLoader('b', b.dtype)}
-var<workgroup> ta: array<array<f32, ${T}>, ${T}>;
-var<workgroup> tb: array<array<f32, ${T}>, ${T + 1}>;
-var<workgroup> res: array<array<f32, ${T}>, ${T}>;
-@compute @workgroup_size(${T}, ${T})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let z = wid.z;
-  let aOff = z * u.strideA;
-  let bOff = z * u.strideB;
-  let r0 = wid.y * ${T}u;
-  let c0 = wid.x * ${T}u;
-  var acc = 0.0;
-  for (var k0 = 0u; k0 < u.K; k0 += ${T}u) {
-    {
-      let row = r0 + lid.y; let k = k0 + lid.x;
-      ta[lid.y][lid.x] = select(0.0, load_a(aOff + ${aIdx}), row < u.M && k < u.K);
-    }
-    {
-      let col = c0 + lid.x; let k = k0 + lid.y;
-      tb[lid.y][lid.x] = select(0.0, load_b(bOff + ${bIdx}), col < u.N && k < u.K);
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${T}u; kk++) { acc += ta[lid.y][kk] * tb[kk][lid.x]; }
-    workgroupBarrier();
+export type MatmulVariant =
+  | { kind: 'generic' }
+  | { kind: 'tiled'; config: TiledConfig }
+  | { kind: 'sgmatrix'; config: SgmatrixConfig }
+  | { kind: 'gemv'; config: GemvConfig };
+
+/** The tiled configuration for large outputs (chosen on the H200 sweep, see benchmarks/results/h200/matmul-webgpu.json). */
+export const TILED_LARGE: TiledConfig = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 };
+/** For outputs with few rows (short prompts) or few columns: less padding work per tile. */
+export const TILED_SMALL: TiledConfig = { BM: 32, BN: 64, BK: 16, TM: 4, TN: 4 };
+/** Subgroup-matrix configurations, largest tile first; the first that divides the shape is used. */
+export const SGMATRIX_CONFIGS: readonly SgmatrixConfig[] = [
+  { SGR: 2, SGC: 2, FR: 4, FC: 4, KU: 1 },
+  { SGR: 2, SGC: 2, FR: 2, FC: 2, KU: 1 },
+  { SGR: 1, SGC: 1, FR: 1, FC: 1, KU: 1 },
+];
+export const GEMV_DEFAULT: GemvConfig = { R: 4, WG: 128 };
+
+export function variantName(v: MatmulVariant): string {
+  switch (v.kind) {
+    case 'generic': return 'generic';
+    case 'tiled': return `tiled-${tiledConfigName(v.config)}`;
+    case 'sgmatrix': return `sgmatrix-${sgmatrixConfigName(v.config)}`;
+    case 'gemv': return `gemv-${gemvConfigName(v.config)}`;
   }
-  let row = r0 + lid.y; let col = c0 + lid.x;
-  let o = z * u.M * u.N + row * u.N + col;
-  if (row < u.M && col < u.N) { out[o] = bitcast<u32>(acc); }
-}`,
-  };
 }
 
-export function runMatmul(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams): Tensor {
+function nums(op: string, spec: string, n: number): number[] {
+  const parts = spec.split(',').map(Number);
+  if (parts.length !== n || parts.some((x) => !Number.isInteger(x) || x <= 0)) {
+    throw new ArgumentError(op, 'variant', `${n} positive integers separated by commas`, spec);
+  }
+  return parts;
+}
+
+/**
+ * Parses `generic`, `tiled[:BM,BN,BK,TM,TN]`, `sgmatrix[:SGR,SGC,FR,FC,KU]`, `gemv[:R,WG]`;
+ * a bare kind means that kind's default configuration.
+ */
+export function parseVariant(spec: string): MatmulVariant {
+  const [kind, cfg] = spec.split(':') as [string, string | undefined];
+  const op = 'matmul';
+  switch (kind) {
+    case 'generic': return { kind };
+    case 'tiled': {
+      if (!cfg) return { kind, config: TILED_LARGE };
+      const [BM, BN, BK, TM, TN] = nums(op, cfg, 5) as [number, number, number, number, number];
+      const config = { BM, BN, BK, TM, TN };
+      const bad = tiledConfigProblem(config);
+      if (bad) throw new ArgumentError(op, 'variant', `a valid tiled configuration (${bad})`, spec);
+      return { kind, config };
+    }
+    case 'sgmatrix': {
+      if (!cfg) return { kind, config: SGMATRIX_CONFIGS[0]! };
+      const [SGR, SGC, FR, FC, KU] = nums(op, cfg, 5) as [number, number, number, number, number];
+      return { kind, config: { SGR, SGC, FR, FC, KU } };
+    }
+    case 'gemv': {
+      if (!cfg) return { kind, config: GEMV_DEFAULT };
+      const [R, WG] = nums(op, cfg, 2) as [number, number];
+      if (WG & (WG - 1)) throw new ArgumentError(op, 'variant', 'a power-of-two workgroup size for gemv', spec);
+      return { kind, config: { R, WG } };
+    }
+    default:
+      throw new ArgumentError(op, 'variant', "one of 'generic', 'tiled', 'sgmatrix', 'gemv' (optionally ':config')", spec);
+  }
+}
+
+/** Why `v` cannot run this problem on this backend, or null when it can. */
+export function variantProblem(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams, v: MatmulVariant): string | null {
+  switch (v.kind) {
+    case 'generic': return null;
+    case 'tiled': return tiledConfigProblem(v.config);
+    case 'sgmatrix':
+      if (!hasSgmatrixF16(be.caps)) return 'the adapter has no f16 16x16x16 subgroup matrices with a fixed subgroup size';
+      if (a.dtype !== 'f16' || b.dtype !== 'f16') return `subgroup matrices need f16 operands (got ${a.dtype} x ${b.dtype})`;
+      if (!sgmatrixFits(p, v.config)) return `M=${p.M}, N=${p.N}, K=${p.K} must be multiples of the ${sgmatrixConfigName(v.config)} tile`;
+      return null;
+    case 'gemv':
+      if (!gemvFits(p)) return `gemv needs transB, no transA, M <= 8 and K % 8 == 0 (got M=${p.M}, K=${p.K})`;
+      if (gemvSharedBytes(p, v.config) > be.caps.maxComputeWorkgroupStorageSize) return 'gemv reduction exceeds maxComputeWorkgroupStorageSize';
+      return null;
+  }
+}
+
+/** The variant runMatmul uses for this problem. */
+export function chooseVariant(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams): MatmulVariant {
+  const gemv: MatmulVariant = { kind: 'gemv', config: GEMV_DEFAULT };
+  if (!variantProblem(be, a, b, p, gemv)) return gemv;
+  for (const config of SGMATRIX_CONFIGS) {
+    const v: MatmulVariant = { kind: 'sgmatrix', config };
+    // The 16x16 single-subgroup tile is slower than the tiled kernel; use only the multi-subgroup ones.
+    if (config.SGR * config.SGC > 1 && !variantProblem(be, a, b, p, v)) return v;
+  }
+  if (p.M * p.N < 32 * 32) return { kind: 'generic' };
+  if (p.M >= 128 && p.N >= 128) return { kind: 'tiled', config: TILED_LARGE };
+  return { kind: 'tiled', config: TILED_SMALL };
+}
+
+function envVariant(): MatmulVariant | null {
+  const spec = typeof process !== 'undefined' ? process.env?.ATTNKIT_MATMUL_VARIANT : undefined;
+  return spec ? parseVariant(spec) : null;
+}
+
+function programFor(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams, v: MatmulVariant): { program: Program; grid: [number, number, number] } {
+  switch (v.kind) {
+    case 'generic': return { program: genericMatmul(a, b, p), grid: genericGrid(p) };
+    case 'tiled': return { program: tiledMatmul(a, b, p, v.config), grid: tiledGrid(p, v.config) };
+    case 'sgmatrix': return { program: sgmatrixMatmul(p, v.config, be.caps.subgroupMaxSize), grid: sgmatrixGrid(p, v.config) };
+    case 'gemv': return { program: gemvMatmul(a, b, p, v.config), grid: gemvGrid(p, v.config) };
+  }
+}
+
+/** Runs matmul through a given variant; a variant that cannot run this problem is an ArgumentError. */
+export function matmulWith(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams, v: MatmulVariant): Tensor {
+  const bad = variantProblem(be, a, b, p, v);
+  if (bad) throw new ArgumentError('matmul', 'variant', `a variant that fits (${variantName(v)}: ${bad})`, variantName(v));
   const out = be.empty('matmul', 'f32', p.outShape);
+  const { program, grid } = programFor(be, a, b, p, v);
   be.dispatch({
-    program: tiledGeneric(a, b, p),
+    program,
     inputs: [be.buffer(a, 'matmul'), be.buffer(b, 'matmul')],
     outputs: [be.buffer(out, 'matmul')],
-    uniforms: packUniforms([['u32', p.M], ['u32', p.N], ['u32', p.K], ['u32', p.batchA === 1 ? 0 : p.M * p.K], ['u32', p.batchB === 1 ? 0 : p.K * p.N]]),
-    grid: [Math.ceil(p.N / T), Math.ceil(p.M / T), p.batch],
+    uniforms: matmulUniforms(p),
+    grid,
   });
   if (p.outDtype === 'f32') return out;
   // f16 results: accumulate in f32, then one rounding pass.
   const half = runCast(be, out, 'f16');
   out.dispose();
   return half;
+}
+
+export function runMatmul(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams): Tensor {
+  return matmulWith(be, a, b, p, envVariant() ?? chooseVariant(be, a, b, p));
 }

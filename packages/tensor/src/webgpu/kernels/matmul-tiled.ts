@@ -1,0 +1,232 @@
+import type { MatmulParams } from '../../backend.js';
+import type { DType } from '../../dtype.js';
+import type { Tensor } from '../../tensor.js';
+import type { Program } from '../program.js';
+import { floatLoader } from '../wgsl.js';
+import { MATMUL_UNIFORM } from './matmul-common.js';
+
+/**
+ * Variant (b): register-blocked matmul with f32 accumulation. A workgroup computes a
+ * BM x BN output tile; each thread owns TM x TN outputs laid out as 4x4 blocks strided
+ * across the tile, so its reads of the staged tiles are vec4 loads that neighbouring
+ * threads share (broadcast) or read from consecutive banks. The next K slice is fetched
+ * from global memory into registers while the current one is multiplied, so one staging
+ * buffer and two barriers per slice hide the load latency.
+ *
+ * Edges: any M, N, K. When the tile does not divide the shape the loads zero-fill and the
+ * stores are masked (`checked` in the key); operands whose contiguous dimension is a
+ * multiple of 4 are read as vec4 (f32) or 4 packed halves (f16), others element by element.
+ */
+export interface TiledConfig { BM: number; BN: number; BK: number; TM: number; TN: number }
+
+export function tiledConfigName(c: TiledConfig): string {
+  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}`;
+}
+
+/** Checks a configuration's internal consistency; returns why it is invalid, or null. */
+export function tiledConfigProblem(c: TiledConfig): string | null {
+  const { BM, BN, BK, TM, TN } = c;
+  if ([BM, BN, BK, TM, TN].some((v) => !Number.isInteger(v) || v <= 0)) return 'all sizes must be positive integers';
+  if (TM % 4 || TN % 4 || BK % 4) return 'TM, TN and BK must be multiples of 4';
+  if (BM % TM || BN % TN) return 'BM must be a multiple of TM and BN of TN';
+  const threads = (BM / TM) * (BN / TN);
+  if (threads > 256) return `needs ${threads} threads per workgroup (at most 256)`;
+  return null;
+}
+
+function threadsOf(c: TiledConfig): { TX: number; TY: number; NT: number } {
+  const TX = c.BN / c.TN;
+  const TY = c.BM / c.TM;
+  return { TX, TY, NT: TX * TY };
+}
+
+interface Operand {
+  name: 'a' | 'b';
+  dtype: DType;
+  /** Rows of the staged tile along the output dimension (BM for a, BN for b). */
+  R: number;
+  /** The operand's contiguous dimension is K (else the output dimension). */
+  kContig: boolean;
+  /** Read 4 elements at a time along the contiguous dimension. */
+  vec: boolean;
+  /** WGSL of the element index of (r, k) without the batch offset. */
+  index: string;
+  /** WGSL bound on r. */
+  limit: string;
+}
+
+function operands(a: Tensor, b: Tensor, p: MatmulParams, c: TiledConfig): [Operand, Operand] {
+  const A: Operand = {
+    name: 'a', dtype: a.dtype, R: c.BM, kContig: !p.transA,
+    vec: p.transA ? p.M % 4 === 0 : p.K % 4 === 0,
+    index: p.transA ? 'k * u.M + r' : 'r * u.K + k', limit: 'u.M',
+  };
+  const B: Operand = {
+    name: 'b', dtype: b.dtype, R: c.BN, kContig: p.transB,
+    vec: p.transB ? p.K % 4 === 0 : p.N % 4 === 0,
+    index: p.transB ? 'r * u.K + k' : 'k * u.N + r', limit: 'u.N',
+  };
+  return [A, B];
+}
+
+function binding(o: Operand, slot: number): string {
+  const elem = !o.vec ? 'u32' : o.dtype === 'f32' ? 'vec4<f32>' : 'vec2<u32>';
+  return `@group(0) @binding(${slot}) var<storage, read> ${o.name}: array<${elem}>;`;
+}
+
+function loader(o: Operand): string {
+  if (!o.vec) return floatLoader(o.name, o.dtype);
+  if (o.dtype === 'f32') return `fn load4_${o.name}(i: u32) -> vec4<f32> { return ${o.name}[i >> 2u]; }`;
+  return `fn load4_${o.name}(i: u32) -> vec4<f32> { let w = ${o.name}[i >> 2u]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }`;
+}
+
+/** Statements fetching this thread's share of the K slice starting at `k0` into registers p<name>. */
+function units(o: Operand, c: TiledConfig): number {
+  return o.vec ? (o.R * c.BK) / 4 : o.R * c.BK;
+}
+
+/** Wraps a thread's i-th unit in a guard when the units do not split evenly over the threads. */
+function guard(o: Operand, c: TiledConfig, NT: number, i: number, stmt: string): string {
+  return (i + 1) * NT > units(o, c) ? `if (lid + ${i * NT}u < ${units(o, c)}u) ${stmt}` : stmt;
+}
+
+function fetch(o: Operand, c: TiledConfig, NT: number, checked: boolean): string {
+  const per = Math.ceil(units(o, c) / NT);
+  const lines: string[] = [];
+  for (let i = 0; i < per; i++) {
+    const v = `lid + ${i * NT}u`;
+    let rk: string;
+    if (o.vec) {
+      rk = o.kContig
+        ? `let r = ${o.name}Row0 + (${v}) / ${c.BK / 4}u; let k = k0 + ((${v}) % ${c.BK / 4}u) * 4u;`
+        : `let k = k0 + (${v}) / ${o.R / 4}u; let r = ${o.name}Row0 + ((${v}) % ${o.R / 4}u) * 4u;`;
+    } else {
+      rk = o.kContig
+        ? `let r = ${o.name}Row0 + (${v}) / ${c.BK}u; let k = k0 + (${v}) % ${c.BK}u;`
+        : `let k = k0 + (${v}) / ${o.R}u; let r = ${o.name}Row0 + (${v}) % ${o.R}u;`;
+    }
+    const load = o.vec ? `load4_${o.name}(${o.name}Off + ${o.index})` : `load_${o.name}(${o.name}Off + ${o.index})`;
+    const zero = o.vec ? 'vec4<f32>(0.0)' : '0.0';
+    const body = checked ? `if (r < ${o.limit} && k < u.K) { p${o.name}[${i}] = ${load}; } else { p${o.name}[${i}] = ${zero}; }` : `p${o.name}[${i}] = ${load};`;
+    lines.push(`    ${guard(o, c, NT, i, `{ ${rk} ${body} }`)}`);
+  }
+  return lines.join('\n');
+}
+
+/** Statements writing the fetched registers into the staged tile ([BK][R] as vec4 rows). */
+function stage(o: Operand, c: TiledConfig, NT: number): string {
+  const per = Math.ceil(units(o, c) / NT);
+  const t = `t${o.name}`;
+  const lines: string[] = [];
+  for (let i = 0; i < per; i++) {
+    const v = `lid + ${i * NT}u`;
+    if (o.vec && o.kContig) {
+      lines.push(`    ${guard(o, c, NT, i, `{ let r = (${v}) / ${c.BK / 4}u; let k = ((${v}) % ${c.BK / 4}u) * 4u; let q = p${o.name}[${i}];` +
+        [0, 1, 2, 3].map((j) => ` ${t}[((k + ${j}u) * ${o.R}u + r) >> 2u][r & 3u] = q[${j}];`).join('') + ' }')}`);
+    } else if (o.vec) {
+      lines.push(`    ${guard(o, c, NT, i, `{ let k = (${v}) / ${o.R / 4}u; let r = ((${v}) % ${o.R / 4}u) * 4u; ${t}[(k * ${o.R}u + r) >> 2u] = p${o.name}[${i}]; }`)}`);
+    } else {
+      const rk = o.kContig ? `let r = (${v}) / ${c.BK}u; let k = (${v}) % ${c.BK}u;` : `let k = (${v}) / ${o.R}u; let r = (${v}) % ${o.R}u;`;
+      lines.push(`    ${guard(o, c, NT, i, `{ ${rk} ${t}[(k * ${o.R}u + r) >> 2u][r & 3u] = p${o.name}[${i}]; }`)}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+function compute(c: TiledConfig, TX: number, TY: number): string {
+  const G = c.TM / 4;
+  const H = c.TN / 4;
+  const lines: string[] = [];
+  for (let kk = 0; kk < c.BK; kk++) {
+    const s: string[] = [];
+    for (let g = 0; g < G; g++) s.push(`let a${g} = ta[${(kk * c.BM) / 4 + g * TY}u + ty];`);
+    for (let h = 0; h < H; h++) s.push(`let b${h} = tb[${(kk * c.BN) / 4 + h * TX}u + tx];`);
+    for (let g = 0; g < G; g++) {
+      for (let i = 0; i < 4; i++) {
+        for (let h = 0; h < H; h++) s.push(`acc[${(g * 4 + i) * H + h}] = fma(vec4<f32>(a${g}[${i}]), b${h}, acc[${(g * 4 + i) * H + h}]);`);
+      }
+    }
+    lines.push(`    {\n      ${s.join('\n      ')}\n    }`);
+  }
+  return lines.join('\n');
+}
+
+function store(c: TiledConfig, TX: number, TY: number, checked: boolean): string {
+  const G = c.TM / 4;
+  const H = c.TN / 4;
+  const lines: string[] = [];
+  for (let g = 0; g < G; g++) {
+    for (let i = 0; i < 4; i++) {
+      for (let h = 0; h < H; h++) {
+        const v = `acc[${(g * 4 + i) * H + h}]`;
+        const row = `r0 + ${g * 4 * TY + i}u + ty * 4u`;
+        const col = `c0 + ${h * 4 * TX}u + tx * 4u`;
+        if (checked) {
+          lines.push(`  { let row = ${row}; let col = ${col}; if (row < u.M) { let o = outOff + row * u.N + col;` +
+            [0, 1, 2, 3].map((j) => ` if (col + ${j}u < u.N) { out[o + ${j}u] = ${v}[${j}]; }`).join('') + ' } }');
+        } else {
+          lines.push(`  { let o = outOff + (${row}) * u.N + ${col};` + [0, 1, 2, 3].map((j) => ` out[o + ${j}u] = ${v}[${j}];`).join('') + ' }');
+        }
+      }
+    }
+  }
+  return lines.join('\n');
+}
+
+export function tiledMatmul(a: Tensor, b: Tensor, p: MatmulParams, c: TiledConfig): Program {
+  const { TX, TY, NT } = threadsOf(c);
+  const checked = p.M % c.BM !== 0 || p.N % c.BN !== 0 || p.K % c.BK !== 0;
+  const [A, B] = operands(a, b, p, c);
+  const perA = Math.ceil(units(A, c) / NT);
+  const perB = Math.ceil(units(B, c) / NT);
+  const regType = (o: Operand) => (o.vec ? 'vec4<f32>' : 'f32');
+  const key = `matmul/tiled/${tiledConfigName(c)}/${a.dtype}${p.transA ? 'T' : 'N'}${A.vec ? 'v' : 's'}/${b.dtype}${p.transB ? 'T' : 'N'}${B.vec ? 'v' : 's'}/${checked ? 'checked' : 'exact'}`;
+  return {
+    key, inputs: 2, outputs: 1, uniform: true,
+    source: () => `
+${binding(A, 0)}
+${binding(B, 1)}
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> u: U;
+${MATMUL_UNIFORM}
+${loader(A)}
+${loader(B)}
+var<workgroup> ta: array<vec4<f32>, ${(c.BK * c.BM) / 4}>;
+var<workgroup> tb: array<vec4<f32>, ${(c.BK * c.BN) / 4}>;
+@compute @workgroup_size(${NT})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let tx = lid % ${TX}u;
+  let ty = lid / ${TX}u;
+  let r0 = wid.y * ${c.BM}u;
+  let c0 = wid.x * ${c.BN}u;
+  let aRow0 = r0;
+  let bRow0 = c0;
+  let aOff = wid.z * u.strideA;
+  let bOff = wid.z * u.strideB;
+  let outOff = wid.z * u.M * u.N;
+  var acc: array<vec4<f32>, ${(c.TM * c.TN) / 4}>;
+  var pa: array<${regType(A)}, ${perA}>;
+  var pb: array<${regType(B)}, ${perB}>;
+  var k0 = 0u;
+${fetch(A, c, NT, checked)}
+${fetch(B, c, NT, checked)}
+  for (; k0 < u.K;) {
+${stage(A, c, NT)}
+${stage(B, c, NT)}
+    workgroupBarrier();
+    k0 += ${c.BK}u;
+    if (k0 < u.K) {
+${fetch(A, c, NT, checked)}
+${fetch(B, c, NT, checked)}
+    }
+${compute(c, TX, TY)}
+    workgroupBarrier();
+  }
+${store(c, TX, TY, checked)}
+}`,
+  };
+}
+
+export function tiledGrid(p: MatmulParams, c: TiledConfig): [number, number, number] {
+  return [Math.ceil(p.N / c.BN), Math.ceil(p.M / c.BM), p.batch];
+}
