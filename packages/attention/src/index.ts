@@ -1,0 +1,5 @@
+export { attention, attentionWithStats, getPrefillPath, setPrefillPath, type PrefillPath } from './attention.js';
+export { decode, decodeWithLse, MAX_DECODE_QUERIES } from './decode.js';
+export { blockSparseMask } from './masks.js';
+export { POOL_BLOCK, type AttentionOptions, type AttentionStats, type DecodeOptions, type MaskSpec, type StatsOptions } from './options.js';
+export { HEAD_DIM_MULTIPLE, MAX_HEAD_DIM } from './problem.js';

@@ -1,0 +1,57 @@
+import { ArgumentError, LimitError, type Backend, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+
+/** Scores of hidden keys; finite so max/exp stay well defined where a whole tile is hidden. */
+export const NEG = '-1.0e30';
+/** -Infinity at run time (a constant -inf is rejected by WGSL's constant evaluation). */
+export const NEG_INF_FN = 'fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }';
+
+export function asGpu(be: Backend, op: string): WebGpuBackend {
+  if (be.kind !== 'webgpu') throw new ArgumentError(op, 'backend', "a WebGPU backend for this kernel", be.kind);
+  return be as WebGpuBackend;
+}
+
+/**
+ * Storage binding and vec4 loader for a float tensor: f32 as array<vec4<f32>>, f16 as
+ * array<vec2<u32>> (4 halves per element) so shader-f16 is not needed to read halves.
+ */
+export function vec4Input(binding: number, name: string, dtype: 'f32' | 'f16'): string {
+  if (dtype === 'f32') {
+    return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<f32>>;
+fn ld_${name}(i: u32) -> vec4<f32> { return ${name}[i]; }`;
+  }
+  return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec2<u32>>;
+fn ld_${name}(i: u32) -> vec4<f32> { let w = ${name}[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }`;
+}
+
+export function vec4Output(binding: number, name: string, dtype: 'f32' | 'f16'): string {
+  if (dtype === 'f32') {
+    return `@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<vec4<f32>>;
+fn st_${name}(i: u32, x: vec4<f32>) { ${name}[i] = x; }`;
+  }
+  return `@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<vec2<u32>>;
+fn st_${name}(i: u32, x: vec4<f32>) { ${name}[i] = vec2<u32>(pack2x16float(x.xy), pack2x16float(x.zw)); }`;
+}
+
+/** Scalar float input (bias): f32 directly, f16 unpacked from words. */
+export function scalarInput(binding: number, name: string, dtype: 'f32' | 'f16'): string {
+  if (dtype === 'f32') {
+    return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<f32>;
+fn ld_${name}(i: u32) -> f32 { return ${name}[i]; }`;
+  }
+  return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<u32>;
+fn ld_${name}(i: u32) -> f32 { return unpack2x16float(${name}[i >> 1u])[i & 1u]; }`;
+}
+
+export function checkWorkgroupBytes(be: WebGpuBackend, op: string, bytes: number): void {
+  const limit = be.caps.maxComputeWorkgroupStorageSize;
+  if (bytes > limit) throw new LimitError(op, 'maxComputeWorkgroupStorageSize (bytes)', bytes, limit);
+}
+
+/** A 16-byte placeholder for optional bindings a variant does not read. */
+export function placeholder(be: WebGpuBackend, op: string): GPUBuffer {
+  return be.meta([0, 0, 0, 0]);
+}
+
+export function buf(be: WebGpuBackend, t: Tensor, op: string): GPUBuffer {
+  return be.buffer(t, op);
+}

@@ -1,0 +1,256 @@
+import { gridFor, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { POOL_BLOCK } from '../options.js';
+import type { Problem } from '../problem.js';
+import { NEG, NEG_INF_FN, vec4Input, vec4Output } from './common.js';
+
+/**
+ * Split-K flash decode for a few query tokens over a long KV.
+ *
+ * Pass 1: a workgroup takes one (batch, KV head, split of 16-key blocks, chunk of query
+ * rows). Every query head of the KV head's group is a row, so K and V are read once per
+ * group (GQA/MQA). KG key groups of TPK invocations each take one key of every 16-key
+ * block (so the workgroup reads each block's 16 rows contiguously), keep an online
+ * (max, sum, P·V) per row, and are merged in workgroup memory into one partial
+ * (max, sum, unnormalised output) per split. Blocks come either in order (contiguous KV)
+ * or from a list of selected block ids in any order.
+ * Pass 2: one workgroup per query row rescales the splits to the global max and divides.
+ */
+interface DecodeVariant {
+  D: number;
+  dtype: 'f32' | 'f16';
+  TPK: 1 | 4;
+  RC: number;
+  selected: boolean;
+}
+
+const KG = 16;
+
+const FIELDS = [
+  ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
+  ['Sq', 'u32'], ['cap', 'u32'], ['kvLen', 'u32'], ['rowsPerKv', 'u32'],
+  ['scale', 'f32'], ['causal', 'u32'], ['window', 'u32'], ['sinks', 'u32'],
+  ['nList', 'u32'], ['perSplit', 'u32'], ['nSplit', 'u32'], ['nChunks', 'u32'],
+  ['nb16', 'u32'], ['wantLse', 'u32'],
+] as const;
+
+type Field = (typeof FIELDS)[number][0];
+
+function splitSource(v: DecodeVariant): string {
+  const { D, TPK, RC } = v;
+  const D4 = D / 4;
+  const DP = D4 / TPK;
+  const WG = KG * TPK;
+  let b = 0;
+  const decls = [vec4Input(b++, 'qb', v.dtype), vec4Input(b++, 'kb', v.dtype), vec4Input(b++, 'vb', v.dtype)];
+  if (v.selected) decls.push(`@group(0) @binding(${b++}) var<storage, read> sel: array<i32>;`);
+  decls.push(`@group(0) @binding(${b++}) var<storage, read_write> opart: array<vec4<f32>>;`);
+  decls.push(`@group(0) @binding(${b++}) var<storage, read_write> mpart: array<f32>;`);
+  decls.push(`@group(0) @binding(${b++}) var<storage, read_write> lpart: array<f32>;`);
+  decls.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
+  return `${TPK > 1 ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);' : ''}
+${uniformStruct('U', FIELDS)}
+${decls.join('\n')}
+const D4 = ${D4}u;
+const DP = ${DP}u;
+const TPK = ${TPK}u;
+const RC = ${RC}u;
+const KG = ${KG}u;
+const WG = ${WG}u;
+const NEG = ${NEG};
+${NEG_INF_FN}
+var<workgroup> red_m: array<f32, ${KG * RC}>;
+var<workgroup> red_l: array<f32, ${KG * RC}>;
+var<workgroup> red_o: array<vec4<f32>, ${KG * RC * D4}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let g = wid.x + wid.y * nwg.x;
+  if (g >= u.B * u.Hkv * u.nSplit * u.nChunks) { return; }
+  let chunk = g % u.nChunks;
+  let rest = g / u.nChunks;
+  let split = rest % u.nSplit;
+  let bk = rest / u.nSplit;
+  let b = bk / u.Hkv;
+  let hk = bk % u.Hkv;
+  let kg = lid / TPK;
+  let part = lid % TPK;
+
+  var q: array<vec4<f32>, ${RC * DP}>;
+  var o: array<vec4<f32>, ${RC * DP}>;
+  var m: array<f32, RC>;
+  var l: array<f32, RC>;
+  var pos: array<i32, RC>;
+  var row_ok: array<bool, RC>;
+  for (var r = 0u; r < RC; r++) {
+    let rr = chunk * RC + r;
+    row_ok[r] = rr < u.rowsPerKv;
+    let rc = min(rr, u.rowsPerKv - 1u);
+    let hq = hk * u.group + rc / u.Sq;
+    let sq = rc % u.Sq;
+    pos[r] = i32(u.kvLen) - i32(u.Sq) + i32(sq);
+    let qbase = ((b * u.Hq + hq) * u.Sq + sq) * D4 + part * DP;
+    for (var t = 0u; t < DP; t++) { q[r * DP + t] = ld_qb(qbase + t) * u.scale; }
+    m[r] = NEG;
+    l[r] = 0.0;
+  }
+  let kvbase = bk * u.cap;
+  let first = split * u.perSplit;
+  let last = min(first + u.perSplit, u.nList);
+  for (var e = first; e < last; e++) {
+    ${v.selected ? 'let id = sel[bk * u.nList + e];' : 'let id = i32(e);'}
+    let j = u32(max(id, 0)) * ${POOL_BLOCK}u + kg;
+    let key_ok = id >= 0 && u32(id) < u.nb16 && j < u.kvLen;
+    let a = (kvbase + select(0u, j, key_ok)) * D4 + part * DP;
+    var kx: array<vec4<f32>, DP>;
+    var vx: array<vec4<f32>, DP>;
+    for (var t = 0u; t < DP; t++) { kx[t] = ld_kb(a + t); vx[t] = ld_vb(a + t); }
+    for (var r = 0u; r < RC; r++) {
+      var sc = 0.0;
+      for (var t = 0u; t < DP; t++) { sc += dot(q[r * DP + t], kx[t]); }
+      ${TPK === 4 ? 'sc += subgroupShuffleXor(sc, 1u);\n      sc += subgroupShuffleXor(sc, 2u);' : ''}
+      var ok = key_ok && row_ok[r];
+      if (u.causal != 0u) { ok = ok && i32(j) <= pos[r]; }
+      if (u.window > 0u) { ok = ok && (i32(j) > pos[r] - i32(u.window) || j < u.sinks); }
+      if (ok) {
+        let mn = max(m[r], sc);
+        let alpha = exp(m[r] - mn);
+        let pj = exp(sc - mn);
+        l[r] = l[r] * alpha + pj;
+        for (var t = 0u; t < DP; t++) { o[r * DP + t] = o[r * DP + t] * alpha + pj * vx[t]; }
+        m[r] = mn;
+      }
+    }
+  }
+
+  for (var r = 0u; r < RC; r++) {
+    if (part == 0u) { red_m[kg * RC + r] = m[r]; red_l[kg * RC + r] = l[r]; }
+    for (var t = 0u; t < DP; t++) { red_o[(kg * RC + r) * D4 + part * DP + t] = o[r * DP + t]; }
+  }
+  workgroupBarrier();
+  for (var e = lid; e < RC * D4; e += WG) {
+    let r = e / D4;
+    let d4 = e % D4;
+    let rr = chunk * RC + r;
+    if (rr >= u.rowsPerKv) { continue; }
+    var mx = NEG;
+    for (var k = 0u; k < KG; k++) { mx = max(mx, red_m[k * RC + r]); }
+    var ls = 0.0;
+    var os = vec4<f32>(0.0);
+    for (var k = 0u; k < KG; k++) {
+      let w = exp(red_m[k * RC + r] - mx);
+      ls += red_l[k * RC + r] * w;
+      os += red_o[(k * RC + r) * D4 + d4] * w;
+    }
+    let pidx = (bk * u.nSplit + split) * u.rowsPerKv + rr;
+    opart[pidx * D4 + d4] = os;
+    if (d4 == 0u) { mpart[pidx] = mx; lpart[pidx] = ls; }
+  }
+}
+`;
+}
+
+function reduceSource(v: DecodeVariant): string {
+  const D4 = v.D / 4;
+  return `${uniformStruct('U', FIELDS)}
+@group(0) @binding(0) var<storage, read> opart: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> mpart: array<f32>;
+@group(0) @binding(2) var<storage, read> lpart: array<f32>;
+${vec4Output(3, 'ob', v.dtype)}
+@group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+const NEG = ${NEG};
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= u.B * u.Hq * u.Sq) { return; }
+  let sq = row % u.Sq;
+  let bh = row / u.Sq;
+  let b = bh / u.Hq;
+  let hq = bh % u.Hq;
+  let bk = b * u.Hkv + hq / u.group;
+  let rr = (hq % u.group) * u.Sq + sq;
+  var mx = NEG;
+  for (var s = 0u; s < u.nSplit; s++) { mx = max(mx, mpart[(bk * u.nSplit + s) * u.rowsPerKv + rr]); }
+  var ls = 0.0;
+  for (var s = 0u; s < u.nSplit; s++) {
+    let pidx = (bk * u.nSplit + s) * u.rowsPerKv + rr;
+    ls += lpart[pidx] * exp(mpart[pidx] - mx);
+  }
+  let inv = select(0.0, 1.0 / ls, ls > 0.0);
+  for (var d4 = lid; d4 < ${D4}u; d4 += 64u) {
+    var os = vec4<f32>(0.0);
+    for (var s = 0u; s < u.nSplit; s++) {
+      let pidx = (bk * u.nSplit + s) * u.rowsPerKv + rr;
+      os += opart[pidx * ${D4}u + d4] * exp(mpart[pidx] - mx);
+    }
+    st_ob(row * ${D4}u + d4, os * inv);
+  }
+  if (lid == 0u && u.wantLse != 0u) { lseb[row] = select(neg_inf(), mx + log(ls), ls > 0.0); }
+}
+`;
+}
+
+export interface DecodePlan {
+  nSplit: number;
+  perSplit: number;
+  nChunks: number;
+  RC: number;
+}
+
+export function planDecode(be: WebGpuBackend, p: Problem, nList: number, splits?: number): DecodePlan {
+  const TPK = be.caps.subgroups && be.caps.subgroupMinSize >= 4 ? 4 : 1;
+  const rowsPerKv = (p.Hq / p.Hkv) * p.S;
+  // Registers: RC rows of D/TPK query and output floats per invocation.
+  const DP = p.D / 4 / TPK;
+  const RC = Math.max(1, Math.min(rowsPerKv, Math.floor(16 / DP)));
+  const nChunks = Math.ceil(rowsPerKv / RC);
+  const base = p.B * p.Hkv * nChunks;
+  // Enough workgroups to fill the GPU, at least 4 blocks (64 keys) per split.
+  let nSplit = splits ?? Math.max(1, Math.min(Math.ceil(nList / 4), Math.ceil(8192 / base)));
+  nSplit = Math.max(1, Math.min(nSplit, nList));
+  const perSplit = Math.ceil(nList / nSplit);
+  nSplit = Math.ceil(nList / perSplit);
+  return { nSplit, perSplit, nChunks, RC };
+}
+
+export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, selected: { tensor: Tensor; nSel: number } | null, wantLse: boolean, splits?: number): { out: Tensor; lse: Tensor | null } {
+  const TPK: 1 | 4 = be.caps.subgroups && be.caps.subgroupMinSize >= 4 ? 4 : 1;
+  const nb16 = Math.ceil(p.kvLength / POOL_BLOCK);
+  const nList = selected ? selected.nSel : nb16;
+  const plan = planDecode(be, p, nList, splits);
+  const variant: DecodeVariant = { D: p.D, dtype: p.dtype, TPK, RC: plan.RC, selected: !!selected };
+  const rowsPerKv = (p.Hq / p.Hkv) * p.S;
+  const values: Record<Field, number> = {
+    B: p.B, Hq: p.Hq, Hkv: p.Hkv, group: p.Hq / p.Hkv, Sq: p.S, cap: p.cap, kvLen: p.kvLength, rowsPerKv,
+    scale: p.scale, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
+    nList, perSplit: plan.perSplit, nSplit: plan.nSplit, nChunks: plan.nChunks, nb16, wantLse: wantLse ? 1 : 0,
+  };
+  const uniforms = packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const));
+  const nPart = p.B * p.Hkv * plan.nSplit * rowsPerKv;
+  const opart = be.createBuffer(p.op, nPart * p.D * 4);
+  const mpart = be.createBuffer(p.op, nPart * 4);
+  const lpart = be.createBuffer(p.op, nPart * 4);
+  const inputs = [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)];
+  if (selected) inputs.push(be.buffer(selected.tensor, p.op));
+  const splitProgram: Program = {
+    key: `attention/decode-split/D${p.D}/${p.dtype}/tpk${TPK}/rc${plan.RC}/${selected ? 'sel' : 'contig'}`,
+    source: () => splitSource(variant),
+    inputs: inputs.length, outputs: 3, uniform: true,
+  };
+  be.dispatch({ program: splitProgram, inputs, outputs: [opart, mpart, lpart], uniforms, grid: gridFor(p.B * p.Hkv * plan.nSplit * plan.nChunks) });
+  const out = be.empty(p.op, p.dtype, [p.B, p.Hq, p.S, p.D]);
+  const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
+  const reduceProgram: Program = {
+    key: `attention/decode-reduce/D${p.D}/${p.dtype}`,
+    source: () => reduceSource(variant),
+    inputs: 3, outputs: 2, uniform: true,
+  };
+  be.dispatch({ program: reduceProgram, inputs: [opart, mpart, lpart], outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)], uniforms, grid: gridFor(p.B * p.Hq * p.S) });
+  // Freed once the recorded work is submitted (release defers while an encoder is open).
+  for (const b of [opart, mpart, lpart]) be.release(b);
+  if (!wantLse) {
+    lse.dispose();
+    return { out, lse: null };
+  }
+  return { out, lse };
+}
