@@ -32,9 +32,13 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-  } finally {
+  } catch (e) {
+    // Nothing is returned, so nothing made inside survives a throw.
     stack.pop();
+    scope.dispose();
+    throw e;
   }
+  stack.pop();
   const kept = collectTensors(result);
   for (const t of kept) scope.keep(t);
   scope.dispose();

@@ -70,6 +70,7 @@ export class Tensor {
 
   /** Values as a JS typed array; f16 is widened to Float32Array. */
   async toArray(): Promise<ValueArray> {
+    this.storage('toArray'); // the same DisposedError on every backend
     const raw = await this.backend.read(this);
     if (this.dtype === 'f16') return decodeF16(raw as Uint16Array);
     return raw as ValueArray;
