@@ -83,6 +83,10 @@ export const exp = (x: Tensor): Tensor => unary('exp', x);
 export const neg = (x: Tensor): Tensor => unary('neg', x);
 export const relu = (x: Tensor): Tensor => unary('relu', x);
 
+/**
+ * Converts to f32, f16, i32 or u32. Float to integer truncates toward zero and saturates
+ * (NaN gives 0) as WGSL does; integer to integer keeps the low 32 bits (i8 sign-extends).
+ */
 export function cast(x: Tensor, dtype: DType): Tensor {
   live('cast', 'x', x);
   const numeric: DType[] = ['f32', 'f16', 'i32', 'u32'];
