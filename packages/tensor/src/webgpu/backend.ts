@@ -38,6 +38,8 @@ export class WebGpuBackend implements Backend {
     readonly device: GPUDevice,
     readonly adapter: GPUAdapter,
     private readonly keepAlive: unknown,
+    /** WGSL language features of the GPU object (e.g. 'subgroup_id'); kernels with variants check it. */
+    readonly wgslLanguageFeatures: ReadonlySet<string> = new Set(),
   ) {
     this.name = `webgpu(${describeAdapter(adapter)})`;
     this.caps = capabilitiesOf(adapter, device);
@@ -59,7 +61,8 @@ export class WebGpuBackend implements Backend {
       requiredFeatures: wantedFeatures(adapter),
       requiredLimits: adapterLimits(adapter),
     });
-    return new WebGpuBackend(device, adapter, acq.keepAlive);
+    const features = (acq.gpu as { wgslLanguageFeatures?: Iterable<string> }).wgslLanguageFeatures;
+    return new WebGpuBackend(device, adapter, acq.keepAlive, new Set(features ?? []));
   }
 
   /** Throws if the device is gone or WebGPU reported an error since the last check. */

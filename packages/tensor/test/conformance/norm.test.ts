@@ -2,9 +2,10 @@ import { describe, it } from 'vitest';
 import { layernorm, rmsnorm, type Backend, type Tensor } from '@attnkit/tensor';
 import { runLayernorm, runRmsnorm } from '../../src/webgpu/kernels/norm.js';
 import type { WebGpuBackend } from '../../src/webgpu/backend.js';
+import { defaultVariant } from '../../src/webgpu/kernels/rowreduce.js';
 import { conform, FLOAT_DTYPES, gpus, ODD } from './harness.js';
 
-const variants = gpus.flatMap((g) => [false, ...(g.caps.subgroups ? [true] : [])].map((sg) => ({ g, sg })));
+const variants = gpus.flatMap((g) => [false, ...(defaultVariant(g as WebGpuBackend).subgroups ? [true] : [])].map((sg) => ({ g, sg })));
 
 describe('rmsnorm / layernorm conformance', () => {
   for (const dtype of FLOAT_DTYPES) {

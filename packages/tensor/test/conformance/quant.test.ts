@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { dequantizeInt8, quantizeInt8, random, tensor } from '@attnkit/tensor';
 import { runQuantizeInt8 } from '../../src/webgpu/kernels/quant.js';
 import type { WebGpuBackend } from '../../src/webgpu/backend.js';
+import { defaultVariant } from '../../src/webgpu/kernels/rowreduce.js';
 import { backends, conform, FLOAT_DTYPES, gpus } from './harness.js';
 
 describe('int8 quantization conformance', () => {
@@ -36,7 +37,7 @@ describe('int8 quantization conformance', () => {
       expect(Array.from(await scales.toArray())).toEqual([0, Math.fround(2.54 / 127)].map(Math.fround));
     }
   });
-  for (const g of gpus.filter((b) => b.caps.subgroups)) {
+  for (const g of gpus.filter((b) => defaultVariant(b as WebGpuBackend).subgroups)) {
     it('WebGPU scale pass, workgroup-memory variant', async () => {
       await conform('quantizeInt8 wg', [{ shape: [6, 300], dist: 'normal' }], (be, x) => (be === g ? runQuantizeInt8(g as WebGpuBackend, x, { blockSize: 100 }, { subgroups: false }) : Object.values(quantizeInt8(x, { blockSize: 100 }))), { on: [g] });
     });

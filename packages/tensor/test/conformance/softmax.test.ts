@@ -2,10 +2,11 @@ import { describe, it } from 'vitest';
 import { softmax, type Backend, type Tensor } from '@attnkit/tensor';
 import { runSoftmax } from '../../src/webgpu/kernels/softmax.js';
 import type { WebGpuBackend } from '../../src/webgpu/backend.js';
+import { defaultVariant } from '../../src/webgpu/kernels/rowreduce.js';
 import { conform, FLOAT_DTYPES, gpus, ODD, type Spec } from './harness.js';
 
 // Every WebGPU reduction variant the adapter offers, each checked on its own.
-const variants = gpus.flatMap((g) => [false, ...(g.caps.subgroups ? [true] : [])].map((sg) => ({ g, sg })));
+const variants = gpus.flatMap((g) => [false, ...(defaultVariant(g as WebGpuBackend).subgroups ? [true] : [])].map((sg) => ({ g, sg })));
 
 function viaVariant(sg: boolean) {
   return (be: Backend, x: Tensor, mask?: Tensor, causal = false) => runSoftmax(be as WebGpuBackend, x, { causal, mask: mask ?? null }, { subgroups: sg });
@@ -60,4 +61,13 @@ describe('softmax conformance', () => {
       await conform(`softmax ${sg ? 'sg' : 'wg'} masked`, [{ shape: [3, 6, 70], dist: 'normal' }, mask], (be, x, m) => (be === g ? run(be, x, m) : softmax(x, { mask: m })), { on: [g] });
     });
   }
+});
+
+describe('softmax launch shapes', () => {
+  it('more rows than one grid dimension holds (65537 rows fold into y)', async () => {
+    await conform('softmax [65537, 2]', [{ shape: [65537, 2], dist: 'normal' }], (_, x) => softmax(x));
+  });
+  it('one decode row over a long key range', async () => {
+    await conform('softmax [1, 1, 5000] causal', [{ shape: [1, 1, 5000], dist: 'normal', std: 3 }], (_, x) => softmax(x, { causal: true }));
+  });
 });

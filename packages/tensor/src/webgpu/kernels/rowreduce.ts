@@ -16,8 +16,9 @@ export interface RowVariant {
   subgroups: boolean;
 }
 
+/** The subgroup variant needs the feature and `@builtin(subgroup_id)` (a WGSL language feature browsers added later). */
 export function defaultVariant(be: WebGpuBackend): RowVariant {
-  return { subgroups: be.caps.subgroups };
+  return { subgroups: be.caps.subgroups && be.wgslLanguageFeatures.has('subgroup_id') };
 }
 
 export function variantKey(v: RowVariant): string {
