@@ -1,0 +1,77 @@
+import { gridFor, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { cpuValues } from './cpu-values.js';
+import { neighborhoodProgram, packKernelUniforms } from './kernel.js';
+import { describe, type NeighborhoodOptions, type Problem } from './options.js';
+import { neighborhoodReference } from './reference.js';
+
+const LOG2E = 1.4426950408889634;
+
+/** Query tile per rank, 64 queries each: a line, a square, a cube. */
+const TILES: Record<number, [number, number, number]> = { 1: [1, 1, 64], 2: [1, 8, 8], 3: [4, 4, 4] };
+
+function run(rank: number, q: Tensor, k: Tensor, v: Tensor, opts: NeighborhoodOptions, op: string): Tensor {
+  const p = describe(op, rank, q, k, v, opts);
+  if (q.backend.kind === 'cpu') {
+    const out = neighborhoodReference(p, cpuValues(q, op), cpuValues(k, op), cpuValues(v, op));
+    return tensor(q.backend, out, q.shape, p.dtype);
+  }
+  return runGpu(p, q, k, v, TILES[rank]!, false);
+}
+
+/** Pads the spatial description to three axes (length-1 axes in front). */
+function pad3<T>(xs: readonly T[], fill: T): T[] {
+  return [...Array.from({ length: 3 - xs.length }, () => fill), ...xs];
+}
+
+export function runGpu(p: Problem, q: Tensor, k: Tensor, v: Tensor, tile: [number, number, number], maskFree: boolean): Tensor {
+  const be = q.backend as WebGpuBackend;
+  const L = pad3(p.axes.map((a) => a.length), 1);
+  const ks = pad3(p.axes.map((a) => a.kernel), 1);
+  const d = pad3(p.axes.map((a) => a.dilation), 1);
+  const causal = pad3(p.axes.map((a) => a.causal), false);
+  const tpg = L.map((len, a) => Math.ceil(Math.ceil(len / d[a]!) / tile[a]!));
+  const tiles = tpg.reduce((acc, t, a) => acc * t * d[a]!, 1);
+  const out = be.empty(p.op, p.dtype, q.shape);
+  const grid = gridFor(tiles);
+  be.dispatch({
+    program: neighborhoodProgram({ dtype: p.dtype, headDim: p.headDim, tile, maskFree }),
+    inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
+    outputs: [be.buffer(out, p.op)],
+    uniforms: packKernelUniforms({ H: p.heads, Hkv: p.kvHeads, L, k: ks, d, causal, tpg, tilesX: tiles, scaleLog2: p.scale * LOG2E }),
+    grid: [grid[0], grid[1], p.batch * p.heads],
+  });
+  return out;
+}
+
+/**
+ * 1-D neighborhood attention. q [B, H, L, D], k/v [B, Hkv, L, D] (Hkv divides H: GQA),
+ * f32 or f16. Each query sees kernelSize keys of its dilation group, the window shifted
+ * inward at the borders (NATTEN semantics); causal windows end at the query.
+ */
+export function na1d(q: Tensor, k: Tensor, v: Tensor, opts: NeighborhoodOptions): Tensor {
+  return run(1, q, k, v, opts, 'na1d');
+}
+
+/** 2-D neighborhood attention over [B, H, X, Y, D]; options per axis. */
+export function na2d(q: Tensor, k: Tensor, v: Tensor, opts: NeighborhoodOptions): Tensor {
+  return run(2, q, k, v, opts, 'na2d');
+}
+
+/** 3-D neighborhood attention over [B, H, X, Y, Z, D] (e.g. frames, height, width). */
+export function na3d(q: Tensor, k: Tensor, v: Tensor, opts: NeighborhoodOptions): Tensor {
+  return run(3, q, k, v, opts, 'na3d');
+}
+
+/**
+ * Dense attention (no mask) over [B, H, N, D]: the full-window case, which NATTEN also
+ * flattens to plain attention. On the GPU it is the same fused kernel with the window test
+ * removed, so it is the honest dense baseline for the neighborhood kernels.
+ */
+export function denseAttention(q: Tensor, k: Tensor, v: Tensor, opts: { scale?: number } = {}): Tensor {
+  const N = q.shape[2] ?? 0;
+  const p = describe('denseAttention', 1, q, k, v, { kernelSize: N, ...(opts.scale !== undefined ? { scale: opts.scale } : {}) });
+  if (q.backend.kind === 'cpu') {
+    return tensor(q.backend, neighborhoodReference(p, cpuValues(q, p.op), cpuValues(k, p.op), cpuValues(v, p.op)), q.shape, p.dtype);
+  }
+  return runGpu(p, q, k, v, [1, 1, 64], true);
+}
