@@ -159,6 +159,7 @@ ${vec4Output(3, 'ob', v.dtype)}
 @group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
 @group(0) @binding(5) var<uniform> u: U;
 const NEG = ${NEG};
+${NEG_INF_FN}
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
