@@ -1,3 +1,4 @@
+import { attentionWithStats, decode, HEAD_DIM_MULTIPLE, MAX_DECODE_QUERIES, MAX_HEAD_DIM, type MaskSpec } from '@attnkit/attention';
 import { matmul, scale, slice, softmax, type Tensor } from '@attnkit/tensor';
 import type { KvView } from './kv-cache.js';
 
@@ -5,12 +6,19 @@ import type { KvView } from './kv-cache.js';
  * The one place the decoder calls attention. q is [1, Hq, S, D] (the S newest positions),
  * the cache view holds [1, Hkv, capacity, D] with rows [0, length) valid; queries sit at
  * the end of the keys (causal). With GQA, query head h reads KV head floor(h / (Hq/Hkv)).
+ *
+ * @attnkit/attention does the work: split-K `decode` for a few new tokens, the flash
+ * `attentionWithStats` for prefill and whenever a hook wants probabilities. Its kernels
+ * take head dims that are multiples of 16 up to 256; other head dims use the composition
+ * of tensor ops below, which also serves as an independent oracle in the tests.
  */
 
 export interface AttendOptions {
   scale: number;
   /** Also return the probabilities [1, Hq, S, length] (hooks). */
   probs?: boolean;
+  /** Sliding window (Mistral): each query sees the last `window` keys. */
+  window?: number | null;
 }
 
 export interface AttendResult {
@@ -18,10 +26,21 @@ export interface AttendResult {
   probs?: Tensor;
 }
 
+export function attend(q: Tensor, kv: KvView, opts: AttendOptions): AttendResult {
+  const D = q.shape[3]!;
+  if (D % HEAD_DIM_MULTIPLE !== 0 || D > MAX_HEAD_DIM) return composedAttention(q, kv, opts);
+  const mask: MaskSpec = opts.window ? { kind: 'window', window: opts.window } : { kind: 'causal' };
+  const common = { scale: opts.scale, kvLength: kv.length, mask };
+  if (!opts.probs && q.shape[2]! <= MAX_DECODE_QUERIES) return { out: decode(q, kv.k, kv.v, common) };
+  const r = attentionWithStats(q, kv.k, kv.v, { ...common, probs: !!opts.probs });
+  return r.probs ? { out: r.out, probs: r.probs } : { out: r.out };
+}
+
 /**
  * Attention composed from tensor ops: scores = q kᵀ, causal softmax, probs v. Heads that
  * share a KV head are stacked along the query rows ([Hkv, G*S, D]), so one batched matmul
- * covers GQA without copying K or V.
+ * covers GQA without copying K or V. A sliding window is not supported here (the decoder
+ * refuses contexts beyond the window on this path).
  */
 export function composedAttention(q: Tensor, kv: KvView, opts: AttendOptions): AttendResult {
   const [, Hq, S, D] = q.shape as [number, number, number, number];
@@ -36,6 +55,7 @@ export function composedAttention(q: Tensor, kv: KvView, opts: AttendOptions): A
   return opts.probs ? { out, probs } : { out };
 }
 
-export function attend(q: Tensor, kv: KvView, opts: AttendOptions): AttendResult {
-  return composedAttention(q, kv, opts);
+/** Whether `attend` can apply a sliding window for this head dim. */
+export function supportsWindow(headDim: number): boolean {
+  return headDim % HEAD_DIM_MULTIPLE === 0 && headDim <= MAX_HEAD_DIM;
 }

@@ -36,8 +36,7 @@ export async function generate(model: LlamaModel, prompt: readonly number[], opt
   const c = model.config;
   if (prompt.length === 0) throw new ContextLengthError('generate (empty prompt)', 0, 0);
   const needed = prompt.length + opts.maxNewTokens;
-  const limit = Math.min(c.maxPositions, c.slidingWindow ?? Infinity);
-  if (needed > limit) throw new ContextLengthError(`prompt (${prompt.length} tokens) + max new tokens (${opts.maxNewTokens})`, needed, limit);
+  if (needed > c.maxPositions) throw new ContextLengthError(`prompt (${prompt.length} tokens) + max new tokens (${opts.maxNewTokens})`, needed, c.maxPositions);
   const ownCache = !opts.cache;
   const cache = opts.cache ?? model.newCache(needed);
   const sampler = new Sampler(opts);

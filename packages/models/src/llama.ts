@@ -1,5 +1,5 @@
 import { add, ArgumentError, cast, gatherRows, matmul, mul, permute, rmsnorm, rope, silu, slice, tensor, tidy, type Backend, type Tensor } from '@attnkit/tensor';
-import { attend } from './attention-call.js';
+import { attend, supportsWindow } from './attention-call.js';
 import { ropeInvFreq, type LlamaConfig } from './config.js';
 import { ContextLengthError } from './errors.js';
 import { StaticKvCache, type KvCache } from './kv-cache.js';
@@ -94,7 +94,9 @@ export class LlamaModel {
     const position = cache.position;
     if (S === 0) throw new ContextLengthError('forward (no tokens given)', 0, 0);
     if (position + S > c.maxPositions) throw new ContextLengthError(`${c.architecture} context (max_position_embeddings)`, position + S, c.maxPositions);
-    if (c.slidingWindow !== null && position + S > c.slidingWindow) throw new ContextLengthError(`${c.architecture} sliding window (full attention is exact only inside it)`, position + S, c.slidingWindow);
+    if (c.slidingWindow !== null && position + S > c.slidingWindow && !supportsWindow(c.headDim)) {
+      throw new ContextLengthError(`${c.architecture} sliding window with head dim ${c.headDim} (the composed attention path has no window)`, position + S, c.slidingWindow);
+    }
     if (position + S > cache.capacity) throw new ContextLengthError('KV cache capacity', position + S, cache.capacity);
     for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < c.vocabSize)) throw new ArgumentError('forward', 'token id', `an integer in [0, ${c.vocabSize}) (vocab_size)`, id);
 
@@ -118,7 +120,7 @@ export class LlamaModel {
         const k = this.heads(linear(h, lw.k, lw.kBias), c.numKvHeads, position);
         const v = this.heads(linear(h, lw.v, lw.vBias), c.numKvHeads, null);
         cache.append(l, k, v);
-        const att = attend(q, cache.view(l), { scale: 1 / Math.sqrt(c.headDim), probs: !!hk?.onAttentionProbs });
+        const att = attend(q, cache.view(l), { scale: 1 / Math.sqrt(c.headDim), probs: !!hk?.onAttentionProbs, window: c.slidingWindow });
         if (att.probs) hk!.onAttentionProbs!(l, att.probs, ctx);
         const z = hk?.onHeadOutputs?.(l, att.out, ctx) ?? att.out; // [1, Hq, S, D]
         const merged = S === 1 ? z.reshape([1, c.numHeads * c.headDim]) : permute(z.reshape([c.numHeads, S, c.headDim]), [1, 0, 2]).reshape([S, c.numHeads * c.headDim]);

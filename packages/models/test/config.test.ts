@@ -18,7 +18,7 @@ const err = (json: unknown): ConfigError => {
 describe('HF config.json for the Llama family', () => {
   it('Llama with GQA, defaults for absent keys', () => {
     const c = ok(tinyConfig());
-    expect(c).toMatchObject({ architecture: 'LlamaForCausalLM', numHeads: 4, numKvHeads: 2, headDim: 8, qkvBias: false, oBias: false, tieWordEmbeddings: false, slidingWindow: null, eosTokenIds: [2], bosTokenId: 1 });
+    expect(c).toMatchObject({ architecture: 'LlamaForCausalLM', numHeads: 4, numKvHeads: 2, headDim: 16, qkvBias: false, oBias: false, tieWordEmbeddings: false, slidingWindow: null, eosTokenIds: [2], bosTokenId: 1 });
     const { num_key_value_heads: _, ...noKv } = tinyConfig();
     expect(ok(noKv).numKvHeads).toBe(4);
   });

@@ -23,7 +23,7 @@ export interface TinyConfig {
 
 export function tinyConfig(over: Partial<TinyConfig> = {}): TinyConfig {
   return {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 48, hidden_size: 32, intermediate_size: 40,
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 48, hidden_size: 64, intermediate_size: 80,
     num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, rms_norm_eps: 1e-5,
     rope_theta: 10000, tie_word_embeddings: false, hidden_act: 'silu', bos_token_id: 1, eos_token_id: 2, ...over,
   };
@@ -177,10 +177,17 @@ export function naiveLlama(c: TinyConfig, w: Map<string, { shape: number[]; valu
     const z = xs.map(() => new Array<number>(nh * D).fill(0));
     for (let h = 0; h < nh; h++) {
       const g = Math.floor(h / (nh / nkv));
+      const sw = c.sliding_window as number | null | undefined;
+      const windowed = typeof sw === 'number' && (c.architectures[0] === 'MistralForCausalLM' || c.use_sliding_window === true);
       for (let s = 0; s < S; s++) {
         const qs = rot(q[s]!.slice(h * D, (h + 1) * D), s);
         const scores = [];
+        const first = windowed ? Math.max(0, s - sw + 1) : 0;
         for (let t = 0; t <= s; t++) {
+          if (t < first) {
+            scores.push(-Infinity);
+            continue;
+          }
           const kt = rot(k[t]!.slice(g * D, (g + 1) * D), t);
           scores.push(qs.reduce((a, x, i) => a + x * kt[i]!, 0) / Math.sqrt(D));
         }

@@ -30,7 +30,8 @@ describe('Llama-family decoder against a float64 loop oracle (CPU)', () => {
     ['Llama, GQA 4:2', {}],
     ['Llama, multi-head, tied embeddings', { num_key_value_heads: 4, tie_word_embeddings: true }],
     ['Qwen2 with q/k/v bias, MQA', { architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', num_key_value_heads: 1, rope_theta: 1e6 }],
-    ['Mistral', { architectures: ['MistralForCausalLM'], model_type: 'mistral', sliding_window: null }],
+    ['Mistral with a sliding window of 4 keys', { architectures: ['MistralForCausalLM'], model_type: 'mistral', sliding_window: 4 }],
+    ['head dim 8 (the composed-ops attention path)', { hidden_size: 32 }],
   ];
   for (const [name, over] of cases) {
     it(`${name}: all-position logits match`, async () => {
@@ -68,7 +69,7 @@ describe('Llama-family decoder against a float64 loop oracle (CPU)', () => {
     for (const id of ids.slice(3)) rows.push(...(await m.model.forward([id], cache).logits.toArray()));
     expect(relativeMaxDiff(rows, full).rel).toBeLessThan(1e-6);
     expect(cache.position).toBe(ids.length);
-    expect(cache.bytes()).toBe(2 * 2 * 2 * 16 * 8 * 4); // layers * (k,v) * Hkv * capacity * D * 4 bytes
+    expect(cache.bytes()).toBe(2 * 2 * 2 * 16 * 16 * 4); // layers * (k,v) * Hkv * capacity * D * 4 bytes
     expect(rows.length).toBe(ids.length * V);
   });
 
@@ -108,7 +109,7 @@ describe('Llama-family decoder against a float64 loop oracle (CPU)', () => {
         onResidual: (l, site, x) => { seen.push(`${site}${l}:${x.shape.join('x')}`); },
       },
     });
-    expect(seen).toEqual(['attn_in1:7x32', 'probs1:1x4x7x7', 'z1:1x4x7x8', 'mlp_in1:7x32', 'out1:7x32']);
+    expect(seen).toEqual(['attn_in1:7x64', 'probs1:1x4x7x7', 'z1:1x4x7x16', 'mlp_in1:7x64', 'out1:7x64']);
     expect(relativeMaxDiff(await r.logits.toArray(), base).rel).toBeLessThan(1e-7);
     expect(r.kept).toHaveLength(1);
     const p = (await probs!.toArray()) as Float32Array;
@@ -129,11 +130,11 @@ describe('bad checkpoints give typed errors naming file, tensor and expectation'
   it('a tensor whose shape does not match the config', async () => {
     const ck = writeTinyCheckpoint();
     const cfg = JSON.parse(JSON.stringify(ck.config)) as TinyConfig;
-    cfg.intermediate_size = 41;
+    cfg.intermediate_size = 81;
     writeFileSync(join(ck.dir, 'config.json'), JSON.stringify(cfg));
     const r = await loadLlama(ck.dir, cpu, { tokenizer: false });
     expect(E.isLeft(r) && r.left).toBeInstanceOf(WeightMismatchError);
-    expect(E.isLeft(r) && r.left.message).toMatch(/model\.safetensors: tensor 'model\.layers\.0\.mlp\.gate_proj\.weight' must be shape \[41, 32\].*got \[40, 32\]/);
+    expect(E.isLeft(r) && r.left.message).toMatch(/model\.safetensors: tensor 'model\.layers\.0\.mlp\.gate_proj\.weight' must be shape \[81, 64\].*got \[80, 64\]/);
   });
 
   it('a missing tensor (Qwen2 config over a checkpoint without biases)', async () => {
