@@ -527,6 +527,13 @@ Held-out KJV perplexity (5 unseen books, {r['heldout_tokens']} tokens, 1024-toke
 {r['heldout_perplexity']:.2f}; a slice of the training text of the same size: {r['train_slice_perplexity']:.2f}.
 Prompts: `training/data/retrieval/*.jsonl`; numbers: `training/results/reference-eval.json`.
 """
+    if r["heldout_perplexity"] > 10 * r["train_slice_perplexity"]:
+        text += f"""
+**The text side is memorised, not learned.** The 61 training books are about 1M tokens and
+the run shows the model about {r['tokens_seen'] * (1 - r['synth_frac']) / 1e6:.0f}M text tokens, so it recites
+training verses (perplexity {r['train_slice_perplexity']:.2f}) and is confidently wrong on unseen books. Use
+this checkpoint for attention, retrieval and parity work, not as a language model.
+"""
     (out / "README.md").write_text(text)
 
 
