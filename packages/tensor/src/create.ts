@@ -19,12 +19,22 @@ export function tensor(backend: Backend, data: ArrayLike<number>, shape: Shape, 
   return backend.fromStorage(dtype, shape, toStorage(dtype, data));
 }
 
+const INT_RANGE: Record<Exclude<DType, 'f32' | 'f16'>, [number, number]> = {
+  i8: [-128, 127],
+  u8: [0, 255],
+  i32: [-(2 ** 31), 2 ** 31 - 1],
+  u32: [0, 2 ** 32 - 1],
+};
+
 export function toStorage(dtype: DType, data: ArrayLike<number>): StorageArray {
   if (dtype === 'f16') return data instanceof Uint16Array ? data : encodeF16(data);
   const out = allocStorage(dtype, data.length);
   if (dtype !== 'f32') {
+    // Typed arrays wrap out-of-range integers silently (300 becomes 44 in an Int8Array).
+    const [lo, hi] = INT_RANGE[dtype];
     for (let i = 0; i < data.length; i++) {
-      if (!Number.isInteger(data[i])) throw new ArgumentError('tensor', `data[${i}]`, `an integer for dtype ${dtype}`, data[i]);
+      const v = data[i]!;
+      if (!Number.isInteger(v) || v < lo || v > hi) throw new ArgumentError('tensor', `data[${i}]`, `an integer in [${lo}, ${hi}] for dtype ${dtype}`, v);
     }
   }
   out.set(data as ArrayLike<number>);

@@ -51,6 +51,13 @@ describe.each(backends.map((b) => [b.name, b] as const))('bad input on %s', (_, 
     expect(t).toBeInstanceOf(ShapeError);
     expect(t.message).toMatch(/^tensor: shape must be a list of positive integers/);
   });
+  it('integer data out of the dtype range: ArgumentError instead of a silent wrap', async () => {
+    const e = await thrown(() => tensor(be, [1, 300], [2], 'i8'));
+    expect(e).toBeInstanceOf(ArgumentError);
+    expect(e.message).toBe('tensor: data[1] must be an integer in [-128, 127] for dtype i8, got 300');
+    const f = await thrown(() => tensor(be, [0.5], [1], 'u32'));
+    expect(f.message).toBe('tensor: data[0] must be an integer in [0, 4294967295] for dtype u32, got 0.5');
+  });
   it('a disposed tensor: DisposedError from ops and from toArray()', async () => {
     const x = tensor(be, [1, 2], [2]);
     x.dispose();
