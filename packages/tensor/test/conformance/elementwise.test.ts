@@ -43,6 +43,12 @@ describe('elementwise conformance', () => {
       }
     });
   }
+  it('f32 unary ops at extreme inputs (overflow to infinity, underflow to zero)', async () => {
+    const values = [-100, -30, -10, -1e-7, 0, 1e-7, 10, 30, 88, 100];
+    for (const [name, f] of Object.entries(UNARY)) {
+      await conform(`${name} extremes`, [{ shape: [values.length], values }], (_, x) => f(x));
+    }
+  });
   it('cast between every pair (float to int truncates and saturates, int to int wraps)', async () => {
     const sources: Record<DType, Spec> = {
       f32: { shape: [3, 65], values: Array.from({ length: 195 }, (_, i) => (i % 7 === 0 ? [-3e9, 5e9, -0.5, 2 ** 31][i % 4]! : (i - 97) * 13.37)) },
