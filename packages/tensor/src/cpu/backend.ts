@@ -58,7 +58,35 @@ export class CpuBackend implements Backend {
       if (p.transB) {
         // b rows are contiguous along k: one dot product per output.
         for (let i = 0; i < M; i++) {
-          for (let j = 0; j < N; j++) {
+          let j = 0;
+          if (!p.transA) {
+            // Four outputs per pass over the a row (one load of a[k] feeds four sums);
+            // each sum still runs over k in order, so results do not change.
+            const ar = ao + i * K;
+            for (; j + 3 < N; j += 4) {
+              const b0 = bo + j * K;
+              const b1 = b0 + K;
+              const b2 = b1 + K;
+              const b3 = b2 + K;
+              let s0 = 0;
+              let s1 = 0;
+              let s2 = 0;
+              let s3 = 0;
+              for (let k = 0; k < K; k++) {
+                const av = A[ar + k]!;
+                s0 += av * B[b0 + k]!;
+                s1 += av * B[b1 + k]!;
+                s2 += av * B[b2 + k]!;
+                s3 += av * B[b3 + k]!;
+              }
+              const o = oo + i * N + j;
+              out[o] = s0;
+              out[o + 1] = s1;
+              out[o + 2] = s2;
+              out[o + 3] = s3;
+            }
+          }
+          for (; j < N; j++) {
             const br = bo + j * K;
             let s = 0;
             if (p.transA) for (let k = 0; k < K; k++) s += A[ao + k * M + i]! * B[br + k]!;
@@ -70,10 +98,33 @@ export class CpuBackend implements Backend {
       }
       // i-k-j order streams rows of b and of the output; each output still sums its
       // products in k order, so results are bit-identical to the i-j-k loop.
-      for (let i = 0; i < M; i++) {
+      // Four rows at a time share each load of b[k, j].
+      const aAt = (i: number, k: number) => A[ao + (p.transA ? k * M + i : i * K + k)]!;
+      let i = 0;
+      for (; i + 3 < M; i += 4) {
+        const r0 = oo + i * N;
+        const r1 = r0 + N;
+        const r2 = r1 + N;
+        const r3 = r2 + N;
+        for (let k = 0; k < K; k++) {
+          const a0 = aAt(i, k);
+          const a1 = aAt(i + 1, k);
+          const a2 = aAt(i + 2, k);
+          const a3 = aAt(i + 3, k);
+          const bk = bo + k * N;
+          for (let j = 0; j < N; j++) {
+            const bv = B[bk + j]!;
+            out[r0 + j]! += a0 * bv;
+            out[r1 + j]! += a1 * bv;
+            out[r2 + j]! += a2 * bv;
+            out[r3 + j]! += a3 * bv;
+          }
+        }
+      }
+      for (; i < M; i++) {
         const row = oo + i * N;
         for (let k = 0; k < K; k++) {
-          const av = A[ao + (p.transA ? k * M + i : i * K + k)]!;
+          const av = aAt(i, k);
           const bk = bo + k * N;
           for (let j = 0; j < N; j++) out[row + j]! += av * B[bk + j]!;
         }
