@@ -23,6 +23,27 @@ describe('CPU reference on hand-computed cases', () => {
     expect(Array.from(await matmul(a, b, { transB: true }).toArray())).toEqual([17, 23, 39, 53]);
   });
 
+  it('blocked matmul loops equal the plain i-j-k float64 loop bit for bit', async () => {
+    for (const [M, K, N] of [[1, 5, 1], [5, 7, 6], [9, 3, 13], [4, 16, 4]] as const) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const A = Float32Array.from({ length: M * K }, (_, i) => Math.sin(i * 1.7) * 3);
+          const B = Float32Array.from({ length: K * N }, (_, i) => Math.cos(i * 0.3));
+          const want = new Float32Array(M * N);
+          for (let i = 0; i < M; i++) {
+            for (let j = 0; j < N; j++) {
+              let s = 0;
+              for (let k = 0; k < K; k++) s += A[transA ? k * M + i : i * K + k]! * B[transB ? j * K + k : k * N + j]!;
+              want[i * N + j] = s;
+            }
+          }
+          const got = await matmul(tensor(cpu, A, transA ? [K, M] : [M, K]), tensor(cpu, B, transB ? [N, K] : [K, N]), { transA, transB }).toArray();
+          expect(Array.from(got), `${M}x${K}x${N} transA=${transA} transB=${transB}`).toEqual(Array.from(want));
+        }
+      }
+    }
+  });
+
   it('softmax of [0, ln 2] is [1/3, 2/3]; causal rows; masked keys; fully masked row is zeros', async () => {
     close(await softmax(tensor(cpu, [0, Math.LN2], [2])).toArray(), [1 / 3, 2 / 3]);
     // S=2 queries at the end of L=3 keys: row 0 sees keys 0..1, row 1 sees 0..2.
