@@ -15,7 +15,7 @@ export interface DecodeArgs {
   topP: number;
   seed: number;
   backend: 'auto' | 'cpu' | 'webgpu';
-  weights: 'f16' | 'f32';
+  weights: 'auto' | 'f16' | 'f32';
   json: boolean;
   progress: boolean;
 }
@@ -69,7 +69,7 @@ export function buildProgram(): Command {
     .option('--top-p <p>', 'nucleus sampling mass', float('--top-p', 0, 1, true), 1)
     .option('--seed <n>', 'sampling seed', int('--seed', 0), 0)
     .addOption(new Option('-b, --backend <kind>', 'where to run').choices(['auto', 'cpu', 'webgpu']).default('auto'))
-    .addOption(new Option('--weights <dtype>', 'weight dtype on the device').choices(['f16', 'f32']).default('f16'))
+    .addOption(new Option('--weights <dtype>', 'weight dtype on the device (auto: f16 on WebGPU, f32 on the CPU)').choices(['auto', 'f16', 'f32']).default('auto'))
     .option('--json', 'print one JSON object with the text and the figures (no streaming)', false)
     .option('--no-progress', 'no loading bar')
     .showHelpAfterError();
@@ -85,7 +85,7 @@ export async function decode(args: DecodeArgs, io: Io, backendIn?: Backend): Pro
     const t0 = performance.now();
     let started = false;
     const loaded = await loadLlama(args.model, backend, {
-      weightDtype: args.weights,
+      ...(args.weights === 'auto' ? {} : { weightDtype: args.weights }),
       onProgress: (done, total, tensor) => {
         if (!bar) return;
         const M = (n: number) => Math.round(n / 1e5) / 10;

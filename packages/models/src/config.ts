@@ -104,8 +104,7 @@ export function parseLlamaConfig(file: string, json: unknown): E.Either<ConfigEr
       numKvHeads,
       headDim,
       rmsNormEps: num('rms_norm_eps', 1e-6),
-      ropeTheta: num('rope_theta', 10000),
-      ropeScaling: parseRopeScaling(file, c.rope_scaling),
+      ...rope(file, c),
       maxPositions: int('max_position_embeddings', 2048),
       tieWordEmbeddings: bool('tie_word_embeddings', false),
       qkvBias: isQwen || attentionBias,
@@ -121,17 +120,35 @@ export function parseLlamaConfig(file: string, json: unknown): E.Either<ConfigEr
   }
 }
 
-function parseRopeScaling(file: string, rs: unknown): RopeScaling {
+/**
+ * RoPE settings: transformers 5 writes them as `rope_parameters` {rope_theta, rope_type,
+ * factor, ...}; older configs as a top-level `rope_theta` plus `rope_scaling`.
+ */
+function rope(file: string, c: Json): { ropeTheta: number; ropeScaling: RopeScaling } {
+  const rp = c.rope_parameters;
+  if (rp !== undefined && rp !== null) {
+    if (typeof rp !== 'object' || Array.isArray(rp)) throw new ConfigError(file, 'rope_parameters', 'an object', rp);
+    const theta = (rp as Json).rope_theta ?? c.rope_theta ?? 10000;
+    if (typeof theta !== 'number' || !(theta > 1)) throw new ConfigError(file, 'rope_parameters.rope_theta', 'a number > 1', theta);
+    return { ropeTheta: theta, ropeScaling: parseRopeScaling(file, rp, 'rope_parameters') };
+  }
+  const theta = c.rope_theta ?? 10000;
+  if (typeof theta !== 'number' || !(theta > 1)) throw new ConfigError(file, 'rope_theta', 'a number > 1', theta);
+  return { ropeTheta: theta, ropeScaling: parseRopeScaling(file, c.rope_scaling, 'rope_scaling') };
+}
+
+function parseRopeScaling(file: string, rs: unknown, where: string): RopeScaling {
   if (rs === undefined || rs === null) return { kind: 'none' };
-  if (typeof rs !== 'object' || Array.isArray(rs)) throw new ConfigError(file, 'rope_scaling', 'an object or null', rs);
+  if (typeof rs !== 'object' || Array.isArray(rs)) throw new ConfigError(file, where, 'an object or null', rs);
   const r = rs as Json;
   const type = r.rope_type ?? r.type;
   const pos = (key: string, fallback?: number): number => {
     const v = r[key] ?? fallback;
-    if (typeof v !== 'number' || !(v > 0)) throw new ConfigError(file, `rope_scaling.${key}`, 'a positive number', v);
+    if (typeof v !== 'number' || !(v > 0)) throw new ConfigError(file, `${where}.${key}`, 'a positive number', v);
     return v;
   };
   switch (type) {
+    case undefined:
     case 'default': return { kind: 'none' };
     case 'linear': return { kind: 'linear', factor: pos('factor') };
     case 'llama3':
@@ -143,7 +160,7 @@ function parseRopeScaling(file: string, rs: unknown): RopeScaling {
         originalMaxPositions: pos('original_max_position_embeddings', 8192),
       };
     default:
-      throw new ConfigError(file, 'rope_scaling.rope_type', "'default', 'linear' or 'llama3' (dynamic/yarn/longrope are not supported)", type);
+      throw new ConfigError(file, `${where}.rope_type`, "'default', 'linear' or 'llama3' (dynamic/yarn/longrope are not supported)", type);
   }
 }
 

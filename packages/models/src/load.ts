@@ -57,7 +57,11 @@ export function expectedWeights(c: LlamaConfig): WeightSpec[] {
 }
 
 export interface LoadOptions {
-  /** Dtype of projection / embedding matrices on the device: 'f16' (default) or 'f32'. */
+  /**
+   * Dtype of projection / embedding matrices: 'f16' (default on WebGPU: half the bytes to
+   * stream per token) or 'f32' (default on the CPU backend, whose float64 loops would
+   * otherwise decode every f16 weight on every matmul).
+   */
   weightDtype?: 'f16' | 'f32';
   /** Called after each tensor is on the device. */
   onProgress?: (done: number, total: number, tensor: string) => void;
@@ -108,7 +112,7 @@ export async function loadLlama(dir: string, backend: Backend, opts: LoadOptions
     }
     const total = specs.reduce((n, s) => n + s.shape.reduce((p, d) => p * d, 1), 0);
     let done = 0;
-    const wantF16 = (opts.weightDtype ?? 'f16') === 'f16';
+    const wantF16 = (opts.weightDtype ?? (backend.kind === 'cpu' ? 'f32' : 'f16')) === 'f16';
     for (const s of specs) {
       const host = await weights.read(s.name);
       if (E.isLeft(host)) return host;

@@ -33,6 +33,13 @@ describe('HF config.json for the Llama family', () => {
     expect([l.qkvBias, l.oBias, l.mlpBias, l.eosTokenIds, l.headDim]).toEqual([true, true, true, [2, 7], 16]);
   });
 
+  it('transformers 5 rope_parameters carry theta and scaling', () => {
+    const { rope_theta: _, ...rest } = tinyConfig();
+    expect(ok({ ...rest, rope_parameters: { rope_theta: 1e6, rope_type: 'default' } })).toMatchObject({ ropeTheta: 1e6, ropeScaling: { kind: 'none' } });
+    expect(ok({ ...rest, rope_parameters: { rope_theta: 5e5, rope_type: 'linear', factor: 4 } }).ropeScaling).toEqual({ kind: 'linear', factor: 4 });
+    expect(err({ ...rest, rope_parameters: { rope_theta: 5e5, rope_type: 'dynamic', factor: 4 } }).key).toBe('rope_parameters.rope_type');
+  });
+
   it('rope scaling: linear and llama3 (inverse frequencies as HF computes them)', () => {
     expect(ok(tinyConfig({ rope_scaling: { type: 'linear', factor: 2 } })).ropeScaling).toEqual({ kind: 'linear', factor: 2 });
     const c = ok(tinyConfig({ hidden_size: 512, num_attention_heads: 4, rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } }));
