@@ -1,0 +1,273 @@
+import {
+  ArgumentError, BackendMismatchError, DTypeError, gridFor, packUniforms, ShapeError, tensor,
+  type Tensor, type WebGpuBackend,
+} from '@attnkit/tensor';
+import { cpuValues } from './cpu-values.js';
+import { channelMeanProgram, gatherProgram, quantizeProgram, sparseProgram } from './kernels.js';
+import { BLOCK, blockCount, packMask, type BlockMask } from './mask.js';
+
+const LOG2E = 1.4426950408889634;
+
+export interface SparseOptions {
+  /** 'int8': Q and K quantized per 64-token block (K smoothed), P rounded to 1/127. */
+  qk?: 'float' | 'int8';
+  /** Logit scale; default 1/sqrt(D). */
+  scale?: number;
+}
+
+interface Dims { B: number; H: number; Hkv: number; N: number; D: number; dtype: 'f32' | 'f16' }
+
+export function checkQKV(op: string, q: Tensor, k: Tensor, v: Tensor): Dims {
+  for (const [name, t] of [['query', q], ['key', k], ['value', v]] as const) {
+    t.storage(op);
+    if (t.backend !== q.backend) throw new BackendMismatchError(op, name, q.backend.name, t.backend.name);
+    if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new DTypeError(op, name, ['f32', 'f16'], t.dtype);
+    if (t.dtype !== q.dtype) throw new DTypeError(op, name, [q.dtype], t.dtype);
+    if (t.rank !== 4) throw new ShapeError(op, name, 'of rank 4 [B, H, N, D]', t.shape);
+  }
+  const [B, H, N, D] = q.shape as [number, number, number, number];
+  const Hkv = k.shape[1]!;
+  const want = [B, Hkv, N, D];
+  for (const [name, t] of [['key', k], ['value', v]] as const) {
+    if (t.shape.some((s, i) => s !== want[i])) throw new ShapeError(op, name, `[${want.join(', ')}]`, t.shape);
+  }
+  if (H % Hkv !== 0) throw new ShapeError(op, 'key', `a head count dividing ${H} (GQA)`, k.shape);
+  if (D % 16 !== 0) throw new ShapeError(op, 'query', 'a head dim that is a multiple of 16', q.shape);
+  return { B, H, Hkv, N, D, dtype: q.dtype as 'f32' | 'f16' };
+}
+
+function checkMask(op: string, mask: BlockMask, d: Dims): void {
+  if (mask.tokens !== d.N || mask.heads !== d.H) {
+    throw new ShapeError(op, 'mask', `a block mask for ${d.H} heads x ${d.N} tokens`, `${mask.heads} heads x ${mask.tokens} tokens`);
+  }
+}
+
+// ---------------------------------------------------------------- GPU helpers
+
+function gpu(t: Tensor): WebGpuBackend {
+  return t.backend as WebGpuBackend;
+}
+
+function u32Buffer(be: WebGpuBackend, data: Uint32Array): GPUBuffer {
+  const buf = be.createBuffer('paro', data.byteLength);
+  be.flush();
+  be.device.queue.writeBuffer(buf, 0, data as Uint32Array<ArrayBuffer>);
+  return buf;
+}
+
+/** Device copies of a mask's lists, cached per mask object (they are reused every step). */
+const maskBuffers = new WeakMap<BlockMask, { be: WebGpuBackend; counts: GPUBuffer; lists: GPUBuffer }>();
+function maskOnDevice(be: WebGpuBackend, mask: BlockMask): { counts: GPUBuffer; lists: GPUBuffer } {
+  const hit = maskBuffers.get(mask);
+  if (hit && hit.be === be) return hit;
+  const { counts, indices } = packMask(mask);
+  const entry = { be, counts: u32Buffer(be, counts), lists: u32Buffer(be, indices) };
+  maskBuffers.set(mask, entry);
+  return entry;
+}
+
+const indexBuffers = new WeakMap<Uint32Array, { be: WebGpuBackend; buf: GPUBuffer }>();
+function indexOnDevice(be: WebGpuBackend, index: Uint32Array): GPUBuffer {
+  const hit = indexBuffers.get(index);
+  if (hit && hit.be === be) return hit.buf;
+  const buf = u32Buffer(be, index);
+  indexBuffers.set(index, { be, buf });
+  return buf;
+}
+
+/**
+ * Reorders tokens per head: y[b, h, n] = x[b, h / (H / Hx), index[h * N + n]] for H output
+ * heads (x may have fewer heads: GQA groups are expanded). `index` is [H * N].
+ */
+export function gatherTokens(x: Tensor, index: Uint32Array, heads: number): Tensor {
+  const op = 'gatherTokens';
+  const [B, Hx, N, D] = x.shape as [number, number, number, number];
+  if (index.length !== heads * N) throw new ShapeError(op, 'index', `${heads} x ${N} entries`, `${index.length}`);
+  if (heads % Hx !== 0) throw new ArgumentError(op, 'heads', `a multiple of x's ${Hx} heads`, heads);
+  if (x.backend.kind === 'cpu') {
+    const xs = cpuValues(x, op);
+    const out = new Float64Array(B * heads * N * D);
+    for (let b = 0; b < B; b++) for (let h = 0; h < heads; h++) {
+      const src = (b * Hx + Math.floor(h / (heads / Hx))) * N;
+      for (let n = 0; n < N; n++) {
+        const from = (src + index[h * N + n]!) * D;
+        out.set(xs.subarray(from, from + D), ((b * heads + h) * N + n) * D);
+      }
+    }
+    return tensor(x.backend, out, [B, heads, N, D], x.dtype);
+  }
+  const be = gpu(x);
+  const out = be.empty(op, x.dtype, [B, heads, N, D]);
+  const total = B * heads * N * (D / 4);
+  const groups = Math.ceil(total / 256);
+  const grid = gridFor(groups);
+  be.dispatch({
+    program: gatherProgram(x.dtype as 'f32' | 'f16', D),
+    inputs: [be.buffer(x, op), indexOnDevice(be, index)],
+    outputs: [be.buffer(out, op)],
+    uniforms: packUniforms([['u32', total], ['u32', heads], ['u32', Hx], ['u32', N], ['u32', grid[0] * grid[1]]]),
+    grid,
+  });
+  return out;
+}
+
+export interface Int8Blocks {
+  /** int8 values [B, H, N, D]. */
+  q: Tensor;
+  /** f32 scales [B, H, ceil(N / 64)]. */
+  scales: Tensor;
+}
+
+/**
+ * Symmetric int8 per 64-token block: scale = max|x - mean| / 127. With `smooth`, `mean` is the
+ * per-channel token mean of each head (K smoothing: it shifts every logit of a row by the
+ * same amount, so softmax is unchanged); otherwise it is zero.
+ */
+export function quantizeBlocks(x: Tensor, opts: { smooth?: boolean } = {}): Int8Blocks {
+  const op = 'quantizeBlocks';
+  const [B, H, N, D] = x.shape as [number, number, number, number];
+  const nB = blockCount(N);
+  if (x.backend.kind === 'cpu') {
+    const xs = cpuValues(x, op);
+    const q = new Int8Array(xs.length);
+    const scales = new Float32Array(B * H * nB);
+    for (let bh = 0; bh < B * H; bh++) {
+      const mean = new Float64Array(D);
+      if (opts.smooth) {
+        for (let n = 0; n < N; n++) for (let e = 0; e < D; e++) mean[e]! += xs[(bh * N + n) * D + e]!;
+        for (let e = 0; e < D; e++) mean[e] = Math.fround(mean[e]! / N);
+      }
+      for (let blk = 0; blk < nB; blk++) {
+        const n1 = Math.min(N, (blk + 1) * BLOCK);
+        let mx = 0;
+        for (let n = blk * BLOCK; n < n1; n++) for (let e = 0; e < D; e++) mx = Math.max(mx, Math.abs(xs[(bh * N + n) * D + e]! - mean[e]!));
+        const sc = mx === 0 ? 1 : Math.fround(mx / 127);
+        scales[bh * nB + blk] = sc;
+        for (let n = blk * BLOCK; n < n1; n++) for (let e = 0; e < D; e++) {
+          const i = (bh * N + n) * D + e;
+          q[i] = Math.max(-127, Math.min(127, Math.round((xs[i]! - mean[e]!) / sc)));
+        }
+      }
+    }
+    return { q: tensor(x.backend, q, [B, H, N, D], 'i8'), scales: tensor(x.backend, scales, [B, H, nB], 'f32') };
+  }
+  const be = gpu(x);
+  const dtype = x.dtype as 'f32' | 'f16';
+  const mean = be.empty(op, 'f32', [B, H, D]);
+  if (opts.smooth) {
+    be.dispatch({
+      program: channelMeanProgram(dtype, D),
+      inputs: [be.buffer(x, op)], outputs: [be.buffer(mean, op)],
+      uniforms: packUniforms([['u32', N]]), grid: [B * H, 1, 1],
+    });
+  }
+  const q = be.empty(op, 'i8', [B, H, N, D]);
+  const scales = be.empty(op, 'f32', [B, H, nB]);
+  be.dispatch({
+    program: quantizeProgram(dtype, D),
+    inputs: [be.buffer(x, op), be.buffer(mean, op)], outputs: [be.buffer(q, op), be.buffer(scales, op)],
+    uniforms: packUniforms([['u32', N], ['u32', nB]]), grid: [nB, B * H, 1],
+  });
+  mean.dispose();
+  return { q, scales };
+}
+
+// ---------------------------------------------------------------- attention
+
+/**
+ * Block-sparse attention over tokens already in their (permuted) order: q [B, H, N, D],
+ * k/v [B, Hkv, N, D]; `mask` lists, per head and 64-query block, the 64-key blocks to
+ * compute, or 'dense' for every block. f32 or f16; D a multiple of 16.
+ */
+export function blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask | 'dense', opts: SparseOptions = {}): Tensor {
+  const op = 'blockSparseAttention';
+  const d = checkQKV(op, q, k, v);
+  if (mask !== 'dense') checkMask(op, mask, d);
+  const qk = opts.qk ?? 'float';
+  if (qk !== 'float' && qk !== 'int8') throw new ArgumentError(op, 'qk', "'float' or 'int8'", qk);
+  const scale = opts.scale ?? 1 / Math.sqrt(d.D);
+  if (!Number.isFinite(scale)) throw new ArgumentError(op, 'scale', 'a finite number', scale);
+  if (q.backend.kind === 'cpu') return cpuBlockSparse(q, k, v, mask, qk, scale, d);
+
+  const be = gpu(q);
+  const nB = blockCount(d.N);
+  const out = be.empty(op, d.dtype, q.shape);
+  const inputs: GPUBuffer[] = [];
+  const temps: Tensor[] = [];
+  if (qk === 'int8') {
+    const qq = quantizeBlocks(q);
+    const kq = quantizeBlocks(k, { smooth: true });
+    temps.push(qq.q, qq.scales, kq.q, kq.scales);
+    inputs.push(be.buffer(qq.q, op), be.buffer(kq.q, op), be.buffer(v, op), be.buffer(qq.scales, op), be.buffer(kq.scales, op));
+  } else {
+    inputs.push(be.buffer(q, op), be.buffer(k, op), be.buffer(v, op));
+  }
+  if (mask !== 'dense') {
+    const m = maskOnDevice(be, mask);
+    inputs.push(m.counts, m.lists);
+  }
+  be.dispatch({
+    program: sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense' }),
+    inputs, outputs: [be.buffer(out, op)],
+    uniforms: packUniforms([['u32', d.H], ['u32', d.Hkv], ['u32', d.N], ['u32', nB], ['f32', scale * LOG2E]]),
+    grid: [nB, 1, d.B * d.H],
+  });
+  for (const t of temps) t.dispose();
+  return out;
+}
+
+/** Dense attention (no mask) with the same kernel: our dense comparator. */
+export function denseAttention(q: Tensor, k: Tensor, v: Tensor, opts: SparseOptions = {}): Tensor {
+  return blockSparseAttention(q, k, v, 'dense', opts);
+}
+
+/** The float64 reference for blockSparseAttention, including the int8 recipe's rounding. */
+function cpuBlockSparse(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask | 'dense', qk: 'float' | 'int8', scale: number, d: Dims): Tensor {
+  const op = 'blockSparseAttention';
+  const { B, H, Hkv, N, D } = d;
+  const nB = blockCount(N);
+  let qs = cpuValues(q, op);
+  let kvals = cpuValues(k, op);
+  const vs = cpuValues(v, op);
+  let qScale: Float32Array | null = null;
+  let kScale: Float32Array | null = null;
+  if (qk === 'int8') {
+    const qq = quantizeBlocks(q);
+    const kq = quantizeBlocks(k, { smooth: true });
+    qs = cpuValues(qq.q, op);
+    kvals = cpuValues(kq.q, op);
+    qScale = qq.scales.handle(op) as Float32Array;
+    kScale = kq.scales.handle(op) as Float32Array;
+  }
+  const out = new Float64Array(B * H * N * D);
+  const logits = new Float64Array(N);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) {
+    const bh = b * H + h;
+    const kvbh = b * Hkv + Math.floor(h / (H / Hkv));
+    for (let i = 0; i < N; i++) {
+      const qb = Math.floor(i / BLOCK);
+      const allowed = mask === 'dense' ? null : new Set(mask.lists[h]![qb]);
+      let mx = -Infinity;
+      for (let j = 0; j < N; j++) {
+        logits[j] = -Infinity;
+        if (allowed && !allowed.has(Math.floor(j / BLOCK))) continue;
+        let s = 0;
+        for (let e = 0; e < D; e++) s += qs[(bh * N + i) * D + e]! * kvals[(kvbh * N + j) * D + e]!;
+        if (qScale && kScale) s *= qScale[bh * nB + qb]! * kScale[kvbh * nB + Math.floor(j / BLOCK)]!;
+        logits[j] = s * scale;
+        mx = Math.max(mx, logits[j]!);
+      }
+      let sum = 0;
+      const o = (bh * N + i) * D;
+      for (let j = 0; j < N; j++) {
+        if (logits[j] === -Infinity) continue;
+        const p = Math.exp(logits[j]! - mx);
+        sum += p;
+        const pv = qk === 'int8' ? Math.round(p * 127) / 127 : p;
+        for (let e = 0; e < D; e++) out[o + e]! += pv * vs[(kvbh * N + j) * D + e]!;
+      }
+      for (let e = 0; e < D; e++) out[o + e]! /= sum;
+    }
+  }
+  return tensor(q.backend, out, q.shape, d.dtype);
+}

@@ -1,0 +1,252 @@
+import { uniformStruct, type Program } from '@attnkit/tensor';
+import { BLOCK } from './mask.js';
+import { vecBinding, vecLoader, vecStorer, type FloatDType } from './wgsl-io.js';
+
+export const CHUNK = 16;
+const NEG = -1e30;
+const WG = 64;
+
+/**
+ * Gathers token rows per head: out[b, h, n, :] = x[b, h / (H / Hx), index[h * N + n], :].
+ * Used to apply a per-head PARO order (and its inverse), expanding GQA key/value heads to
+ * one copy per query head because heads of a group may pick different orders.
+ */
+export function gatherProgram(dtype: FloatDType, headDim: number): Program {
+  const D4 = headDim / 4;
+  return {
+    key: `paro/gather/${dtype}/d${headDim}`, inputs: 2, outputs: 1, uniform: true,
+    source: () => `
+${vecBinding(0, 'x', dtype, false)}
+@group(0) @binding(1) var<storage, read> index: array<u32>;
+${vecBinding(2, 'y', dtype, true)}
+@group(0) @binding(3) var<uniform> u: U;
+${uniformStruct('U', [['total', 'u32'], ['H', 'u32'], ['Hx', 'u32'], ['N', 'u32'], ['tilesX', 'u32']])}
+${vecLoader('x', dtype)}
+${vecStorer('y', dtype)}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + li;
+  if (i >= u.total) { return; }
+  let p = i % ${D4}u;
+  let row = i / ${D4}u;
+  let n = row % u.N;
+  let bh = row / u.N;
+  let h = bh % u.H;
+  let b = bh / u.H;
+  let src = (b * u.Hx + h / (u.H / u.Hx)) * u.N + index[h * u.N + n];
+  st_y(i, ld_x(src * ${D4}u + p));
+}`,
+  };
+}
+
+/** Per-(batch, head) channel mean over tokens: SageAttention's K smoothing (exact under softmax). */
+export function channelMeanProgram(dtype: FloatDType, headDim: number): Program {
+  const D4 = headDim / 4;
+  return {
+    key: `paro/mean/${dtype}/d${headDim}`, inputs: 1, outputs: 1, uniform: true,
+    source: () => `
+${vecBinding(0, 'x', dtype, false)}
+@group(0) @binding(1) var<storage, read_write> mean: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> u: U;
+${uniformStruct('U', [['N', 'u32']])}
+${vecLoader('x', dtype)}
+var<workgroup> part: array<vec4<f32>, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let bh = wid.x;
+  for (var p = 0u; p < ${D4}u; p++) {
+    var acc = vec4<f32>(0.0);
+    for (var n = li; n < u.N; n += ${WG}u) { acc += ld_x((bh * u.N + n) * ${D4}u + p); }
+    part[li] = acc;
+    workgroupBarrier();
+    for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+      if (li < s) { part[li] += part[li + s]; }
+      workgroupBarrier();
+    }
+    if (li == 0u) { mean[bh * ${D4}u + p] = part[0] / f32(u.N); }
+    workgroupBarrier();
+  }
+}`,
+  };
+}
+
+/**
+ * Symmetric int8 quantization with one scale per 64-token block (per batch and head):
+ * scale = max|x - mean| / 127, q = round((x - mean) / scale). The mean input is all zeros
+ * when smoothing is off.
+ */
+export function quantizeProgram(dtype: FloatDType, headDim: number): Program {
+  const D4 = headDim / 4;
+  return {
+    key: `paro/quant8/${dtype}/d${headDim}`, inputs: 2, outputs: 2, uniform: true,
+    source: () => `
+${vecBinding(0, 'x', dtype, false)}
+@group(0) @binding(1) var<storage, read> mean: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> q8: array<u32>;
+@group(0) @binding(3) var<storage, read_write> scales: array<f32>;
+@group(0) @binding(4) var<uniform> u: U;
+${uniformStruct('U', [['N', 'u32'], ['nB', 'u32']])}
+${vecLoader('x', dtype)}
+var<workgroup> red: array<f32, ${BLOCK}>;
+@compute @workgroup_size(${BLOCK})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let blk = wid.x;
+  let bh = wid.y;
+  let n = blk * ${BLOCK}u + li;
+  let ok = n < u.N;
+  let row = bh * u.N + min(n, u.N - 1u);
+  var mx = 0.0;
+  for (var p = 0u; p < ${D4}u; p++) {
+    let v = abs(ld_x(row * ${D4}u + p) - mean[bh * ${D4}u + p]);
+    mx = max(mx, max(max(v.x, v.y), max(v.z, v.w)));
+  }
+  red[li] = select(0.0, mx, ok);
+  workgroupBarrier();
+  for (var s = ${BLOCK / 2}u; s > 0u; s >>= 1u) {
+    if (li < s) { red[li] = max(red[li], red[li + s]); }
+    workgroupBarrier();
+  }
+  let sc = select(red[0] / 127.0, 1.0, red[0] == 0.0);
+  if (li == 0u) { scales[bh * u.nB + blk] = sc; }
+  if (ok) {
+    for (var p = 0u; p < ${D4}u; p++) {
+      let v = (ld_x(row * ${D4}u + p) - mean[bh * ${D4}u + p]) / sc;
+      q8[row * ${D4}u + p] = pack4xI8(clamp(vec4<i32>(round(v)), vec4<i32>(-127), vec4<i32>(127)));
+    }
+  }
+}`,
+  };
+}
+
+export interface SparseConfig {
+  /** 'float': Q, K in `dtype`; 'int8': Q, K int8 with per-block scales, P quantized to 1/127. */
+  qk: 'float' | 'int8';
+  /** dtype of V and the output (and of Q, K in float mode). */
+  dtype: FloatDType;
+  headDim: number;
+  /** Dense: every key block, no mask lists bound. */
+  dense: boolean;
+}
+
+/**
+ * Block-sparse flash attention over a token sequence in 64-token blocks. One workgroup owns
+ * one query block (64 queries, one per invocation) of one (batch, head) and walks the key
+ * blocks its mask list names, 16 keys at a time through workgroup memory, with an online
+ * softmax in f32 (exp2 with log2(e) folded into the scale). In int8 mode the Q.K dot products
+ * are dot4I8Packed over packed int8 words with per-block scales, and P is rounded to
+ * multiples of 1/127 (it lies in [0, 1] after the running-max subtraction) before P.V, as in
+ * the SageAttention/PARO recipe; the row sum uses the unrounded P.
+ */
+export function sparseProgram(cfg: SparseConfig): Program {
+  const { qk, dtype, headDim: D, dense } = cfg;
+  const D4 = D / 4;
+  const D16 = D / 16;
+  const C = CHUNK;
+  const i8 = qk === 'int8';
+  const keys = Array.from({ length: C }, (_, c) => c);
+  const slots = Array.from({ length: D4 }, (_, p) => p);
+  let b = 0;
+  const lines: string[] = [];
+  if (i8) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> qb: array<u32>;`);
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> kb: array<vec4<u32>>;`);
+  } else {
+    lines.push(vecBinding(b++, 'qb', dtype, false));
+    lines.push(vecBinding(b++, 'kb', dtype, false));
+  }
+  lines.push(vecBinding(b++, 'vb', dtype, false));
+  if (i8) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> qscale: array<f32>;`);
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`);
+  }
+  if (!dense) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
+  }
+  const inputs = b;
+  lines.push(vecBinding(b++, 'ob', dtype, true));
+  lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
+
+  const score = (c: number): string => {
+    if (i8) {
+      const terms = Array.from({ length: D16 }, (_, w) => `dot4I8Packed(qw${4 * w}, kv${c}_${w}.x) + dot4I8Packed(qw${4 * w + 1}, kv${c}_${w}.y) + dot4I8Packed(qw${4 * w + 2}, kv${c}_${w}.z) + dot4I8Packed(qw${4 * w + 3}, kv${c}_${w}.w)`);
+      const loads = Array.from({ length: D16 }, (_, w) => `let kv${c}_${w} = ks[${c * D16 + w}u];`).join(' ');
+      return `var s${c} = ${NEG}; if (kvalid[${c}u] != 0u) { ${loads} s${c} = f32(${terms.join(' + ')}) * f; }`;
+    }
+    const chain = slots.slice(1).reduce((acc, p) => `fma(q${p}, ks[${c * D4 + p}u], ${acc})`, `q0 * ks[${c * D4}u]`);
+    return `var s${c} = ${NEG}; if (kvalid[${c}u] != 0u) { let a${c} = ${chain}; s${c} = a${c}.x + a${c}.y + a${c}.z + a${c}.w; }`;
+  };
+  const prob = (c: number): string =>
+    i8
+      ? `let r${c} = select(0.0, exp2(s${c} - mx), s${c} > ${NEG / 2}); let p${c} = floor(r${c} * 127.0 + 0.5) * (1.0 / 127.0);`
+      : `let p${c} = select(0.0, exp2(s${c} - mx), s${c} > ${NEG / 2});`;
+
+  return {
+    key: `paro/sparse/${qk}/${dtype}/d${D}${dense ? '/dense' : ''}`,
+    inputs, outputs: 1, uniform: true,
+    source: () => `
+${lines.join('\n')}
+${uniformStruct('U', [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']])}
+${i8 ? '' : vecLoader('qb', dtype)}
+${i8 ? '' : vecLoader('kb', dtype)}
+${vecLoader('vb', dtype)}
+${vecStorer('ob', dtype)}
+var<workgroup> ks: array<${i8 ? 'vec4<u32>' : 'vec4<f32>'}, ${i8 ? C * D16 : C * D4}>;
+var<workgroup> vs: array<vec4<f32>, ${C * D4}>;
+var<workgroup> kvalid: array<u32, ${C}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let qblk = wid.x;
+  let bh = wid.z;
+  let h = bh % u.H;
+  let b = bh / u.H;
+  let kvbh = b * u.Hkv + h / (u.H / u.Hkv);
+  let n = qblk * ${BLOCK}u + li;
+  let valid = n < u.N;
+  let qrow = bh * u.N + min(n, u.N - 1u);
+${i8
+  ? `  let qsc = qscale[bh * u.nB + qblk] * u.scale;\n${slots.map((p) => `  let qw${p} = qb[qrow * ${D4}u + ${p}u];`).join('\n')}`
+  : slots.map((p) => `  let q${p} = ld_qb(qrow * ${D4}u + ${p}u) * u.scale;`).join('\n')}
+${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
+  var m = ${NEG};
+  var l = 0.0;
+  let count = ${dense ? 'u.nB' : 'counts[h * u.nB + qblk]'};
+  for (var e = 0u; e < count; e++) {
+    let kblk = ${dense ? 'e' : 'lists[(h * u.nB + qblk) * u.nB + e]'};
+${i8 ? '    let f = qsc * kscale[kvbh * u.nB + kblk];' : ''}
+    for (var sub = 0u; sub < ${BLOCK}u; sub += ${C}u) {
+      workgroupBarrier();
+      let key0 = kblk * ${BLOCK}u + sub;
+      for (var s = li; s < ${C * D4}u; s += ${WG}u) {
+        let c = s / ${D4}u;
+        let p = s % ${D4}u;
+        let key = key0 + c;
+        let kr = kvbh * u.N + min(key, u.N - 1u);
+        vs[s] = select(vec4<f32>(0.0), ld_vb(kr * ${D4}u + p), key < u.N);
+        if (p == 0u) { kvalid[c] = select(0u, 1u, key < u.N); }
+      }
+      for (var s = li; s < ${i8 ? C * D16 : C * D4}u; s += ${WG}u) {
+        let c = s / ${i8 ? D16 : D4}u;
+        let kr = kvbh * u.N + min(key0 + c, u.N - 1u);
+        ks[s] = ${i8 ? `kb[kr * ${D16}u + s % ${D16}u]` : `ld_kb(kr * ${D4}u + s % ${D4}u)`};
+      }
+      workgroupBarrier();
+${keys.map((c) => `      ${score(c)}`).join('\n')}
+      var mx = m;
+${keys.map((c) => `      mx = max(mx, s${c});`).join('\n')}
+      let alpha = exp2(m - mx);
+${keys.map((c) => `      ${prob(c)}`).join('\n')}
+      l = l * alpha + ${keys.map((c) => (i8 ? `r${c}` : `p${c}`)).join(' + ')};
+${slots.map((p) => `      o${p} = o${p} * alpha;`).join('\n')}
+${keys.map((c) => `      ${slots.map((p) => `o${p} = fma(vec4<f32>(p${c}), vs[${c * D4 + p}u], o${p});`).join(' ')}`).join('\n')}
+      m = mx;
+    }
+  }
+  if (valid) {
+    let inv = 1.0 / l;
+${slots.map((p) => `    st_ob(qrow * ${D4}u + ${p}u, o${p} * inv);`).join('\n')}
+  }
+}`,
+  };
+}

@@ -1,0 +1,60 @@
+import { ShapeError, type Tensor } from '@attnkit/tensor';
+import { blockSparseAttention, checkQKV, gatherTokens, type SparseOptions } from './attention.js';
+import type { Calibration } from './calibrate.js';
+import { LayoutError } from './errors.js';
+import { checkLayout, invertPermutation, orderPermutation } from './layout.js';
+import { blockCount, type BlockMask } from './mask.js';
+
+/** Device-ready view of a calibration: per-head gather indices and the block mask. */
+export interface ParoPlan {
+  calibration: Calibration;
+  /** [H * N]: forward[h * N + n] = original token at permuted position n. */
+  forward: Uint32Array;
+  /** [H * N]: the inverse, to restore the original order. */
+  inverse: Uint32Array;
+  mask: BlockMask;
+}
+
+const plans = new WeakMap<Calibration, ParoPlan>();
+
+export function planFor(c: Calibration): ParoPlan {
+  const hit = plans.get(c);
+  if (hit) return hit;
+  checkLayout('planFor', c.layout);
+  const H = c.heads.length;
+  const N = c.layout.frames * c.layout.height * c.layout.width + (c.layout.text ?? 0);
+  const forward = new Uint32Array(H * N);
+  const inverse = new Uint32Array(H * N);
+  c.heads.forEach((head, h) => {
+    const p = orderPermutation(c.layout, head.order);
+    forward.set(p, h * N);
+    inverse.set(invertPermutation(p), h * N);
+  });
+  const plan: ParoPlan = { calibration: c, forward, inverse, mask: { heads: H, tokens: N, blocks: blockCount(N), lists: c.heads.map((h) => h.mask) } };
+  plans.set(c, plan);
+  return plan;
+}
+
+/**
+ * PARO attention: q [B, H, N, D], k/v [B, Hkv, N, D] in the original (text, F, H, W) order.
+ * Each head's tokens are re-flattened in its calibrated axis order, attention runs
+ * block-sparse over the calibrated mask (int8 Q.K with `qk: 'int8'`), and the output is put
+ * back in the original order.
+ */
+export function paroAttention(q: Tensor, k: Tensor, v: Tensor, calibration: Calibration, opts: SparseOptions = {}): Tensor {
+  const op = 'paroAttention';
+  const d = checkQKV(op, q, k, v);
+  const plan = planFor(calibration);
+  if (plan.mask.tokens !== d.N) {
+    const l = calibration.layout;
+    throw new LayoutError(op, `a layout of ${d.N} tokens (the tensors' N)`, `text ${l.text ?? 0} + ${l.frames}x${l.height}x${l.width} = ${plan.mask.tokens}`);
+  }
+  if (plan.mask.heads !== d.H) throw new ShapeError(op, 'query', `${plan.mask.heads} heads (one per calibrated head)`, q.shape);
+  const qp = gatherTokens(q, plan.forward, d.H);
+  const kp = gatherTokens(k, plan.forward, d.H);
+  const vp = gatherTokens(v, plan.forward, d.H);
+  const o = blockSparseAttention(qp, kp, vp, plan.mask, opts);
+  const out = gatherTokens(o, plan.inverse, d.H);
+  for (const t of [qp, kp, vp, o]) t.dispose();
+  return out;
+}
