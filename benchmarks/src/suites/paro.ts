@@ -1,0 +1,71 @@
+import {
+  blockSparseAttention, calibrate, denseAttention, gatherTokens, maskDensity, paroAttention, planFor,
+  syntheticVideoQK, tokenCount, type VideoLayout,
+} from '@attnkit/paro';
+import { CpuBackend, random, tensor, type Backend } from '@attnkit/tensor';
+import { peerKey, timeIt, withPeer, type BenchRow, type Suite } from '../harness.js';
+
+// PARO on a video token grid: calibrated per-head orders, a 25% block mask, int8 Q.K,
+// against our dense f16 kernel on the same tokens (and torch SDPA from peer_paro.py).
+// Q/K are synthetic with per-head locality along F, H, W or H+W (paro's syntheticVideoQK),
+// so the calibration has real structure to find; V is random.
+
+function relL1(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) { num += Math.abs(a[i]! - b[i]!); den += Math.abs(b[i]!); }
+  return num / den;
+}
+
+export const paroSuite: Suite = {
+  name: 'paro',
+  async run(be: Backend, ctx) {
+    if (be.kind === 'cpu') return []; // the float64 reference at these sizes says nothing about speed
+    const layout: VideoLayout = ctx.big ? { frames: 16, height: 32, width: 32 } : { frames: 4, height: 8, width: 16 };
+    const H = ctx.big ? 8 : 2;
+    const D = 64;
+    const density = 0.25;
+    const N = tokenCount(layout);
+    const { q: qa, k: ka } = syntheticVideoQK(layout, { heads: H, headDim: D, broad: ['F', 'H', 'W', 'HW'], seed: 5 });
+    const cpu = new CpuBackend();
+    const t0 = performance.now();
+    const cal = await calibrate(tensor(cpu, qa, [H, N, D]), tensor(cpu, ka, [H, N, D]), layout, { density, sampleRows: 128, maskRowsPerBlock: 1 });
+    const calMs = performance.now() - t0;
+    const plan = planFor(cal);
+    const q = tensor(be, qa, [1, H, N, D], 'f16');
+    const k = tensor(be, ka, [1, H, N, D], 'f16');
+    const v = random(be, [1, H, N, D], { seed: 9, dtype: 'f16' });
+    const shape = `1x${H}x${layout.frames}x${layout.height}x${layout.width}x${D}`;
+    const rows: BenchRow[] = [];
+    const reps = ctx.big ? 7 : 3;
+    const row = (kernel: string, t: Awaited<ReturnType<typeof timeIt>>, flops: number, notes: string): BenchRow => ({
+      package: 'paro', kernel, shape, dtype: 'f16', backend: be.kind, device: ctx.device, ...t, gflops: flops / (t.medianMs * 1e6), notes,
+    });
+    const denseFlops = 4 * H * N * N * D;
+    const dense = await timeIt(be, () => denseAttention(q, k, v).dispose(), { reps, maxInner: 4 });
+    const denseOut = await denseAttention(q, k, v).toArray();
+    rows.push(withPeer(row('dense', dense, denseFlops, 'our fused dense f16 kernel (every block); peer: torch SDPA f16'), ctx.peers.get(peerKey('dense', shape, 'f16')), { flops: denseFlops }));
+    const actual = maskDensity(plan.mask);
+    const orders = cal.heads.map((h) => h.order).join(',');
+    const ourDense = { name: 'attnkit dense f16 fused kernel, same tokens', medianMs: dense.medianMs };
+
+    // End to end: permute Q, K, V per head, quantize, block-sparse kernel, un-permute.
+    for (const qk of ['int8', 'float'] as const) {
+      const t = await timeIt(be, () => paroAttention(q, k, v, cal, { qk }).dispose(), { reps });
+      const out = await paroAttention(q, k, v, cal, { qk }).toArray();
+      const err = relL1(out, denseOut);
+      rows.push({
+        ...row(`paro-${qk}`, t, denseFlops * actual, `end to end (permute, ${qk === 'int8' ? 'int8 quantize, ' : ''}sparse kernel, unpermute); density ${actual.toFixed(4)}; relative L1 error vs dense ${err.toExponential(3)}; orders ${orders}; calibration ${calMs.toFixed(0)} ms on the CPU`),
+        peer: ourDense, ratio: dense.medianMs / t.medianMs,
+      });
+    }
+    // Kernel only, on tokens already in PARO order (the paper fuses the permutation into RoPE).
+    const qp = gatherTokens(q, plan.forward, H);
+    const kp = gatherTokens(k, plan.forward, H);
+    const vp = gatherTokens(v, plan.forward, H);
+    const t = await timeIt(be, () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8' }).dispose(), { reps });
+    rows.push({ ...row('paro-int8-kernel', t, denseFlops * actual, `int8 quantize + block-sparse kernel on pre-permuted tokens; density ${actual.toFixed(4)}`), peer: ourDense, ratio: dense.medianMs / t.medianMs });
+    for (const x of [q, k, v, qp, kp, vp]) x.dispose();
+    return rows;
+  },
+};
