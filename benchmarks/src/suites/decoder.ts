@@ -60,8 +60,8 @@ export function randomLlama(be: WebGpuBackend, c: LlamaConfig): LlamaModel {
   for (let l = 0; l < c.numLayers; l++) {
     layers.push({
       inputNorm: ones(), postAttnNorm: ones(),
-      q: mat(q, c.hiddenSize), k: mat(kv, c.hiddenSize), v: mat(kv, c.hiddenSize), o: mat(c.hiddenSize, q),
-      gate: mat(c.intermediateSize, c.hiddenSize), up: mat(c.intermediateSize, c.hiddenSize), down: mat(c.hiddenSize, c.intermediateSize),
+      qkv: mat(q + 2 * kv, c.hiddenSize), o: mat(c.hiddenSize, q),
+      gateUp: mat(2 * c.intermediateSize, c.hiddenSize), down: mat(c.hiddenSize, c.intermediateSize),
     });
   }
   const embed = randomF16(be, [c.vocabSize, c.hiddenSize], seed++, 1);

@@ -1,6 +1,6 @@
 import { zeros, type Backend, type Tensor } from '@attnkit/tensor';
 import { ContextLengthError } from './errors.js';
-import { writeRows } from './kv-write.js';
+import { writeKvRows } from './kv-write.js';
 
 /** One layer's keys and values as attention reads them. */
 export interface KvView {
@@ -69,8 +69,7 @@ export class StaticKvCache implements KvCache {
     const at = this.lengths[layer]!;
     const S = k.shape[2]!;
     if (at + S > this.capacity) throw new ContextLengthError(`KV cache (layer ${layer})`, at + S, this.capacity);
-    writeRows(this.ks[layer]!, k, at);
-    writeRows(this.vs[layer]!, v, at);
+    writeKvRows(this.ks[layer]!, this.vs[layer]!, k, v, at);
     this.lengths[layer] = at + S;
   }
 

@@ -13,9 +13,9 @@ const WG = 256;
 
 const copyRows: Program = {
   key: 'models/kv-write-rows',
-  inputs: 1, outputs: 1, uniform: true,
+  inputs: 2, outputs: 2, uniform: true,
   source: () => `
-${bindings(['src'], ['dst'], 'U')}
+${bindings(['srcK', 'srcV'], ['dstK', 'dstV'], 'U')}
 ${U}
 ${LINEAR_GROUP}
 @compute @workgroup_size(${WG})
@@ -25,36 +25,56 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let w = i % u.words;
   let r = (i / u.words) % u.rows;
   let bh = i / (u.words * u.rows);
-  dst[(bh * u.cap + u.offset + r) * u.words + w] = src[i];
+  let o = (bh * u.cap + u.offset + r) * u.words + w;
+  dstK[o] = srcK[i];
+  dstV[o] = srcV[i];
 }`,
 };
 
-export function writeRows(dst: Tensor, src: Tensor, offset: number): void {
-  const op = 'kvWriteRows';
-  if (dst.dtype !== src.dtype) throw new ArgumentError(op, 'src.dtype', `equal to the cache dtype ${dst.dtype}`, src.dtype);
-  if (dst.rank !== 4 || src.rank !== 4 || dst.shape[0] !== src.shape[0] || dst.shape[1] !== src.shape[1] || dst.shape[3] !== src.shape[3]) {
-    throw new ShapeError(op, 'src', `[${dst.shape[0]}, ${dst.shape[1]}, S, ${dst.shape[3]}] to match the cache [${dst.shape.join(', ')}]`, src.shape);
-  }
-  const [B, H, cap, D] = dst.shape as [number, number, number, number];
-  const S = src.shape[2]!;
-  if (offset < 0 || offset + S > cap) throw new ArgumentError(op, 'offset', `in [0, ${cap - S}] for ${S} new rows`, offset);
-  if (dst.backend !== src.backend) throw new ArgumentError(op, 'src.backend', dst.backend.name, src.backend.name);
-  const be = dst.backend;
+/** Writes new keys and values (same shape) into their cache buffers in one pass. */
+export function writeKvRows(dstK: Tensor, dstV: Tensor, k: Tensor, v: Tensor, offset: number): void {
+  checkRows(dstK, k, offset);
+  checkRows(dstV, v, offset);
+  if (dstK.shape.join() !== dstV.shape.join() || k.shape.join() !== v.shape.join()) throw new ShapeError('kvWriteRows', 'v', `the shape of k [${k.shape.join(', ')}]`, v.shape);
+  const be = dstK.backend;
   if (be instanceof WebGpuBackend) {
-    const bytesPerRow = D * (dst.dtype === 'f16' ? 2 : 4);
-    if (bytesPerRow % 4) throw new ArgumentError(op, 'head dim', 'a whole number of 32-bit words per row', D);
-    const words = bytesPerRow / 4;
+    const [B, H, cap, D] = dstK.shape as [number, number, number, number];
+    const S = k.shape[2]!;
+    const words = (D * (dstK.dtype === 'f16' ? 2 : 4)) / 4;
     const total = B * H * S * words;
+    const op = 'kvWriteRows';
     be.dispatch({
       program: copyRows,
-      inputs: [be.buffer(src, op)],
-      outputs: [be.buffer(dst, op)],
+      inputs: [be.buffer(k, op), be.buffer(v, op)],
+      outputs: [be.buffer(dstK, op), be.buffer(dstV, op)],
       uniforms: packUniforms([['u32', S], ['u32', words], ['u32', cap], ['u32', offset], ['u32', total]]),
       grid: gridFor(Math.ceil(total / WG)),
     });
     return;
   }
-  // CPU backend: the handle is the storage array itself.
+  cpuWrite(dstK, k, offset);
+  cpuWrite(dstV, v, offset);
+}
+
+function checkRows(dst: Tensor, src: Tensor, offset: number): void {
+  const op = 'kvWriteRows';
+  if (dst.dtype !== src.dtype) throw new ArgumentError(op, 'src.dtype', `equal to the cache dtype ${dst.dtype}`, src.dtype);
+  if (dst.rank !== 4 || src.rank !== 4 || dst.shape[0] !== src.shape[0] || dst.shape[1] !== src.shape[1] || dst.shape[3] !== src.shape[3]) {
+    throw new ShapeError(op, 'src', `[${dst.shape[0]}, ${dst.shape[1]}, S, ${dst.shape[3]}] to match the cache [${dst.shape.join(', ')}]`, src.shape);
+  }
+  const cap = dst.shape[2]!;
+  const D = dst.shape[3]!;
+  const S = src.shape[2]!;
+  if (offset < 0 || offset + S > cap) throw new ArgumentError(op, 'offset', `in [0, ${cap - S}] for ${S} new rows`, offset);
+  if (dst.backend !== src.backend) throw new ArgumentError(op, 'src.backend', dst.backend.name, src.backend.name);
+  if ((D * (dst.dtype === 'f16' ? 2 : 4)) % 4) throw new ArgumentError(op, 'head dim', 'a whole number of 32-bit words per row', D);
+}
+
+/** CPU backend: the handle is the storage array itself. */
+function cpuWrite(dst: Tensor, src: Tensor, offset: number): void {
+  const op = 'kvWriteRows';
+  const [B, H, cap, D] = dst.shape as [number, number, number, number];
+  const S = src.shape[2]!;
   const d = dst.handle(op) as StorageArray;
   const s = src.handle(op) as StorageArray;
   for (let bh = 0; bh < B * H; bh++) {

@@ -1,5 +1,6 @@
-import { add, ArgumentError, cast, gatherRows, matmul, mul, permute, rmsnorm, rope, silu, slice, tensor, tidy, type Backend, type Tensor } from '@attnkit/tensor';
+import { add, ArgumentError, cast, gatherRows, matmul, permute, rmsnorm, slice, tensor, tidy, WebGpuBackend, type Backend, type Tensor } from '@attnkit/tensor';
 import { attend, supportsWindow } from './attention-call.js';
+import { RopeTable, splitHeadsRope, swiglu } from './fused.js';
 import { ropeInvFreq, type LlamaConfig } from './config.js';
 import { ContextLengthError } from './errors.js';
 import { StaticKvCache, type KvCache } from './kv-cache.js';
@@ -9,25 +10,33 @@ import { StaticKvCache, type KvCache } from './kv-cache.js';
  *
  *   x = embed[ids]
  *   for each layer:
- *     h = rmsnorm(x)                      -> q, k, v projections (+ bias on Qwen2)
+ *     h = rmsnorm(x)                      -> q|k|v in one projection (+ bias on Qwen2)
  *     q, k = rope(q, k) at the cache's position
  *     cache.append(k, v); z = attention(q, cache)   (causal, grouped-query)
  *     x = x + o_proj(z)
- *     x = x + down(silu(gate(rmsnorm(x))) * up(rmsnorm(x)))
+ *     x = x + down(silu(gate(m)) * up(m)),  m = rmsnorm(x), gate|up in one projection
  *   logits = lm_head(rmsnorm(x))          (lm_head may be the embedding, tied)
  *
  * Activations are f32; projection weights are f16 or f32 ([out, in] as in the checkpoint,
- * multiplied with transB). Batch is 1. Hooks observe or patch the probabilities, the
- * per-head outputs and the residual stream; nothing extra is computed unless asked.
+ * multiplied with transB). q/k/v and gate/up weights are stacked at load time so each pair
+ * or triple is one matmul (a batch-1 decode step is bound by kernel launches). Batch is 1.
+ * Hooks observe or patch the probabilities, the per-head outputs and the residual stream;
+ * nothing extra is computed unless asked.
  */
 
 export interface LayerWeights {
   inputNorm: Tensor;
   postAttnNorm: Tensor;
-  q: Tensor; k: Tensor; v: Tensor; o: Tensor;
-  qBias?: Tensor; kBias?: Tensor; vBias?: Tensor; oBias?: Tensor;
-  gate: Tensor; up: Tensor; down: Tensor;
-  gateBias?: Tensor; upBias?: Tensor; downBias?: Tensor;
+  /** q_proj, k_proj, v_proj stacked by rows: [(Hq + 2 Hkv) D, hidden]. */
+  qkv: Tensor;
+  qkvBias?: Tensor;
+  o: Tensor;
+  oBias?: Tensor;
+  /** gate_proj then up_proj stacked by rows: [2 intermediate, hidden]. */
+  gateUp: Tensor;
+  gateUpBias?: Tensor;
+  down: Tensor;
+  downBias?: Tensor;
 }
 
 export interface LlamaWeights {
@@ -77,9 +86,13 @@ export interface ForwardResult {
 
 export class LlamaModel {
   private readonly invFreq: Float32Array;
+  private readonly ropeTable: RopeTable;
+  private readonly linearScale: number;
 
   constructor(readonly config: LlamaConfig, readonly weights: LlamaWeights, readonly backend: Backend) {
     this.invFreq = ropeInvFreq(config);
+    this.linearScale = config.ropeScaling.kind === 'linear' ? config.ropeScaling.factor : 1;
+    this.ropeTable = new RopeTable(this.invFreq, 1 / this.linearScale, config.maxPositions);
   }
 
   /** A static cache sized for `capacity` tokens (default: the model's context). */
@@ -105,6 +118,8 @@ export class LlamaModel {
     const ctx: HookContext = { position, keep: (t) => (kept.push(t), t) };
     const hooked = (layer: number) => !!hooks && (!hooks.layers || hooks.layers.includes(layer));
 
+    // The rotary table outlives this step: build or grow it outside the step's scope.
+    if (this.backend instanceof WebGpuBackend) this.ropeTable.forPositions(this.backend, position + S);
     return tidy(() => {
       const w = this.weights;
       const idx = tensor(this.backend, Int32Array.from(ids), [S], 'i32');
@@ -116,9 +131,10 @@ export class LlamaModel {
 
         // Attention block.
         const h = rmsnorm(x, lw.inputNorm, c.rmsNormEps);
-        const q = this.heads(linear(h, lw.q, lw.qBias), c.numHeads, position);
-        const k = this.heads(linear(h, lw.k, lw.kBias), c.numKvHeads, position);
-        const v = this.heads(linear(h, lw.v, lw.vBias), c.numKvHeads, null);
+        const { q, k, v } = splitHeadsRope(linear(h, lw.qkv, lw.qkvBias), {
+          numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, position,
+          table: this.ropeTable, invFreq: this.invFreq, linearScale: this.linearScale, theta: c.ropeTheta,
+        }); // each [1, H, S, D]; q and k rotated
         cache.append(l, k, v);
         const att = attend(q, cache.view(l), { scale: 1 / Math.sqrt(c.headDim), probs: !!hk?.onAttentionProbs, window: c.slidingWindow });
         if (att.probs) hk!.onAttentionProbs!(l, att.probs, ctx);
@@ -129,21 +145,13 @@ export class LlamaModel {
 
         // SwiGLU MLP block.
         const m = rmsnorm(x, lw.postAttnNorm, c.rmsNormEps);
-        const act = mul(silu(linear(m, lw.gate, lw.gateBias)), linear(m, lw.up, lw.upBias));
+        const act = swiglu(linear(m, lw.gateUp, lw.gateUpBias)); // silu(gate) * up
         x = add(x, linear(act, lw.down, lw.downBias));
         x = hk?.onResidual?.(l, 'out', x, ctx) ?? x;
       }
       const last = opts.logits === 'all' || S === 1 ? x : slice(x, [S - 1, 0]);
       return { logits: linear(rmsnorm(last, w.norm, c.rmsNormEps), w.lmHead), kept };
     });
-  }
-
-  /** [S, H*D] projections -> [1, H, S, D], rotated when `position` is given (q and k). */
-  private heads(x: Tensor, H: number, position: number | null): Tensor {
-    const S = x.shape[0]!;
-    const D = this.config.headDim;
-    const t = S === 1 ? x.reshape([1, H, 1, D]) : permute(x.reshape([S, H, D]), [1, 0, 2]).reshape([1, H, S, D]);
-    return position === null ? t : rope(t, { positionOffset: position, invFreq: this.invFreq, theta: this.config.ropeTheta, linearScale: this.config.ropeScaling.kind === 'linear' ? this.config.ropeScaling.factor : 1 });
   }
 
   /** Weight bytes on the device (the tied embedding counted once). */
@@ -164,6 +172,7 @@ export class LlamaModel {
   }
 
   dispose(): void {
+    this.ropeTable.dispose();
     const all = new Set([this.weights.embed, this.weights.norm, this.weights.lmHead, ...this.weights.layers.flatMap((l) => Object.values(l) as Tensor[])]);
     for (const t of all) t.dispose();
   }

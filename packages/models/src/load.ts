@@ -4,7 +4,7 @@ import { tensor, type Backend, type Tensor } from '@attnkit/tensor';
 import { readLlamaConfig, type LlamaConfig } from './config.js';
 import { SafetensorsError, WeightMismatchError, type ConfigError, type TokenizerError } from './errors.js';
 import { LlamaModel, type LayerWeights, type LlamaWeights } from './llama.js';
-import { hostToF16Bits, hostToF32 } from './safetensors.js';
+import { hostToF16Bits, hostToF32, type HostTensor } from './safetensors.js';
 import { TextTokenizer } from './tokenizer.js';
 import { WeightSource } from './weights.js';
 
@@ -113,24 +113,33 @@ export async function loadLlama(dir: string, backend: Backend, opts: LoadOptions
     const total = specs.reduce((n, s) => n + s.shape.reduce((p, d) => p * d, 1), 0);
     let done = 0;
     const wantF16 = (opts.weightDtype ?? (backend.kind === 'cpu' ? 'f32' : 'f16')) === 'f16';
-    for (const s of specs) {
-      const host = await weights.read(s.name);
-      if (E.isLeft(host)) return host;
-      const h = host.right;
-      let t: Tensor;
-      if (s.matrix && wantF16) {
-        const bits = hostToF16Bits(h);
-        if (h.dtype !== 'f16') {
-          const bad = firstNonFinite(bits);
-          if (bad >= 0) return E.left(new WeightMismatchError(weights.entry(s.name)!.file, s.name, `values within the f16 range (load with weightDtype 'f32')`, `${hostToF32(h)[bad]} at element ${bad}`));
-        }
-        t = tensor(backend, bits, s.shape, 'f16');
-      } else {
-        t = tensor(backend, hostToF32(h), s.shape, 'f32');
+    const bySpec = new Map(specs.map((s) => [s.name, s]));
+    // Device tensors: most are one checkpoint tensor; q|k|v and gate|up are stacked by rows.
+    for (const group of deviceTensors(config, specs)) {
+      const parts: HostTensor[] = [];
+      for (const name of group.from) {
+        const host = await weights.read(name);
+        if (E.isLeft(host)) return host;
+        parts.push(host.right);
       }
-      uploaded.set(s.name, t);
+      const first = bySpec.get(group.from[0]!)!;
+      const rows = group.from.reduce((n, name) => n + bySpec.get(name)!.shape[0]!, 0);
+      const shape = [rows, ...first.shape.slice(1)];
+      let t: Tensor;
+      if (first.matrix && wantF16) {
+        const bits = stack(parts.map(hostToF16Bits), Uint16Array);
+        const bad = parts.every((p) => p.dtype === 'f16') ? -1 : firstNonFinite(bits);
+        if (bad >= 0) {
+          const at = locate(group.from.map((n) => bySpec.get(n)!), bad);
+          return E.left(new WeightMismatchError(weights.entry(at.name)!.file, at.name, `values within the f16 range (load with weightDtype 'f32')`, `${hostToF32(parts[at.part]!)[at.index]} at element ${at.index}`));
+        }
+        t = tensor(backend, bits, shape, 'f16');
+      } else {
+        t = tensor(backend, stack(parts.map(hostToF32), Float32Array), shape, 'f32');
+      }
+      uploaded.set(group.name, t);
       done += t.size;
-      opts.onProgress?.(done, total, s.name);
+      opts.onProgress?.(done, total, group.name);
     }
     return E.right({ model: new LlamaModel(config, assemble(config, uploaded), backend), config, tokenizer, dir });
   } catch (e) {
@@ -141,6 +150,44 @@ export async function loadLlama(dir: string, backend: Backend, opts: LoadOptions
   }
 }
 
+/** What goes to the device: a name and the checkpoint tensors stacked (by rows) into it. */
+function deviceTensors(c: LlamaConfig, specs: WeightSpec[]): Array<{ name: string; from: string[] }> {
+  const stacked = new Map<string, string[]>();
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}`;
+    stacked.set(`${p}.self_attn.q_proj.weight`, [`${p}.self_attn.qkv.weight`, `${p}.self_attn.q_proj.weight`, `${p}.self_attn.k_proj.weight`, `${p}.self_attn.v_proj.weight`]);
+    if (c.qkvBias) stacked.set(`${p}.self_attn.q_proj.bias`, [`${p}.self_attn.qkv.bias`, `${p}.self_attn.q_proj.bias`, `${p}.self_attn.k_proj.bias`, `${p}.self_attn.v_proj.bias`]);
+    stacked.set(`${p}.mlp.gate_proj.weight`, [`${p}.mlp.gate_up.weight`, `${p}.mlp.gate_proj.weight`, `${p}.mlp.up_proj.weight`]);
+    if (c.mlpBias) stacked.set(`${p}.mlp.gate_proj.bias`, [`${p}.mlp.gate_up.bias`, `${p}.mlp.gate_proj.bias`, `${p}.mlp.up_proj.bias`]);
+  }
+  const absorbed = new Set([...stacked.values()].flatMap((g) => g.slice(2)));
+  const out: Array<{ name: string; from: string[] }> = [];
+  for (const s of specs) {
+    if (absorbed.has(s.name)) continue;
+    const g = stacked.get(s.name);
+    out.push(g ? { name: g[0]!, from: g.slice(1) } : { name: s.name, from: [s.name] });
+  }
+  return out;
+}
+
+function stack<T extends Float32Array | Uint16Array>(parts: T[], Ctor: { new (n: number): T }): T {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Ctor(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) (out.set(p, at), (at += p.length));
+  return out;
+}
+
+function locate(specs: WeightSpec[], index: number): { name: string; part: number; index: number } {
+  let i = index;
+  for (const [part, s] of specs.entries()) {
+    const n = s.shape.reduce((p, d) => p * d, 1);
+    if (i < n) return { name: s.name, part, index: i };
+    i -= n;
+  }
+  return { name: specs[0]!.name, part: 0, index };
+}
+
 function firstNonFinite(bits: Uint16Array): number {
   for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7c00) === 0x7c00) return i;
   return -1;
@@ -148,27 +195,22 @@ function firstNonFinite(bits: Uint16Array): number {
 
 function assemble(c: LlamaConfig, w: Map<string, Tensor>): LlamaWeights {
   const get = (n: string) => w.get(n)!;
-  const opt = (n: string) => w.get(n);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}`;
     const lw: LayerWeights = {
       inputNorm: get(`${p}.input_layernorm.weight`),
       postAttnNorm: get(`${p}.post_attention_layernorm.weight`),
-      q: get(`${p}.self_attn.q_proj.weight`),
-      k: get(`${p}.self_attn.k_proj.weight`),
-      v: get(`${p}.self_attn.v_proj.weight`),
+      qkv: get(`${p}.self_attn.qkv.weight`),
       o: get(`${p}.self_attn.o_proj.weight`),
-      gate: get(`${p}.mlp.gate_proj.weight`),
-      up: get(`${p}.mlp.up_proj.weight`),
+      gateUp: get(`${p}.mlp.gate_up.weight`),
       down: get(`${p}.mlp.down_proj.weight`),
     };
-    const biases: Array<[keyof LayerWeights, string]> = [
-      ['qBias', 'self_attn.q_proj.bias'], ['kBias', 'self_attn.k_proj.bias'], ['vBias', 'self_attn.v_proj.bias'], ['oBias', 'self_attn.o_proj.bias'],
-      ['gateBias', 'mlp.gate_proj.bias'], ['upBias', 'mlp.up_proj.bias'], ['downBias', 'mlp.down_proj.bias'],
+    const optional: Array<[keyof LayerWeights, string]> = [
+      ['qkvBias', 'self_attn.qkv.bias'], ['oBias', 'self_attn.o_proj.bias'], ['gateUpBias', 'mlp.gate_up.bias'], ['downBias', 'mlp.down_proj.bias'],
     ];
-    for (const [key, n] of biases) {
-      const t = opt(`${p}.${n}`);
+    for (const [key, n] of optional) {
+      const t = w.get(`${p}.${n}`);
       if (t) lw[key] = t;
     }
     layers.push(lw);

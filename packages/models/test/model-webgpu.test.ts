@@ -39,8 +39,9 @@ describe('decoder on WebGPU (lavapipe here, the H200 there)', async () => {
       expect(got).toEqual(want);
       expect(cache.view(0).length).toBe(3);
       const f16 = new StaticKvCache(be, { numLayers: 1, numKvHeads: 1, headDim: 2, capacity: 3, dtype: 'f16' });
-      writeKvRows(f16.view(0).k, tensor(be, [0.5, -2], [1, 1, 1, 2], 'f16'), 2);
+      writeKvRows(f16.view(0).k, f16.view(0).v, tensor(be, [0.5, -2], [1, 1, 1, 2], 'f16'), tensor(be, [3, 4], [1, 1, 1, 2], 'f16'), 2);
       expect(Array.from(await f16.view(0).k.toArray())).toEqual([0, 0, 0, 0, 0.5, -2]);
+      expect(Array.from(await f16.view(0).v.toArray())).toEqual([0, 0, 0, 0, 3, 4]);
       cache.dispose();
       f16.dispose();
     });
