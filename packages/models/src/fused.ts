@@ -1,4 +1,4 @@
-import { gridFor, LINEAR_GROUP, mul, packUniforms, permute, rope, silu, slice, tensor, uniformStruct, WebGpuBackend, type Program, type Tensor } from '@attnkit/tensor';
+import { add, gridFor, LINEAR_GROUP, mul, packUniforms, permute, rmsnorm, rope, silu, slice, tensor, uniformStruct, WebGpuBackend, type Program, type Tensor } from '@attnkit/tensor';
 
 /*
  * Two fusions of the decoder's glue, for WebGPU, where a decode step at batch 1 is bound by
@@ -165,4 +165,62 @@ export function swiglu(gu: Tensor): Tensor {
     return out;
   }
   return mul(silu(slice(gu, [0, 0], [S, I])), slice(gu, [0, I], [S, I2]));
+}
+
+const NORM_WG = 256;
+const ADDNORM_U = uniformStruct('U', [['H', 'u32'], ['rows', 'u32'], ['eps', 'f32']]);
+const addRmsnormProgram: Program = {
+  key: 'models/add-rmsnorm',
+  inputs: 3, outputs: 2, uniform: true,
+  source: () => `
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> delta: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> xo: array<f32>;
+@group(0) @binding(4) var<storage, read_write> h: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+${ADDNORM_U}
+${LINEAR_GROUP}
+var<workgroup> part: array<f32, ${NORM_WG}>;
+@compute @workgroup_size(${NORM_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row = linear_group(wid, nwg);
+  if (row >= u.rows) { return; }
+  let base = row * u.H;
+  var ss = 0.0;
+  for (var i = li; i < u.H; i += ${NORM_WG}u) {
+    let y = x[base + i] + delta[base + i];
+    xo[base + i] = y;
+    ss += y * y;
+  }
+  part[li] = ss;
+  workgroupBarrier();
+  for (var s = ${NORM_WG / 2}u; s > 0u; s >>= 1u) {
+    if (li < s) { part[li] += part[li + s]; }
+    workgroupBarrier();
+  }
+  let r = inverseSqrt(part[0] / f32(u.H) + u.eps);
+  for (var i = li; i < u.H; i += ${NORM_WG}u) { h[base + i] = xo[base + i] * r * w[i]; }
+}`,
+};
+
+/** x + delta (the new residual stream) and rmsnorm of it, [S, H] each, in one pass. */
+export function addRmsnorm(x: Tensor, delta: Tensor, weight: Tensor, eps: number): { x: Tensor; normed: Tensor } {
+  const be = x.backend;
+  if (be instanceof WebGpuBackend && x.dtype === 'f32' && delta.dtype === 'f32' && weight.dtype === 'f32' && x.shape.join() === delta.shape.join()) {
+    const H = x.shape[x.rank - 1]!;
+    const rows = x.size / H;
+    const xo = be.empty('addRmsnorm', 'f32', x.shape);
+    const h = be.empty('addRmsnorm', 'f32', x.shape);
+    be.dispatch({
+      program: addRmsnormProgram,
+      inputs: [be.buffer(x, 'addRmsnorm'), be.buffer(delta, 'addRmsnorm'), be.buffer(weight, 'addRmsnorm')],
+      outputs: [be.buffer(xo, 'addRmsnorm'), be.buffer(h, 'addRmsnorm')],
+      uniforms: packUniforms([['u32', H], ['u32', rows], ['f32', eps]]),
+      grid: gridFor(rows),
+    });
+    return { x: xo, normed: h };
+  }
+  const sum = add(x, delta);
+  return { x: sum, normed: rmsnorm(sum, weight, eps) };
 }

@@ -8,7 +8,7 @@ export { parseLlamaConfig, readLlamaConfig, ropeInvFreq, SUPPORTED_ARCHITECTURES
 export { TextTokenizer, type ChatMessage } from './tokenizer.js';
 export { StaticKvCache, type KvCache, type KvShape, type KvView } from './kv-cache.js';
 export { writeKvRows } from './kv-write.js';
-export { RopeTable, splitHeadsRope, swiglu } from './fused.js';
+export { addRmsnorm, RopeTable, splitHeadsRope, swiglu } from './fused.js';
 export { attend, composedAttention, supportsWindow, type AttendOptions, type AttendResult } from './attention-call.js';
 export { LlamaModel, type DecoderHooks, type ForwardOptions, type ForwardResult, type HookContext, type LayerWeights, type LlamaWeights, type ResidualSite } from './llama.js';
 export { expectedWeights, loadLlama, type LoadedModel, type LoadError, type LoadOptions } from './load.js';

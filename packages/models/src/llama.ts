@@ -1,6 +1,6 @@
 import { add, ArgumentError, cast, gatherRows, matmul, permute, rmsnorm, slice, tensor, tidy, WebGpuBackend, type Backend, type Tensor } from '@attnkit/tensor';
 import { attend, supportsWindow } from './attention-call.js';
-import { RopeTable, splitHeadsRope, swiglu } from './fused.js';
+import { addRmsnorm, RopeTable, splitHeadsRope, swiglu } from './fused.js';
 import { ropeInvFreq, type LlamaConfig } from './config.js';
 import { ContextLengthError } from './errors.js';
 import { StaticKvCache, type KvCache } from './kv-cache.js';
@@ -122,15 +122,26 @@ export class LlamaModel {
     if (this.backend instanceof WebGpuBackend) this.ropeTable.forPositions(this.backend, position + S);
     return tidy(() => {
       const w = this.weights;
+      const L = c.numLayers;
+      // residual(x, delta, norm, sites): x + delta, the residual hooks at `sites` (which may
+      // replace it), then rmsnorm for the next block; one fused kernel when no hook is set.
+      const residual = (x: Tensor, delta: Tensor, norm: Tensor, sites: Array<[number, ResidualSite]>) => {
+        const live = sites.filter(([l]) => hooked(l) && hooks!.onResidual);
+        if (!live.length) return addRmsnorm(x, delta, norm, c.rmsNormEps);
+        let y = add(x, delta);
+        for (const [l, site] of live) y = hooks!.onResidual!(l, site, y, ctx) ?? y;
+        return { x: y, normed: rmsnorm(y, norm, c.rmsNormEps) };
+      };
+
       const idx = tensor(this.backend, Int32Array.from(ids), [S], 'i32');
       let x = f32(gatherRows(w.embed, idx)); // [S, hidden]
-      for (let l = 0; l < c.numLayers; l++) {
+      if (hooked(0)) x = hooks!.onResidual?.(0, 'attn_in', x, ctx) ?? x;
+      let h = rmsnorm(x, w.layers[0]!.inputNorm, c.rmsNormEps);
+      for (let l = 0; l < L; l++) {
         const lw = w.layers[l]!;
         const hk = hooked(l) ? hooks : undefined;
-        x = hk?.onResidual?.(l, 'attn_in', x, ctx) ?? x;
 
-        // Attention block.
-        const h = rmsnorm(x, lw.inputNorm, c.rmsNormEps);
+        // Attention block (h = rmsnorm(x) for this layer).
         const { q, k, v } = splitHeadsRope(linear(h, lw.qkv, lw.qkvBias), {
           numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, position,
           table: this.ropeTable, invFreq: this.invFreq, linearScale: this.linearScale, theta: c.ropeTheta,
@@ -140,17 +151,18 @@ export class LlamaModel {
         if (att.probs) hk!.onAttentionProbs!(l, att.probs, ctx);
         const z = hk?.onHeadOutputs?.(l, att.out, ctx) ?? att.out; // [1, Hq, S, D]
         const merged = S === 1 ? z.reshape([1, c.numHeads * c.headDim]) : permute(z.reshape([c.numHeads, S, c.headDim]), [1, 0, 2]).reshape([S, c.numHeads * c.headDim]);
-        x = add(x, linear(merged, lw.o, lw.oBias));
-        x = hk?.onResidual?.(l, 'mlp_in', x, ctx) ?? x;
+        const afterAttn = residual(x, linear(merged, lw.o, lw.oBias), lw.postAttnNorm, [[l, 'mlp_in']]);
+        x = afterAttn.x;
 
-        // SwiGLU MLP block.
-        const m = rmsnorm(x, lw.postAttnNorm, c.rmsNormEps);
-        const act = swiglu(linear(m, lw.gateUp, lw.gateUpBias)); // silu(gate) * up
-        x = add(x, linear(act, lw.down, lw.downBias));
-        x = hk?.onResidual?.(l, 'out', x, ctx) ?? x;
+        // SwiGLU MLP block; its output's norm is the next layer's input norm (or the final one).
+        const act = swiglu(linear(afterAttn.normed, lw.gateUp, lw.gateUpBias)); // silu(gate) * up
+        const nextNorm = l + 1 < L ? w.layers[l + 1]!.inputNorm : w.norm;
+        const sites: Array<[number, ResidualSite]> = l + 1 < L ? [[l, 'out'], [l + 1, 'attn_in']] : [[l, 'out']];
+        ({ x, normed: h } = residual(x, linear(act, lw.down, lw.downBias), nextNorm, sites));
       }
-      const last = opts.logits === 'all' || S === 1 ? x : slice(x, [S - 1, 0]);
-      return { logits: linear(rmsnorm(last, w.norm, c.rmsNormEps), w.lmHead), kept };
+      // h is now the final norm of the residual stream (norms are per row, so slice after).
+      const last = opts.logits === 'all' || S === 1 ? h : slice(h, [S - 1, 0]);
+      return { logits: linear(last, w.lmHead), kept };
     });
   }
 
