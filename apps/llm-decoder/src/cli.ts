@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import * as E from 'fp-ts/lib/Either.js';
-import { AttnkitError, createBackend, type Backend } from '@attnkit/tensor';
+import { AttnkitError, CpuBackend, createBackend, type Backend } from '@attnkit/tensor';
 import { generate, loadLlama, referenceModelDir, TokenizerError } from '@attnkit/models';
 
 /** Parsed command-line options (what `decode()` needs). */
@@ -75,9 +75,24 @@ export function buildProgram(): Command {
     .showHelpAfterError();
 }
 
+/**
+ * 'auto' takes WebGPU, except a software adapter (Mesa lavapipe, SwiftShader): there every
+ * kernel launch costs a CPU thread hand-off and the CPU backend decodes faster, so it is
+ * used instead, with one line saying so. '--backend webgpu' still forces the adapter.
+ */
+async function pickBackend(choice: DecodeArgs['backend'], io: Io): Promise<Backend> {
+  const be = await createBackend({ backend: choice, warn: (l) => io.err(`${l}\n`) });
+  if (choice === 'auto' && be.kind === 'webgpu' && /llvmpipe|lavapipe|swiftshader|software/i.test(be.name)) {
+    io.err(`attnkit-decode: ${be.name} is a software adapter; the CPU backend is faster here (--backend webgpu to use it anyway)\n`);
+    be.destroy();
+    return new CpuBackend();
+  }
+  return be;
+}
+
 /** Loads, generates with streaming, and reports. Throws AttnkitError subclasses on bad input. */
 export async function decode(args: DecodeArgs, io: Io, backendIn?: Backend): Promise<DecodeReport> {
-  const backend = backendIn ?? (await createBackend({ backend: args.backend, warn: (l) => io.err(`${l}\n`) }));
+  const backend = backendIn ?? (await pickBackend(args.backend, io));
   try {
     const bar = args.progress && !args.json && io.errIsTty
       ? new SingleBar({ format: 'loading {bar} {percentage}% | {value}/{total} M params | {tensor}', stream: process.stderr, hideCursor: true, clearOnComplete: true }, Presets.shades_classic)
