@@ -106,7 +106,7 @@ export const decoderSuite: Suite = {
             console.error(`decoder bench: no reference model at ${dir}`);
             return null;
           }
-          const r = await loadLlama(dir, be, { weightDtype: 'f16', tokenizer: false });
+          const r = await loadLlama(dir, be, { weightDtype: be.kind === 'cpu' ? 'f32' : 'f16', tokenizer: false });
           if (E.isLeft(r)) throw r.left;
           return r.right.model;
         },
@@ -114,20 +114,30 @@ export const decoderSuite: Suite = {
     ];
     if (ctx.big && be instanceof WebGpuBackend) cases.push({ name: 'llama-1.1b-random', make: async () => randomLlama(be, LLAMA_1B) });
     for (const c of cases) {
-      const model = await c.make();
-      if (!model) continue;
-      const prompt = benchPrompt(P, model.config.vocabSize);
-      const m = await measure(model, prompt, N, reps);
+      // One case failing (a kernel on a new adapter, memory) must not lose the others' rows.
+      let model: LlamaModel | null = null;
+      let m: Awaited<ReturnType<typeof measure>>;
+      try {
+        model = await c.make();
+        if (!model) continue;
+        m = await measure(model, benchPrompt(P, model.config.vocabSize), N, reps);
+      } catch (e) {
+        console.error(`decoder bench ${c.name} failed: ${(e as Error).stack}`);
+        model?.dispose();
+        continue;
+      }
       const shape = `${c.name} P${P} N${N} B1`;
       const params = model.parameterCount();
+      // Weights are f16 on WebGPU; the CPU backend keeps them f32 (its loops would decode f16 per use).
+      const dtype = be.kind === 'cpu' ? 'f32' : 'f16';
       const row: BenchRow = {
-        package: 'models', kernel: 'decode-token', shape, dtype: 'f16', backend: be.kind, device: ctx.device,
+        package: 'models', kernel: 'decode-token', shape, dtype, backend: be.kind, device: ctx.device,
         medianMs: m.medianMs, minMs: m.minMs, maxMs: m.maxMs, reps: m.reps,
         // Weight bytes streamed per token: the decode step is bandwidth-bound at batch 1.
         gbps: model.weightBytes() / (m.medianMs * 1e6),
         notes: `tokens/s ${m.tokensPerSecond.toFixed(1)}, prefill ${P} tokens ${m.prefillMs.toFixed(1)} ms, ${(params / 1e6).toFixed(1)}M params, KV ${(m.kvBytes / 2 ** 20).toFixed(1)} MiB (f32)`,
       };
-      rows.push(withPeer(row, ctx.peers.get(peerKey('decode-token', shape, 'f16')), { bytes: model.weightBytes() }));
+      rows.push(withPeer(row, ctx.peers.get(peerKey('decode-token', shape, dtype)), { bytes: model.weightBytes() }));
       model.dispose();
     }
     return rows;
