@@ -1,5 +1,5 @@
 import * as E from 'fp-ts/lib/Either.js';
-import { tensor, type Backend } from '@attnkit/tensor';
+import { CpuBackend, scale, tensor, type Backend, type Tensor } from '@attnkit/tensor';
 import { gpuForTests } from '@attnkit/tensor/testing';
 import { describe, expect, it } from 'vitest';
 import { generate, loadLlama, StaticKvCache, writeKvRows } from '../src/index.js';
@@ -51,6 +51,31 @@ describe('decoder on WebGPU (lavapipe here, the H200 there)', async () => {
       const ref = naiveLlama(ck.config, ck.weights, ids).flat();
       // f16 weights of an f16 checkpoint are exact; differences are f32 accumulation order.
       expect(relativeMaxDiff(await logitsOn(be, ck.dir, 'f16'), ref).rel).toBeLessThan(1e-5);
+    });
+
+    it(`${be.name}: hooks see the same probabilities and patches act the same as on the CPU`, async () => {
+      const ck = writeTinyCheckpoint();
+      const run = async (b: Backend) => {
+        const r = await loadLlama(ck.dir, b, { tokenizer: false, weightDtype: 'f32' });
+        if (E.isLeft(r)) throw r.left;
+        let probs: Tensor | null = null;
+        const out = r.right.model.forward(ids, r.right.model.newCache(8), {
+          logits: 'all',
+          hooks: {
+            layers: [1],
+            onAttentionProbs: (_l, p, ctx) => void (probs = ctx.keep(p)),
+            onHeadOutputs: (_l, z) => scale(z, 0.5),
+            onResidual: (_l, site, x) => (site === 'mlp_in' ? scale(x, 1.25) : undefined),
+          },
+        });
+        const res = { logits: Array.from(await out.logits.toArray()), probs: Array.from(await probs!.toArray()) };
+        r.right.model.dispose();
+        return res;
+      };
+      const g = await run(be);
+      const c = await run(new CpuBackend());
+      expect(relativeMaxDiff(g.probs, c.probs).maxAbs).toBeLessThan(1e-5);
+      expect(relativeMaxDiff(g.logits, c.logits).rel).toBeLessThan(1e-5);
     });
 
     it(`${be.name}: Llama GQA greedy generation with f32 weights follows the oracle's argmax chain`, async () => {
