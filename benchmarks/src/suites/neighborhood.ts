@@ -1,4 +1,4 @@
-import { denseAttention, na2d, na3d, type NeighborhoodOptions } from '@attnkit/neighborhood';
+import { coordsOf, denseAttention, describeProblem, na2d, na3d, visible, type NeighborhoodOptions } from '@attnkit/neighborhood';
 import { random, type Backend, type Tensor } from '@attnkit/tensor';
 import { peerKey, timeIt, withPeer, type BenchRow, type Suite } from '../harness.js';
 
@@ -21,6 +21,38 @@ export function caseShape(c: Case): string {
   return `1x${c.heads}x${c.spatial.join('x')}x${c.D}_k${c.window.join('x')}`;
 }
 
+/** Max |error| of `out` against the definition on 48 sampled queries (every head, batch 0). */
+async function sampledError(q: Tensor, k: Tensor, v: Tensor, out: Tensor, c: Case, opts: NeighborhoodOptions): Promise<number> {
+  const p = describeProblem('bench', c.spatial.length, q, k, v, opts);
+  const [qa, ka, va, oa] = await Promise.all([q.toArray(), k.toArray(), v.toArray(), out.toArray()]);
+  const N = p.tokens;
+  const D = c.D;
+  let worst = 0;
+  for (let s = 0; s < 48; s++) {
+    const h = s % c.heads;
+    const i = Math.floor(((s * 7919) % 1000) / 1000 * N);
+    const xi = coordsOf(i, c.spatial);
+    const base = h * N * D;
+    const logits: Array<[number, number]> = [];
+    for (let j = 0; j < N; j++) {
+      if (!visible(xi, coordsOf(j, c.spatial), p.axes)) continue;
+      let dot = 0;
+      for (let e = 0; e < D; e++) dot += qa[base + i * D + e]! * ka[base + j * D + e]!;
+      logits.push([j, dot * p.scale]);
+    }
+    const mx = Math.max(...logits.map((l) => l[1]));
+    let sum = 0;
+    const o = new Float64Array(D);
+    for (const [j, l] of logits) {
+      const w = Math.exp(l - mx);
+      sum += w;
+      for (let e = 0; e < D; e++) o[e]! += w * va[base + j * D + e]!;
+    }
+    for (let e = 0; e < D; e++) worst = Math.max(worst, Math.abs(o[e]! / sum - oa[base + i * D + e]!));
+  }
+  return worst;
+}
+
 export const neighborhoodSuite: Suite = {
   name: 'neighborhood',
   async run(be: Backend, ctx) {
@@ -38,8 +70,11 @@ export const neighborhoodSuite: Suite = {
       const flops = 4 * c.heads * N * win * c.D;
       const t = await timeIt(be, () => op(q, k, v, opts).dispose(), { reps: ctx.big ? 9 : 3 });
       const s = caseShape(c);
+      const check = op(q, k, v, opts);
+      const err = await sampledError(q, k, v, check, c, opts);
+      check.dispose();
       const base: BenchRow = { package: 'neighborhood', kernel: c.kernel, shape: s, dtype: c.dtype, backend: be.kind, device: ctx.device, ...t, gflops: flops / (t.medianMs * 1e6) };
-      rows.push(withPeer({ ...base, notes: 'peer: FlexAttention with the same NATTEN block mask' }, ctx.peers.get(peerKey(c.kernel, s, c.dtype)), { flops }));
+      rows.push(withPeer({ ...base, notes: `peer: FlexAttention with the same NATTEN block mask; max |error| vs the definition on 48 sampled queries ${err.toExponential(2)}` }, ctx.peers.get(peerKey(c.kernel, s, c.dtype)), { flops }));
 
       // Our dense fused kernel on the same tokens (no mask).
       const flat = (x: Tensor) => x.reshape([1, c.heads, N, c.D]);

@@ -69,3 +69,45 @@ export const paroSuite: Suite = {
     return rows;
   },
 };
+
+/**
+ * The i8 subgroup-matrix variant against the plain dot4I8Packed path, on the same 25% mask
+ * and pre-permuted tokens. A separate suite (run last) because staged subgroup-matrix
+ * kernels have crashed Dawn on this machine before (shared/gpu/README.md): a crash here
+ * must not lose the other suites' JSON.
+ */
+export const paroSgmatrixSuite: Suite = {
+  name: 'paro-sgmatrix',
+  async run(be: Backend, ctx) {
+    if (be.kind === 'cpu' || !be.caps.subgroupMatrixConfigs.some((c) => c.componentType === 'i8')) return [];
+    const layout: VideoLayout = ctx.big ? { frames: 16, height: 32, width: 32 } : { frames: 4, height: 8, width: 16 };
+    const H = ctx.big ? 8 : 2;
+    const D = 64;
+    const N = tokenCount(layout);
+    const { q: qa, k: ka } = syntheticVideoQK(layout, { heads: H, headDim: D, broad: ['F', 'H', 'W', 'HW'], seed: 5 });
+    const cal = await calibrate(tensor(new CpuBackend(), qa, [H, N, D]), tensor(new CpuBackend(), ka, [H, N, D]), layout, { density: 0.25, sampleRows: 64, maskRowsPerBlock: 1 });
+    const plan = planFor(cal);
+    const q = gatherTokens(tensor(be, qa, [1, H, N, D], 'f16'), plan.forward, H);
+    const k = gatherTokens(tensor(be, ka, [1, H, N, D], 'f16'), plan.forward, H);
+    const v = random(be, [1, H, N, D], { seed: 9, dtype: 'f16' });
+    const shape = `1x${H}x${layout.frames}x${layout.height}x${layout.width}x${D}`;
+    const plain = await blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'plain' }).toArray();
+    const sgm = await blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'sgmatrix' }).toArray();
+    let maxErr = 0;
+    for (let i = 0; i < plain.length; i++) maxErr = Math.max(maxErr, Math.abs(plain[i]! - sgm[i]!));
+    const tPlain = await timeIt(be, () => blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'plain' }).dispose(), { reps: 7 });
+    const tSgm = await timeIt(be, () => blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'sgmatrix' }).dispose(), { reps: 7 });
+    const flops = 4 * H * N * N * D * maskDensity(plan.mask);
+    const base = { package: 'paro', shape, dtype: 'f16', backend: be.kind, device: ctx.device, reps: 7 } as const;
+    const rows: BenchRow[] = [
+      { ...base, kernel: 'paro-int8-kernel-plain', ...tPlain, gflops: flops / (tPlain.medianMs * 1e6), notes: 'dot4I8Packed path, pre-permuted tokens, 25% mask' },
+      {
+        ...base, kernel: 'paro-int8-kernel-sgmatrix', ...tSgm, gflops: flops / (tSgm.medianMs * 1e6),
+        peer: { name: 'plain dot4I8Packed int8 path', medianMs: tPlain.medianMs }, ratio: tPlain.medianMs / tSgm.medianMs,
+        notes: `i8 subgroup-matrix Q.K path; max |difference| vs the plain int8 path ${maxErr.toExponential(3)}`,
+      },
+    ];
+    for (const x of [q, k, v]) x.dispose();
+    return rows;
+  },
+};

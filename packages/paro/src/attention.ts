@@ -4,6 +4,7 @@ import {
 } from '@attnkit/tensor';
 import { cpuValues } from './cpu-values.js';
 import { channelMeanProgram, gatherProgram, quantizeProgram, sparseProgram } from './kernels.js';
+import { sgmatrixInt8Available, sparseSgmatrixProgram } from './kernels-sgmatrix.js';
 import { BLOCK, blockCount, packMask, type BlockMask } from './mask.js';
 
 const LOG2E = 1.4426950408889634;
@@ -13,6 +14,11 @@ export interface SparseOptions {
   qk?: 'float' | 'int8';
   /** Logit scale; default 1/sqrt(D). */
   scale?: number;
+  /**
+   * Which int8 kernel: 'auto' (default) takes the i8 subgroup-matrix path where the adapter
+   * offers it and N is a multiple of 64, else the plain dot4I8Packed path.
+   */
+  int8Path?: 'auto' | 'plain' | 'sgmatrix';
 }
 
 interface Dims { B: number; H: number; Hkv: number; N: number; D: number; dtype: 'f32' | 'f16' }
@@ -191,6 +197,12 @@ export function blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, mask: Bloc
 
   const be = gpu(q);
   const nB = blockCount(d.N);
+  const path = opts.int8Path ?? 'auto';
+  const canSgmatrix = qk === 'int8' && d.N % BLOCK === 0 && d.D % 32 === 0 && sgmatrixInt8Available(be.caps, be.wgslLanguageFeatures);
+  if (qk === 'int8' && path === 'sgmatrix' && !canSgmatrix) {
+    throw new ArgumentError(op, 'int8Path', "'auto' or 'plain' here: the i8 subgroup-matrix path needs an i8 16x16x32 config, subgroup size 32, subgroup_id, N % 64 == 0 and D % 32 == 0", path);
+  }
+  const useSgmatrix = canSgmatrix && path !== 'plain';
   const out = be.empty(op, d.dtype, q.shape);
   const inputs: GPUBuffer[] = [];
   const temps: Tensor[] = [];
@@ -207,7 +219,7 @@ export function blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, mask: Bloc
     inputs.push(m.counts, m.lists);
   }
   be.dispatch({
-    program: sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense' }),
+    program: useSgmatrix ? sparseSgmatrixProgram(d.dtype, d.D, mask === 'dense') : sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense' }),
     inputs, outputs: [be.buffer(out, op)],
     uniforms: packUniforms([['u32', d.H], ['u32', d.Hkv], ['u32', d.N], ['u32', nB], ['f32', scale * LOG2E]]),
     grid: [nB, 1, d.B * d.H],
