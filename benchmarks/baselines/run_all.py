@@ -9,7 +9,7 @@ import os
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SUITES = ["matmul", "softmax", "decoder", "neighborhood", "paro"]
+SUITES = ["matmul", "softmax", "decoder", "neighborhood", "paro", "attention"]
 
 def main():
     ap = argparse.ArgumentParser()

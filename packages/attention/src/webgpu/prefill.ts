@@ -18,6 +18,8 @@ export interface PrefillVariant {
   dtype: 'f32' | 'f16';
   TPR: 1 | 4;
   TQ: number;
+  /** Query rows per invocation group (register blocking: each staged K/V value serves RQ rows). */
+  RQ: number;
   BK: number;
   blocks: boolean;
   bias: 'f32' | 'f16' | null;
@@ -33,14 +35,16 @@ const FIELDS = [
 ] as const;
 
 export function prefillKey(v: PrefillVariant): string {
-  return `attention/prefill/D${v.D}/${v.dtype}/tpr${v.TPR}/tq${v.TQ}/bk${v.BK}/${v.blocks ? 'blocks' : 'ranges'}/bias-${v.bias ?? 'none'}`;
+  return `attention/prefill/D${v.D}/${v.dtype}/tpr${v.TPR}/tq${v.TQ}/rq${v.RQ}/bk${v.BK}/${v.blocks ? 'blocks' : 'ranges'}/bias-${v.bias ?? 'none'}`;
 }
 
 export function prefillSource(v: PrefillVariant): string {
-  const { D, TPR, TQ, BK } = v;
+  const { D, TPR, TQ, BK, RQ } = v;
   const D4 = D / 4;
   const DP = D4 / TPR;
-  const WG = TQ * TPR;
+  const RG = TQ / RQ; // row groups: invocation groups of TPR lanes, each owning RQ rows
+  const WG = RG * TPR;
+  const KC = 16; // keys scored per online-softmax step
   let b = 0;
   const decls = [vec4Input(b++, 'qb', v.dtype), vec4Input(b++, 'kb', v.dtype), vec4Input(b++, 'vb', v.dtype)];
   if (v.blocks) decls.push(`@group(0) @binding(${b++}) var<storage, read> blk: array<i32>;`);
@@ -49,7 +53,7 @@ export function prefillSource(v: PrefillVariant): string {
   decls.push(`@group(0) @binding(${b++}) var<storage, read_write> lseb: array<f32>;`);
   decls.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
   const reduce = TPR === 4
-    ? `for (var jj = 0u; jj < BK; jj++) { s[jj] += subgroupShuffleXor(s[jj], 1u); s[jj] += subgroupShuffleXor(s[jj], 2u); }`
+    ? `for (var x = 0u; x < RQ * KC; x++) { s[x] += subgroupShuffleXor(s[x], 1u); s[x] += subgroupShuffleXor(s[x], 2u); }`
     : '';
   const tileStart = v.blocks
     ? `
@@ -72,9 +76,9 @@ export function prefillSource(v: PrefillVariant): string {
     let kt = select(start2 + it - nSink, it, it < nSink) * BK;`;
   const biasTerm = v.bias
     ? `
-      let bv = ld_biasb(b * u.sb + h * u.sh + min(i, u.S - 1u) * u.si + min(j, u.kvLen - 1u) * u.sj);
-      ok = ok && bv > -1.0e30;
-      sc += bv;`
+        let bv = ld_biasb(b * u.sb + h * u.sh + min(i, u.S - 1u) * u.si + min(j, u.kvLen - 1u) * u.sj);
+        ok = ok && bv > -1.0e30;
+        sc += bv;`
     : '';
   return `${TPR > 1 ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);' : ''}
 ${uniformStruct('U', FIELDS)}
@@ -83,7 +87,10 @@ const D4 = ${D4}u;
 const DP = ${DP}u;
 const TPR = ${TPR}u;
 const TQ = ${TQ}u;
+const RQ = ${RQ}u;
+const RG = ${RG}u;
 const BK = ${BK}u;
+const KC = ${KC}u;
 const WG = ${WG}u;
 const NEG = ${NEG};
 ${NEG_INF_FN}
@@ -101,18 +108,20 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let b = bh / u.Hq;
   let h = bh % u.Hq;
   let hk = h / u.group;
-  let r = lid / TPR;
+  let rg = lid / TPR;
   let part = lid % TPR;
   let i0 = tile * TQ;
-  let i = i0 + r;
-  let row_ok = i < u.S;
-  let pos = i32(u.kvLen) - i32(u.S) + i32(i);
-  var q: array<vec4<f32>, DP>;
-  var o: array<vec4<f32>, DP>;
-  let qbase = (bh * u.S + min(i, u.S - 1u)) * D4 + part * DP;
-  for (var t = 0u; t < DP; t++) { q[t] = ld_qb(qbase + t) * u.scale; }
-  var m = NEG;
-  var l = 0.0;
+  // Row y of this invocation is i0 + rg + y * RG, so a subgroup covers consecutive rows.
+  var q: array<vec4<f32>, ${RQ * DP}>;
+  var o: array<vec4<f32>, ${RQ * DP}>;
+  var m: array<f32, RQ>;
+  var l: array<f32, RQ>;
+  for (var y = 0u; y < RQ; y++) {
+    let i = i0 + rg + y * RG;
+    let qbase = (bh * u.S + min(i, u.S - 1u)) * D4 + part * DP;
+    for (var t = 0u; t < DP; t++) { q[y * DP + t] = ld_qb(qbase + t) * u.scale; }
+    m[y] = NEG;
+  }
 
   // Key range this query tile can reach.
   let i_last = min(i0 + TQ, u.S) - 1u;
@@ -147,63 +156,88 @@ ${v.blocks ? `  let qblk = i0 / u.queryBlock;
     }
     workgroupBarrier();
 
-    var s: array<f32, BK>;
-    for (var jj = 0u; jj < BK; jj++) {
-      var acc = 0.0;
-      for (var t = 0u; t < DP; t++) { acc += dot(q[t], ks[jj * D4 + part * DP + t]); }
-      s[jj] = acc;
+    for (var kc = 0u; kc < BK; kc += KC) {
+      var s: array<f32, ${RQ * KC}>;
+      for (var jj = 0u; jj < KC; jj++) {
+        let kofs = (kc + jj) * D4 + part * DP;
+        for (var y = 0u; y < RQ; y++) {
+          var acc = 0.0;
+          for (var t = 0u; t < DP; t++) { acc += dot(q[y * DP + t], ks[kofs + t]); }
+          s[y * KC + jj] = acc;
+        }
+      }
+      ${reduce}
+      for (var y = 0u; y < RQ; y++) {
+        let i = i0 + rg + y * RG;
+        let pos = i32(u.kvLen) - i32(u.S) + i32(i);
+        var mt = NEG;
+        var vis = 0u;
+        for (var jj = 0u; jj < KC; jj++) {
+          let j = kt + kc + jj;
+          var ok = i < u.S && j < u.kvLen;
+          if (u.causal != 0u) { ok = ok && i32(j) <= pos; }
+          if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
+          var sc = s[y * KC + jj];${biasTerm}
+          s[y * KC + jj] = sc;
+          if (ok) { vis |= 1u << jj; mt = max(mt, sc); }
+        }
+        let mn = max(m[y], mt);
+        let alpha = exp(m[y] - mn);
+        var ps = 0.0;
+        for (var jj = 0u; jj < KC; jj++) {
+          let pj = select(0.0, exp(s[y * KC + jj] - mn), ((vis >> jj) & 1u) != 0u);
+          s[y * KC + jj] = pj;
+          ps += pj;
+        }
+        l[y] = l[y] * alpha + ps;
+        m[y] = mn;
+        for (var t = 0u; t < DP; t++) { o[y * DP + t] *= alpha; }
+      }
+      for (var jj = 0u; jj < KC; jj++) {
+        let kofs = (kc + jj) * D4 + part * DP;
+        for (var t = 0u; t < DP; t++) {
+          let vv = vs[kofs + t];
+          for (var y = 0u; y < RQ; y++) { o[y * DP + t] += s[y * KC + jj] * vv; }
+        }
+      }
     }
-    ${reduce}
-    var mt = NEG;
-    var vis = 0u;
-    for (var jj = 0u; jj < BK; jj++) {
-      let j = kt + jj;
-      var ok = row_ok && j < u.kvLen;
-      if (u.causal != 0u) { ok = ok && i32(j) <= pos; }
-      if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
-      var sc = s[jj];${biasTerm}
-      s[jj] = sc;
-      if (ok) { vis |= 1u << jj; mt = max(mt, sc); }
-    }
-    let mn = max(m, mt);
-    let alpha = exp(m - mn);
-    var ps = 0.0;
-    for (var jj = 0u; jj < BK; jj++) {
-      let pj = select(0.0, exp(s[jj] - mn), ((vis >> jj) & 1u) != 0u);
-      s[jj] = pj;
-      ps += pj;
-    }
-    l = l * alpha + ps;
-    for (var t = 0u; t < DP; t++) { o[t] *= alpha; }
-    for (var jj = 0u; jj < BK; jj++) {
-      let pj = s[jj];
-      for (var t = 0u; t < DP; t++) { o[t] += pj * vs[jj * D4 + part * DP + t]; }
-    }
-    m = mn;
   }
 
-  if (row_ok) {
-    let inv = select(0.0, 1.0 / l, l > 0.0);
-    let obase = (bh * u.S + i) * D4 + part * DP;
-    for (var t = 0u; t < DP; t++) { st_ob(obase + t, o[t] * inv); }
-    if (part == 0u) { lseb[bh * u.S + i] = select(neg_inf(), m + log(l), l > 0.0); }
+  for (var y = 0u; y < RQ; y++) {
+    let i = i0 + rg + y * RG;
+    if (i < u.S) {
+      let inv = select(0.0, 1.0 / l[y], l[y] > 0.0);
+      let obase = (bh * u.S + i) * D4 + part * DP;
+      for (var t = 0u; t < DP; t++) { st_ob(obase + t, o[y * DP + t] * inv); }
+      if (part == 0u) { lseb[bh * u.S + i] = select(neg_inf(), m[y] + log(l[y]), l[y] > 0.0); }
+    }
   }
 }
 `;
+}
+
+/** Tuning override for benchmarks: fields set here replace the chooser's picks. */
+export interface PrefillTuning { TQ?: number; RQ?: number; BK?: number }
+let tuning: PrefillTuning = {};
+export function tunePlainPrefill(t: PrefillTuning): void {
+  tuning = { ...t };
 }
 
 /** Picks tile sizes that fit the device's workgroup memory and the mask's block sizes. */
 export function choosePrefillVariant(be: WebGpuBackend, p: Problem): PrefillVariant {
   const TPR = be.caps.subgroups && be.caps.subgroupMinSize >= 4 ? 4 : 1;
   const limit = be.caps.maxComputeWorkgroupStorageSize;
-  let BK = 2 * 32 * p.D * 4 + 64 <= limit ? 32 : 16;
-  let TQ = 64;
+  let BK = tuning.BK ?? (2 * 32 * p.D * 4 <= limit ? 32 : 16);
+  let TQ = tuning.TQ ?? 64;
+  // Two rows per invocation halve workgroup-memory reads per FLOP; registers allow it up to D 128.
+  let RQ = tuning.RQ ?? (TPR === 4 && p.D <= 128 ? 2 : 1);
   if (p.blocks) {
     if (p.blocks.keyBlock % BK !== 0) BK = 16;
     TQ = p.blocks.queryBlock % 64 === 0 ? 64 : p.blocks.queryBlock % 32 === 0 ? 32 : 16;
   }
+  if (TQ % RQ !== 0) RQ = 1;
   if (2 * BK * p.D * 4 > limit) throw new LimitError(p.op, 'maxComputeWorkgroupStorageSize (bytes)', 2 * BK * p.D * 4, limit);
-  return { D: p.D, dtype: p.dtype, TPR, TQ, BK, blocks: !!p.blocks, bias: p.bias ? (p.bias.tensor.dtype as 'f32' | 'f16') : null };
+  return { D: p.D, dtype: p.dtype, TPR, TQ, RQ, BK, blocks: !!p.blocks, bias: p.bias ? (p.bias.tensor.dtype as 'f32' | 'f16') : null };
 }
 
 export function prefillProgram(v: PrefillVariant): Program {

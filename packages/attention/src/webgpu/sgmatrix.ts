@@ -1,11 +1,214 @@
-import { ArgumentError, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, gridFor, packUniforms, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
+import { checkWorkgroupBytes, NEG, NEG_INF_FN } from './common.js';
 
-export function sgPrefillSupported(be: WebGpuBackend, p: Problem, explain = false): boolean {
-  if (explain) throw new ArgumentError(p.op, 'prefill path', 'an adapter with f16 subgroup-matrix configs', `none on ${be.name}`);
-  return false;
+/**
+ * f16 prefill through subgroup matrices (cooperative matrices / tensor cores).
+ *
+ * One subgroup is one workgroup and owns 16 query rows. Per key tile of KT keys:
+ * S = Q·Kᵀ with the Q fragments held in registers and Kᵀ fragments loaded straight from
+ * storage (column-major view of K's rows); S goes to workgroup memory, where pairs of
+ * lanes run the online softmax of one row (scale, mask, running max/sum), write P as f16
+ * and rescale that row of the f32 output accumulator, which lives in workgroup memory
+ * because a result fragment's rows cannot be scaled in registers; then O += P·V with V
+ * fragments from storage.
+ *
+ * `sync` selects how lanes see each other's workgroup-memory writes: 'barrier' uses
+ * workgroupBarrier() (the workgroup is one subgroup, so it is a subgroup barrier), 'none'
+ * relies on the subgroup running converged (what NVIDIA warps do), because staged
+ * subgroup-matrix kernels with barriers in the loop crashed Dawn before
+ * (shared/gpu/README.md, "Known trap"). The benchmark checks either against the plain path.
+ */
+export type SgSync = 'barrier' | 'none';
+
+let sgSync: SgSync = 'barrier';
+let sgKeyTile = 64;
+
+/** Benchmarks pick the variant (the H200 run records which one worked). */
+export function configureSgPrefill(opts: { sync?: SgSync; keyTile?: number }): void {
+  if (opts.sync) sgSync = opts.sync;
+  if (opts.keyTile) {
+    if (![16, 32, 64].includes(opts.keyTile)) throw new ArgumentError('configureSgPrefill', 'keyTile', '16, 32 or 64', opts.keyTile);
+    sgKeyTile = opts.keyTile;
+  }
 }
 
-export function runSgPrefill(be: WebGpuBackend, p: Problem, _q: Tensor, _k: Tensor, _v: Tensor): { out: Tensor; lse: Tensor } {
-  throw new ArgumentError(p.op, 'prefill path', 'subgroup-matrix support', be.name);
+const FIELDS = [
+  ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
+  ['S', 'u32'], ['cap', 'u32'], ['kvLen', 'u32'], ['qTiles', 'u32'],
+  ['scale', 'f32'], ['causal', 'u32'], ['window', 'u32'], ['sinks', 'u32'],
+] as const;
+
+export function hasF16SubgroupMatrix(caps: Capabilities): boolean {
+  return caps.shaderF16 && caps.subgroups && caps.subgroupMinSize === caps.subgroupMaxSize && caps.subgroupMaxSize >= 16 &&
+    caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
+}
+
+/** Whether the subgroup-matrix kernel can take this problem; with `explain`, throws saying why not. */
+export function sgPrefillSupported(be: WebGpuBackend, p: Problem, explain = false): boolean {
+  const KT = sgKeyTile;
+  const reasons: string[] = [];
+  if (!hasF16SubgroupMatrix(be.caps)) reasons.push(`an adapter with f16 16x16x16 subgroup-matrix configs and a fixed subgroup size (${be.name} has none)`);
+  if (p.dtype !== 'f16') reasons.push('f16 inputs');
+  if (p.S % 16 !== 0) reasons.push('S a multiple of 16');
+  if (Math.ceil(p.kvLength / KT) * KT > p.cap) reasons.push(`K/V capacity >= kvLength rounded up to ${KT}`);
+  if (p.blocks || p.bias) reasons.push('no block-list or bias mask');
+  if (reasons.length && explain) throw new ArgumentError(p.op, 'subgroup-matrix prefill', reasons.join(', '), 'unsupported problem');
+  return reasons.length === 0;
+}
+
+function sgSource(D: number, KT: number, sync: SgSync, subgroupSize: number): string {
+  const NF = D / 16;
+  const NB = KT / 16;
+  const BAR = sync === 'barrier' ? 'workgroupBarrier();' : '';
+  const L = 'subgroup_matrix_left<f16, 16, 16>';
+  const R = 'subgroup_matrix_right<f16, 16, 16>';
+  const A = 'subgroup_matrix_result<f32, 16, 16>';
+  // Lanes per row: the subgroup's lanes split the 16 rows.
+  const LPR = subgroupSize / 16;
+  const xor = Array.from({ length: Math.log2(LPR) }, (_, k) => 1 << k);
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, subgroup_uniformity);
+${uniformStruct('U', FIELDS)}
+@group(0) @binding(0) var<storage, read> qb: array<f16>;
+@group(0) @binding(1) var<storage, read> kb: array<f16>;
+@group(0) @binding(2) var<storage, read> vb: array<f16>;
+@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
+@group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+const D = ${D}u;
+const KT = ${KT}u;
+const LPR = ${LPR}u;
+const NEG = ${NEG};
+${NEG_INF_FN}
+var<workgroup> s_s: array<f32, ${16 * KT}>;
+var<workgroup> s_p: array<f16, ${16 * KT}>;
+var<workgroup> s_o: array<f32, ${16 * D}>;
+
+@compute @workgroup_size(${subgroupSize})
+fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let g = wid.x + wid.y * nwg.x;
+  let tile = g % u.qTiles;
+  let bh = g / u.qTiles;
+  if (bh >= u.B * u.Hq) { return; }
+  let b = bh / u.Hq;
+  let h = bh % u.Hq;
+  let hk = h / u.group;
+  let i0 = tile * 16u;
+  let r = lane / LPR;
+  let part = lane % LPR;
+  let i = i0 + r;
+  let pos = i32(u.kvLen) - i32(u.S) + i32(i);
+
+  var qf: array<${L}, ${NF}>;
+  for (var f = 0u; f < ${NF}u; f++) { qf[f] = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + i0) * D + f * 16u, false, D); }
+  for (var e = lane; e < 16u * D; e += ${subgroupSize}u) { s_o[e] = 0.0; }
+  var m = NEG;
+  var l = 0.0;
+
+  let p_first = i32(u.kvLen) - i32(u.S) + i32(i0);
+  let p_last = p_first + 15;
+  var hi = u.kvLen;
+  if (u.causal != 0u) { hi = u32(clamp(p_last + 1, 0, i32(u.kvLen))); }
+  var lo = 0u;
+  if (u.window > 0u) { lo = u32(clamp(p_first - i32(u.window) + 1, 0, i32(u.kvLen))); }
+  var n_sink = 0u;
+  if (u.window > 0u) { n_sink = (min(u.sinks, lo) + KT - 1u) / KT; }
+  let start2 = max(lo / KT, n_sink);
+  let end2 = (hi + KT - 1u) / KT;
+  var n_tiles = n_sink;
+  if (end2 > start2) { n_tiles += end2 - start2; }
+  let kvbase = (b * u.Hkv + hk) * u.cap;
+
+  for (var it = 0u; it < n_tiles; it++) {
+    let kt = select(start2 + it - n_sink, it, it < n_sink) * KT;
+    let kbase = (kvbase + kt) * D;
+    for (var nb = 0u; nb < ${NB}u; nb++) {
+      var acc: ${A};
+      for (var f = 0u; f < ${NF}u; f++) {
+        let kf = subgroupMatrixLoad<${R}>(&kb, kbase + nb * 16u * D + f * 16u, true, D);
+        acc = subgroupMatrixMultiplyAccumulate(qf[f], kf, acc);
+      }
+      subgroupMatrixStore(&s_s, nb * 16u, acc, false, KT);
+    }
+    ${BAR}
+    var mt = NEG;
+    for (var c = part; c < KT; c += LPR) {
+      let j = kt + c;
+      var ok = i < u.S && j < u.kvLen;
+      if (u.causal != 0u) { ok = ok && i32(j) <= pos; }
+      if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
+      if (ok) { mt = max(mt, s_s[r * KT + c] * u.scale); }
+    }
+    ${xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n    ')}
+    let mn = max(m, mt);
+    let alpha = exp(m - mn);
+    var ps = 0.0;
+    for (var c = part; c < KT; c += LPR) {
+      let j = kt + c;
+      var ok = i < u.S && j < u.kvLen;
+      if (u.causal != 0u) { ok = ok && i32(j) <= pos; }
+      if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
+      let pj = select(0.0, exp(s_s[r * KT + c] * u.scale - mn), ok);
+      s_p[r * KT + c] = f16(pj);
+      ps += pj;
+    }
+    ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}
+    l = l * alpha + ps;
+    m = mn;
+    for (var d = part; d < D; d += LPR) { s_o[r * D + d] *= alpha; }
+    ${BAR}
+    var pf: array<${L}, ${NB}>;
+    for (var nb = 0u; nb < ${NB}u; nb++) { pf[nb] = subgroupMatrixLoad<${L}>(&s_p, nb * 16u, false, KT); }
+    for (var f = 0u; f < ${NF}u; f++) {
+      var o = subgroupMatrixLoad<${A}>(&s_o, f * 16u, false, D);
+      for (var nb = 0u; nb < ${NB}u; nb++) {
+        let vf = subgroupMatrixLoad<${R}>(&vb, kbase + nb * 16u * D + f * 16u, false, D);
+        o = subgroupMatrixMultiplyAccumulate(pf[nb], vf, o);
+      }
+      subgroupMatrixStore(&s_o, f * 16u, o, false, D);
+    }
+    ${BAR}
+  }
+  ${BAR}
+  if (i < u.S) {
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    for (var d = part; d < D; d += LPR) { ob[(bh * u.S + i) * D + d] = f16(s_o[r * D + d] * inv); }
+    if (part == 0u) { lseb[bh * u.S + i] = select(neg_inf(), m + log(l), l > 0.0); }
+  }
+}
+`;
+}
+
+export function sgPrefillProgram(D: number, KT: number, sync: SgSync, subgroupSize: number): Program {
+  return { key: `attention/prefill-sgmatrix/D${D}/kt${KT}/${sync}/sg${subgroupSize}`, source: () => sgSource(D, KT, sync, subgroupSize), inputs: 3, outputs: 2, uniform: true };
+}
+
+/** Exposed for a structural test of the generated WGSL on adapters without subgroup matrices. */
+export function sgPrefillSource(D: number, KT = 64, sync: SgSync = 'barrier', subgroupSize = 32): string {
+  return sgSource(D, KT, sync, subgroupSize);
+}
+
+export function runSgPrefill(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor): { out: Tensor; lse: Tensor } {
+  sgPrefillSupported(be, p, true);
+  const KT = sgKeyTile;
+  const sgSize = be.caps.subgroupMaxSize;
+  checkWorkgroupBytes(be, p.op, 16 * KT * 6 + 16 * p.D * 4);
+  const out = be.empty(p.op, 'f16', [p.B, p.Hq, p.S, p.D]);
+  const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
+  const qTiles = p.S / 16;
+  const values: Record<(typeof FIELDS)[number][0], number> = {
+    B: p.B, Hq: p.Hq, Hkv: p.Hkv, group: p.Hq / p.Hkv, S: p.S, cap: p.cap, kvLen: p.kvLength, qTiles,
+    scale: p.scale, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
+  };
+  be.dispatch({
+    program: sgPrefillProgram(p.D, KT, sgSync, sgSize),
+    inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
+    outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
+    uniforms: packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const)),
+    grid: gridFor(p.B * p.Hq * qTiles),
+  });
+  return { out, lse };
 }

@@ -1,0 +1,177 @@
+import { attention, blockSparseMask, configureSgPrefill, decode, hasF16SubgroupMatrix, setPrefillPath, tunePlainPrefill, type SgSync } from '@attnkit/attention';
+import { mulberry32, random, tensor, type Backend, type Tensor } from '@attnkit/tensor';
+import { peerKey, timeIt, withPeer, type BenchRow, type Suite, type SuiteContext } from '../harness.js';
+
+// @attnkit/attention beside PyTorch SDPA (B1 H32 S4096 D128 on the H200).
+// FLOPs: 4*B*H*S*L*D for dense prefill; causal counts half of that (what PyTorch's
+// peers usually report). Decode bandwidth: the K and V bytes read, 2*B*Hkv*L*D*bytes.
+// Block-sparse rows take our own dense run of the same kernel (every block listed) as peer.
+
+interface Shape { B: number; H: number; S: number; D: number }
+
+const BIG: Shape = { B: 1, H: 32, S: 4096, D: 128 };
+const SMALL: Shape = { B: 1, H: 4, S: 256, D: 64 };
+
+function shapeName(s: Shape, L = s.S): string {
+  return `B${s.B}xH${s.H}xS${s.S}xL${L}xD${s.D}`;
+}
+
+function prefillFlops(s: Shape, causal: boolean): number {
+  const dense = 4 * s.B * s.H * s.S * s.S * s.D;
+  return causal ? dense / 2 : dense;
+}
+
+function qkv(be: Backend, s: Shape, dtype: 'f32' | 'f16', L = s.S): [Tensor, Tensor, Tensor] {
+  return [
+    random(be, [s.B, s.H, s.S, s.D], { seed: 1, dtype }),
+    random(be, [s.B, s.H, L, s.D], { seed: 2, dtype }),
+    random(be, [s.B, s.H, L, s.D], { seed: 3, dtype }),
+  ];
+}
+
+function row(ctx: SuiteContext, be: Backend, kernel: string, shape: string, dtype: string, t: Awaited<ReturnType<typeof timeIt>>, work: { flops?: number; bytes?: number }, notes: string): BenchRow {
+  const r: BenchRow = { package: 'attention', kernel, shape, dtype, backend: be.kind, device: ctx.device, ...t, notes };
+  if (work.flops) r.gflops = work.flops / (t.medianMs * 1e6);
+  if (work.bytes) r.gbps = work.bytes / (t.medianMs * 1e6);
+  return withPeer(r, ctx.peers.get(peerKey(kernel, shape, dtype)), work);
+}
+
+async function maxAbsDiff(a: Tensor, b: Tensor): Promise<number> {
+  const x = await a.toArray();
+  const y = await b.toArray();
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
+  return m;
+}
+
+const TUNINGS = [{ RQ: 1, BK: 32, TQ: 64 }, { RQ: 2, BK: 32, TQ: 64 }, { RQ: 2, BK: 16, TQ: 64 }, { RQ: 2, BK: 32, TQ: 128 }, { RQ: 4, BK: 16, TQ: 128 }];
+
+export const attentionSuite: Suite = {
+  name: 'attention',
+  async run(be, ctx) {
+    const s = ctx.big ? BIG : SMALL;
+    const reps = ctx.big ? 7 : 3;
+    const rows: BenchRow[] = [];
+    setPrefillPath('plain');
+    const sh = shapeName(s);
+
+    // f32 causal prefill, plain kernel: every tiling tried, the chooser's pick last.
+    if (be.kind === 'webgpu' || !ctx.big) {
+      const [q, k, v] = qkv(be, s, 'f32');
+      const tunings = be.kind === 'webgpu' ? [...TUNINGS, {}] : [{}];
+      for (const tu of tunings) {
+        tunePlainPrefill(tu);
+        try {
+          const t = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps });
+          const name = Object.keys(tu).length ? `prefill-causal[${JSON.stringify(tu)}]` : 'prefill-causal';
+          const r = row(ctx, be, 'prefill-causal', sh, 'f32', t, { flops: prefillFlops(s, true) }, `plain kernel ${name}; causal FLOPs counted as half of 4*B*H*S*L*D`);
+          rows.push(Object.keys(tu).length ? { ...r, kernel: name } : r);
+        } catch (e) {
+          console.error(`prefill tuning ${JSON.stringify(tu)} failed: ${(e as Error).message}`);
+        }
+      }
+      tunePlainPrefill({});
+      const t = await timeIt(be, () => attention(q, k, v).dispose(), { reps });
+      rows.push(row(ctx, be, 'prefill', sh, 'f32', t, { flops: prefillFlops(s, false) }, 'plain kernel, no mask'));
+      for (const x of [q, k, v]) x.dispose();
+    }
+
+    // f16 causal prefill on the plain kernel (the subgroup-matrix rows are in attention-sg).
+    {
+      const [q, k, v] = qkv(be, s, 'f16');
+      const t = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps });
+      rows.push(row(ctx, be, 'prefill-causal-plain', sh, 'f16', t, { flops: prefillFlops(s, true) }, 'plain kernel, f16 in/out, f32 accumulation; causal FLOPs halved'));
+
+      // Block-sparse at 25% of 64x64 blocks kept (random per query block) vs the same kernel
+      // with every block listed.
+      const qb = 64;
+      const nB = Math.ceil(s.S / qb);
+      const rnd = mulberry32(5);
+      const all = Array.from({ length: nB }, () => Array.from({ length: nB }, (_, j) => j));
+      const quarter = all.map((l) => {
+        const ids = [...l];
+        for (let i = ids.length - 1; i > 0; i--) {
+          const j = Math.floor(rnd() * (i + 1));
+          [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+        }
+        return ids.slice(0, Math.max(1, Math.round(nB / 4)));
+      });
+      const dense = blockSparseMask(be, all, { queryBlock: qb, keyBlock: qb, kvLength: s.S });
+      const sparse = blockSparseMask(be, quarter, { queryBlock: qb, keyBlock: qb, kvLength: s.S });
+      const td = await timeIt(be, () => attention(q, k, v, { mask: dense }).dispose(), { reps });
+      const ts = await timeIt(be, () => attention(q, k, v, { mask: sparse }).dispose(), { reps });
+      const kept = quarter.reduce((a, l) => a + l.length, 0) / (nB * nB);
+      const flops = prefillFlops(s, false);
+      const dr = row(ctx, be, 'prefill-blocks-all', sh, 'f16', td, { flops }, 'block-list kernel with every 64x64 block listed (the dense run of the same kernel)');
+      rows.push(dr);
+      const sr: BenchRow = { ...row(ctx, be, 'prefill-blocks-25pct', sh, 'f16', ts, { flops: flops * kept }, `${(kept * 100).toFixed(1)}% of 64x64 blocks kept; FLOPs count kept blocks only; peer = same kernel, all blocks`) };
+      rows.push(withPeer(sr, { name: 'attnkit block-list kernel, all blocks (same run)', medianMs: td.medianMs }, { flops: flops * kept }));
+      for (const x of [q, k, v, dense.indices, sparse.indices]) x.dispose();
+    }
+
+    // Decode: 1 query over a long KV (32k on the H200), f16 and f32, several split counts.
+    {
+      const L = ctx.big ? 32768 : 4096;
+      const ds: Shape = { ...s, S: 1 };
+      const dsh = shapeName(ds, L);
+      for (const dtype of ['f16', 'f32'] as const) {
+        const [q, k, v] = qkv(be, ds, dtype, L);
+        const bytes = 2 * ds.B * ds.H * L * ds.D * (dtype === 'f16' ? 2 : 4);
+        const splitsList = be.kind === 'webgpu' && ctx.big ? [undefined, 32, 64, 128, 256] : [undefined];
+        for (const splits of splitsList) {
+          const t = await timeIt(be, () => decode(q, k, v, { splits }).dispose(), { reps });
+          const r = row(ctx, be, 'decode', dsh, dtype, t, { bytes }, `split-K decode, splits=${splits ?? 'auto'}; bandwidth = K+V bytes read`);
+          rows.push(splits === undefined ? r : { ...r, kernel: `decode[splits=${splits}]` });
+        }
+        // The same KV through a list of all 16-key blocks in reverse order (the selection path).
+        const nb = Math.ceil(L / 16);
+        const ids = Int32Array.from({ length: ds.B * ds.H * nb }, (_, i) => nb - 1 - (i % nb));
+        const blocks = tensor(be, ids, [ds.B, ds.H, nb], 'i32');
+        const t = await timeIt(be, () => decode(q, k, v, { blocks }).dispose(), { reps });
+        rows.push(row(ctx, be, 'decode-selected-all', dsh, dtype, t, { bytes }, 'decode over a block list naming every 16-key block, reversed'));
+        for (const x of [q, k, v, blocks]) x.dispose();
+      }
+    }
+    return rows;
+  },
+};
+
+/**
+ * The subgroup-matrix f16 prefill, in its own suite (and process on the H200), because
+ * staged subgroup-matrix kernels have crashed Dawn before. ATTNKIT_SG_SYNC picks the
+ * variant ('barrier' or 'none'); each is checked against the plain kernel in the same run.
+ */
+export const attentionSgSuite: Suite = {
+  name: 'attention-sg',
+  async run(be, ctx) {
+    if (be.kind !== 'webgpu' || !hasF16SubgroupMatrix(be.caps)) {
+      console.error(`attention-sg: ${be.name} offers no f16 subgroup matrices; nothing to run`);
+      return [];
+    }
+    const s = ctx.big ? BIG : SMALL;
+    const sync = (process.env.ATTNKIT_SG_SYNC ?? 'barrier') as SgSync;
+    const keyTiles = (process.env.ATTNKIT_SG_KT ?? '64').split(',').map(Number);
+    const rows: BenchRow[] = [];
+    const sh = shapeName(s);
+    const [q, k, v] = qkv(be, s, 'f16');
+    setPrefillPath('plain');
+    const ref = attention(q, k, v, { causal: true });
+    await be.sync();
+    for (const kt of keyTiles) {
+      configureSgPrefill({ sync, keyTile: kt });
+      setPrefillPath('subgroup-matrix');
+      console.error(`attention-sg: sync=${sync} keyTile=${kt}: compiling and checking`);
+      const got = attention(q, k, v, { causal: true });
+      const err = await maxAbsDiff(got, ref);
+      got.dispose();
+      console.error(`attention-sg: sync=${sync} keyTile=${kt}: max |sg - plain| = ${err}`);
+      const t = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps: 7 });
+      const r = row(ctx, be, 'prefill-causal', sh, 'f16', t, { flops: prefillFlops(s, true) },
+        `subgroup-matrix kernel (sync=${sync}, key tile ${kt}); max |out - plain kernel out| = ${err.toExponential(2)}; causal FLOPs counted as half of 4*B*H*S*L*D; peer is bf16`);
+      rows.push(kt === keyTiles[0] ? r : { ...r, kernel: `prefill-causal[kt=${kt}]` });
+    }
+    setPrefillPath('plain');
+    for (const x of [q, k, v, ref]) x.dispose();
+    return rows;
+  },
+};
