@@ -28,9 +28,13 @@ export function sgmatrixTile(c: SgmatrixConfig): { BM: number; BN: number; BK: n
   return { BM: FRAG * c.SGR * c.FR, BN: FRAG * c.SGC * c.FC, BK: FRAG * c.KU };
 }
 
-/** Whether the adapter offers f16 x f16 -> f32 16x16x16 subgroup matrices with a fixed subgroup size. */
+/**
+ * Whether the adapter offers f16 x f16 -> f32 16x16x16 subgroup matrices. The workgroup is
+ * sized in subgroups of subgroupMaxSize (Dawn requires a multiple of it); every adapter
+ * with subgroup matrices seen so far (NVIDIA: 32) runs them at that size.
+ */
 export function hasSgmatrixF16(caps: Capabilities): boolean {
-  return caps.shaderF16 && caps.subgroups && caps.subgroupMaxSize > 0 && caps.subgroupMinSize === caps.subgroupMaxSize &&
+  return caps.shaderF16 && caps.subgroups && caps.subgroupMaxSize > 0 &&
     caps.subgroupMatrixConfigs.some((m) => m.componentType === 'f16' && m.resultComponentType === 'f32' && m.M === FRAG && m.N === FRAG && m.K === FRAG);
 }
 

@@ -94,7 +94,7 @@ export function variantProblem(be: WebGpuBackend, a: Tensor, b: Tensor, p: Matmu
     case 'generic': return null;
     case 'tiled': return tiledConfigProblem(v.config);
     case 'sgmatrix':
-      if (!hasSgmatrixF16(be.caps)) return 'the adapter has no f16 16x16x16 subgroup matrices with a fixed subgroup size';
+      if (!hasSgmatrixF16(be.caps)) return 'the adapter has no f16 16x16x16 subgroup matrices';
       if (a.dtype !== 'f16' || b.dtype !== 'f16') return `subgroup matrices need f16 operands (got ${a.dtype} x ${b.dtype})`;
       if (!sgmatrixFits(p, v.config)) return `M=${p.M}, N=${p.N}, K=${p.K} must be multiples of the ${sgmatrixConfigName(v.config)} tile`;
       return null;
