@@ -1,5 +1,5 @@
 import { attentionWithStats, decode, HEAD_DIM_MULTIPLE, MAX_DECODE_QUERIES, MAX_HEAD_DIM, type MaskSpec } from '@attnkit/attention';
-import { matmul, scale, slice, softmax, type Tensor } from '@attnkit/tensor';
+import { ArgumentError, matmul, scale, slice, softmax, type Tensor } from '@attnkit/tensor';
 import type { KvView } from './kv-cache.js';
 
 /*
@@ -17,6 +17,8 @@ export interface AttendOptions {
   scale: number;
   /** Also return the probabilities [1, Hq, S, length] (hooks). */
   probs?: boolean;
+  /** Also return max and sum of the probabilities per 16-key block, [1, Hq, S, ceil(length/16)] each. */
+  pooled?: boolean;
   /** Sliding window (Mistral): each query sees the last `window` keys. */
   window?: number | null;
 }
@@ -24,16 +26,25 @@ export interface AttendOptions {
 export interface AttendResult {
   out: Tensor;
   probs?: Tensor;
+  pooledMax?: Tensor;
+  pooledSum?: Tensor;
 }
 
 export function attend(q: Tensor, kv: KvView, opts: AttendOptions): AttendResult {
   const D = q.shape[3]!;
-  if (D % HEAD_DIM_MULTIPLE !== 0 || D > MAX_HEAD_DIM) return composedAttention(q, kv, opts);
+  if (!supportsWindow(D)) {
+    if (opts.pooled) throw new ArgumentError('attend', 'pooled', `available for head dims that are multiples of ${HEAD_DIM_MULTIPLE} up to ${MAX_HEAD_DIM}`, `head dim ${D}`);
+    return composedAttention(q, kv, opts);
+  }
   const mask: MaskSpec = opts.window ? { kind: 'window', window: opts.window } : { kind: 'causal' };
   const common = { scale: opts.scale, kvLength: kv.length, mask };
-  if (!opts.probs && q.shape[2]! <= MAX_DECODE_QUERIES) return { out: decode(q, kv.k, kv.v, common) };
-  const r = attentionWithStats(q, kv.k, kv.v, { ...common, probs: !!opts.probs });
-  return r.probs ? { out: r.out, probs: r.probs } : { out: r.out };
+  if (!opts.probs && !opts.pooled && q.shape[2]! <= MAX_DECODE_QUERIES) return { out: decode(q, kv.k, kv.v, common) };
+  const r = attentionWithStats(q, kv.k, kv.v, { ...common, probs: !!opts.probs, pooled: !!opts.pooled });
+  const res: AttendResult = { out: r.out };
+  if (r.probs) res.probs = r.probs;
+  if (r.pooledMax) res.pooledMax = r.pooledMax;
+  if (r.pooledSum) res.pooledSum = r.pooledSum;
+  return res;
 }
 
 /**

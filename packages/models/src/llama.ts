@@ -66,6 +66,11 @@ export interface DecoderHooks {
   layers?: readonly number[];
   /** probs: [1, Hq, S, kvLength] softmax weights of this step's queries. */
   onAttentionProbs?(layer: number, probs: Tensor, ctx: HookContext): void;
+  /**
+   * The pooled form, for long contexts: max and sum of the probabilities over each block of
+   * 16 keys, [1, Hq, S, ceil(kvLength / 16)] each (what KV-selection policies read).
+   */
+  onPooledAttention?(layer: number, pooled: { max: Tensor; sum: Tensor }, ctx: HookContext): void;
   /** z: [1, Hq, S, headDim] per-head attention outputs, before o_proj. */
   onHeadOutputs?(layer: number, z: Tensor, ctx: HookContext): Tensor | void;
   /** x: [S, hidden] residual stream entering attention, entering the MLP, or leaving the layer. */
@@ -147,8 +152,9 @@ export class LlamaModel {
           table: this.ropeTable, invFreq: this.invFreq, linearScale: this.linearScale, theta: c.ropeTheta,
         }); // each [1, H, S, D]; q and k rotated
         cache.append(l, k, v);
-        const att = attend(q, cache.view(l), { scale: 1 / Math.sqrt(c.headDim), probs: !!hk?.onAttentionProbs, window: c.slidingWindow });
+        const att = attend(q, cache.view(l), { scale: 1 / Math.sqrt(c.headDim), probs: !!hk?.onAttentionProbs, pooled: !!hk?.onPooledAttention, window: c.slidingWindow });
         if (att.probs) hk!.onAttentionProbs!(l, att.probs, ctx);
+        if (att.pooledMax && att.pooledSum) hk!.onPooledAttention!(l, { max: att.pooledMax, sum: att.pooledSum }, ctx);
         const z = hk?.onHeadOutputs?.(l, att.out, ctx) ?? att.out; // [1, Hq, S, D]
         const merged = S === 1 ? z.reshape([1, c.numHeads * c.headDim]) : permute(z.reshape([c.numHeads, S, c.headDim]), [1, 0, 2]).reshape([S, c.numHeads * c.headDim]);
         const afterAttn = residual(x, linear(merged, lw.o, lw.oBias), lw.postAttnNorm, [[l, 'mlp_in']]);

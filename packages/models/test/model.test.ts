@@ -118,6 +118,17 @@ describe('Llama-family decoder against a float64 loop oracle (CPU)', () => {
       expect(s.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
       for (let j = (row % 7) + 1; j < 7; j++) expect(s[j]).toBe(0); // causal
     }
+    // The pooled form: per 16-key block (one block here), max and sum of each row's probabilities.
+    const pr = m.model.forward(ids, m.model.newCache(ids.length), {
+      hooks: { layers: [1], onPooledAttention: (_l, pl, ctx) => { ctx.keep(pl.max); ctx.keep(pl.sum); } },
+    });
+    expect(pr.kept.map((t) => t.shape.join('x'))).toEqual(['1x4x7x1', '1x4x7x1']);
+    const pooled = { max: Array.from(await pr.kept[0]!.toArray()), sum: Array.from(await pr.kept[1]!.toArray()) };
+    for (let row = 0; row < 4 * 7; row++) {
+      const s = Array.from(p.subarray(row * 7, row * 7 + 7));
+      expect(pooled.sum[row]).toBeCloseTo(1, 5);
+      expect(pooled.max[row]).toBeCloseTo(Math.max(...s), 6);
+    }
     // Patching: scaling the head outputs and zeroing the residual each change the logits.
     const patched = m.model.forward(ids, m.model.newCache(ids.length), { logits: 'all', hooks: { onHeadOutputs: (_l, z) => scale(z, 0) } });
     const pz = await patched.logits.toArray();
