@@ -1,5 +1,5 @@
-import { attention, blockSparseMask, configureSgPrefill, decode, hasF16SubgroupMatrix, setPrefillPath, tunePlainPrefill, type SgSync } from '@attnkit/attention';
-import { mulberry32, random, tensor, type Backend, type Tensor } from '@attnkit/tensor';
+import { attention, blockSparseMask, configureSgPrefill, decode, hasF16SubgroupMatrix, setPrefillPath, tunePlainPrefill, type SgInit, type SgSync } from '@attnkit/attention';
+import { CpuBackend, mulberry32, random, tensor, type Backend, type Tensor } from '@attnkit/tensor';
 import { peerKey, timeIt, withPeer, type BenchRow, type Suite, type SuiteContext } from '../harness.js';
 
 // @attnkit/attention beside PyTorch SDPA (B1 H32 S4096 D128 on the H200).
@@ -44,7 +44,7 @@ async function maxAbsDiff(a: Tensor, b: Tensor): Promise<number> {
   return m;
 }
 
-const TUNINGS = [{ RQ: 1, BK: 32, TQ: 64 }, { RQ: 2, BK: 32, TQ: 64 }, { RQ: 2, BK: 16, TQ: 64 }, { RQ: 2, BK: 32, TQ: 128 }, { RQ: 4, BK: 16, TQ: 128 }];
+const TUNINGS = [{ RQ: 2, BK: 16, TQ: 64 }, { RQ: 4, BK: 16, TQ: 64 }, { RQ: 4, BK: 32, TQ: 128 }, { RQ: 4, BK: 16, TQ: 256 }];
 
 export const attentionSuite: Suite = {
   name: 'attention',
@@ -117,7 +117,7 @@ export const attentionSuite: Suite = {
       for (const dtype of ['f16', 'f32'] as const) {
         const [q, k, v] = qkv(be, ds, dtype, L);
         const bytes = 2 * ds.B * ds.H * L * ds.D * (dtype === 'f16' ? 2 : 4);
-        const splitsList = be.kind === 'webgpu' && ctx.big ? [undefined, 32, 64, 128, 256] : [undefined];
+        const splitsList = be.kind === 'webgpu' && ctx.big ? [undefined, 64, 128, 256] : [undefined];
         for (const splits of splitsList) {
           const t = await timeIt(be, () => decode(q, k, v, { splits }).dispose(), { reps });
           const r = row(ctx, be, 'decode', dsh, dtype, t, { bytes }, `split-K decode, splits=${splits ?? 'auto'}; bandwidth = K+V bytes read`);
@@ -151,27 +151,67 @@ export const attentionSgSuite: Suite = {
     const s = ctx.big ? BIG : SMALL;
     const sync = (process.env.ATTNKIT_SG_SYNC ?? 'barrier') as SgSync;
     const keyTiles = (process.env.ATTNKIT_SG_KT ?? '64').split(',').map(Number);
+    const inits = (process.env.ATTNKIT_SG_INIT ?? 'ctor').split(',') as SgInit[];
     const rows: BenchRow[] = [];
     const sh = shapeName(s);
-    const [q, k, v] = qkv(be, s, 'f16');
+
+    // Small problem against the float64 CPU reference first: says which kernel is wrong if they disagree.
+    const cpu = new CpuBackend();
+    const small: Shape = { B: 1, H: 2, S: 128, D: s.D };
+    const smallRef = new Map<boolean, Float32Array>();
+    for (const causal of [false, true]) {
+      const [cq, ck, cv] = qkv(cpu, small, 'f16');
+      smallRef.set(causal, (await attention(cq, ck, cv, { causal }).toArray()) as Float32Array);
+    }
+    const [sq, sk, sv] = qkv(be, small, 'f16');
+    const errVsCpu = async (): Promise<string> => {
+      const parts: string[] = [];
+      for (const causal of [false, true]) {
+        const got = attention(sq, sk, sv, { causal });
+        const x = await got.toArray();
+        got.dispose();
+        const want = smallRef.get(causal)!;
+        let m = 0;
+        let at = 0;
+        for (let i = 0; i < x.length; i++) {
+          const d = Math.abs(x[i]! - want[i]!);
+          if (!(d <= m)) { m = d; at = i; }
+        }
+        parts.push(`${causal ? 'causal' : 'dense'} max|err| ${m.toExponential(2)} at row ${Math.floor(at / small.D)} col ${at % small.D}`);
+      }
+      return parts.join('; ');
+    };
     setPrefillPath('plain');
+    console.error(`attention-sg: plain kernel vs CPU (B1 H2 S128 D${s.D} f16): ${await errVsCpu()}`);
+
+    const [q, k, v] = qkv(be, s, 'f16');
     const ref = attention(q, k, v, { causal: true });
     await be.sync();
-    for (const kt of keyTiles) {
-      configureSgPrefill({ sync, keyTile: kt });
-      setPrefillPath('subgroup-matrix');
-      console.error(`attention-sg: sync=${sync} keyTile=${kt}: compiling and checking`);
-      const got = attention(q, k, v, { causal: true });
-      const err = await maxAbsDiff(got, ref);
-      got.dispose();
-      console.error(`attention-sg: sync=${sync} keyTile=${kt}: max |sg - plain| = ${err}`);
-      const t = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps: 7 });
-      const r = row(ctx, be, 'prefill-causal', sh, 'f16', t, { flops: prefillFlops(s, true) },
-        `subgroup-matrix kernel (sync=${sync}, key tile ${kt}); max |out - plain kernel out| = ${err.toExponential(2)}; causal FLOPs counted as half of 4*B*H*S*L*D; peer is bf16`);
-      rows.push(kt === keyTiles[0] ? r : { ...r, kernel: `prefill-causal[kt=${kt}]` });
+    let first = true;
+    for (const init of inits) {
+      for (const kt of keyTiles) {
+        configureSgPrefill({ sync, keyTile: kt, init });
+        setPrefillPath('subgroup-matrix');
+        const tag = `sync=${sync} init=${init} keyTile=${kt}`;
+        try {
+          const small = await errVsCpu();
+          console.error(`attention-sg: ${tag}: vs CPU: ${small}`);
+          const got = attention(q, k, v, { causal: true });
+          const err = await maxAbsDiff(got, ref);
+          got.dispose();
+          console.error(`attention-sg: ${tag}: max |sg - plain| = ${err}`);
+          const t = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps: 7 });
+          const r = row(ctx, be, 'prefill-causal', sh, 'f16', t, { flops: prefillFlops(s, true) },
+            `subgroup-matrix kernel (${tag}); max |out - plain kernel out| = ${err.toExponential(2)} at this shape; small check vs float64 CPU: ${small}; causal FLOPs counted as half of 4*B*H*S*L*D; peer is bf16`);
+          rows.push(first ? r : { ...r, kernel: `prefill-causal[${init},kt=${kt}]` });
+          first = false;
+        } catch (e) {
+          console.error(`attention-sg: ${tag} failed: ${(e as Error).message}`);
+        }
+      }
     }
     setPrefillPath('plain');
-    for (const x of [q, k, v, ref]) x.dispose();
+    for (const x of [q, k, v, ref, sq, sk, sv]) x.dispose();
     return rows;
   },
 };

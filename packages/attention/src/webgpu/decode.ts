@@ -20,10 +20,10 @@ interface DecodeVariant {
   dtype: 'f32' | 'f16';
   TPK: 1 | 4;
   RC: number;
+  /** 16-key blocks read per loop iteration (16*KB key groups): more loads in flight per workgroup. */
+  KB: number;
   selected: boolean;
 }
-
-const KG = 16;
 
 const FIELDS = [
   ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
@@ -36,7 +36,8 @@ const FIELDS = [
 type Field = (typeof FIELDS)[number][0];
 
 function splitSource(v: DecodeVariant): string {
-  const { D, TPK, RC } = v;
+  const { D, TPK, RC, KB } = v;
+  const KG = 16 * KB;
   const D4 = D / 4;
   const DP = D4 / TPK;
   const WG = KG * TPK;
@@ -96,9 +97,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let kvbase = bk * u.cap;
   let first = split * u.perSplit;
   let last = min(first + u.perSplit, u.nList);
-  for (var e = first; e < last; e++) {
-    ${v.selected ? 'let id = sel[bk * u.nList + e];' : 'let id = i32(e);'}
-    let j = u32(max(id, 0)) * ${POOL_BLOCK}u + kg;
+  // Uniform trip count (the score reduction shuffles need every lane of a group present).
+  for (var e0 = first; e0 < last; e0 += ${KB}u) {
+    let e = e0 + kg / ${POOL_BLOCK}u;
+    var id = -1;
+    if (e < last) { ${v.selected ? 'id = sel[bk * u.nList + e];' : 'id = i32(e);'} }
+    let j = u32(max(id, 0)) * ${POOL_BLOCK}u + kg % ${POOL_BLOCK}u;
     let key_ok = id >= 0 && u32(id) < u.nb16 && j < u.kvLen;
     let a = (kvbase + select(0u, j, key_ok)) * D4 + part * DP;
     var kx: array<vec4<f32>, DP>;
@@ -196,6 +200,7 @@ export interface DecodePlan {
   perSplit: number;
   nChunks: number;
   RC: number;
+  KB: number;
 }
 
 export function planDecode(be: WebGpuBackend, p: Problem, nList: number, splits?: number): DecodePlan {
@@ -203,15 +208,24 @@ export function planDecode(be: WebGpuBackend, p: Problem, nList: number, splits?
   const rowsPerKv = (p.Hq / p.Hkv) * p.S;
   // Registers: RC rows of D/TPK query and output floats per invocation.
   const DP = p.D / 4 / TPK;
-  const RC = Math.max(1, Math.min(rowsPerKv, Math.floor(16 / DP)));
+  let RC = Math.max(1, Math.min(rowsPerKv, Math.floor(16 / DP)));
+  // Two blocks per iteration where the merge buffer (KG x RC rows of D floats) fits.
+  const limit = be.caps.maxComputeWorkgroupStorageSize - 1024;
+  let KB = 2;
+  while (KB > 1 && 16 * KB * RC * p.D * 4 > limit) {
+    if (RC > 1) RC >>= 1;
+    else KB >>= 1;
+  }
+  while (RC > 1 && 16 * KB * RC * p.D * 4 > limit) RC >>= 1;
   const nChunks = Math.ceil(rowsPerKv / RC);
   const base = p.B * p.Hkv * nChunks;
-  // Enough workgroups to fill the GPU, at least 4 blocks (64 keys) per split.
-  let nSplit = splits ?? Math.max(1, Math.min(Math.ceil(nList / 4), Math.ceil(8192 / base)));
+  // About 4096 workgroups (measured best on the H200 at 32 heads x 32k keys: 128 splits),
+  // at least 8 blocks (128 keys) per split.
+  let nSplit = splits ?? Math.max(1, Math.min(Math.ceil(nList / 8), Math.ceil(4096 / base)));
   nSplit = Math.max(1, Math.min(nSplit, nList));
   const perSplit = Math.ceil(nList / nSplit);
   nSplit = Math.ceil(nList / perSplit);
-  return { nSplit, perSplit, nChunks, RC };
+  return { nSplit, perSplit, nChunks, RC, KB };
 }
 
 export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, selected: { tensor: Tensor; nSel: number } | null, wantLse: boolean, splits?: number): { out: Tensor; lse: Tensor | null } {
@@ -219,7 +233,7 @@ export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v
   const nb16 = Math.ceil(p.kvLength / POOL_BLOCK);
   const nList = selected ? selected.nSel : nb16;
   const plan = planDecode(be, p, nList, splits);
-  const variant: DecodeVariant = { D: p.D, dtype: p.dtype, TPK, RC: plan.RC, selected: !!selected };
+  const variant: DecodeVariant = { D: p.D, dtype: p.dtype, TPK, RC: plan.RC, KB: plan.KB, selected: !!selected };
   const rowsPerKv = (p.Hq / p.Hkv) * p.S;
   const values: Record<Field, number> = {
     B: p.B, Hq: p.Hq, Hkv: p.Hkv, group: p.Hq / p.Hkv, Sq: p.S, cap: p.cap, kvLen: p.kvLength, rowsPerKv,
@@ -234,7 +248,7 @@ export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v
   const inputs = [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)];
   if (selected) inputs.push(be.buffer(selected.tensor, p.op));
   const splitProgram: Program = {
-    key: `attention/decode-split/D${p.D}/${p.dtype}/tpk${TPK}/rc${plan.RC}/${selected ? 'sel' : 'contig'}`,
+    key: `attention/decode-split/D${p.D}/${p.dtype}/tpk${TPK}/rc${plan.RC}/kb${plan.KB}/${selected ? 'sel' : 'contig'}`,
     source: () => splitSource(variant),
     inputs: inputs.length, outputs: 3, uniform: true,
   };

@@ -21,12 +21,23 @@ import { checkWorkgroupBytes, NEG, NEG_INF_FN } from './common.js';
  */
 export type SgSync = 'barrier' | 'none';
 
+/**
+ * How the per-tile score accumulator starts: 'ctor' assigns the zero-value constructor,
+ * 'mul' starts from subgroupMatrixMultiply of the first fragment pair. A bare
+ * `var acc: subgroup_matrix_result<...>;` inside the loop is not enough: the first H200 run
+ * gave the same large error (0.72) with and without barriers and for every key tile,
+ * which is what a zero-init hoisted out of the loop (scores accumulating across tiles) does.
+ */
+export type SgInit = 'ctor' | 'mul';
+
 let sgSync: SgSync = 'barrier';
 let sgKeyTile = 64;
+let sgInit: SgInit = 'ctor';
 
 /** Benchmarks pick the variant (the H200 run records which one worked). */
-export function configureSgPrefill(opts: { sync?: SgSync; keyTile?: number }): void {
+export function configureSgPrefill(opts: { sync?: SgSync; keyTile?: number; init?: SgInit }): void {
   if (opts.sync) sgSync = opts.sync;
+  if (opts.init) sgInit = opts.init;
   if (opts.keyTile) {
     if (![16, 32, 64].includes(opts.keyTile)) throw new ArgumentError('configureSgPrefill', 'keyTile', '16, 32 or 64', opts.keyTile);
     sgKeyTile = opts.keyTile;
@@ -57,7 +68,7 @@ export function sgPrefillSupported(be: WebGpuBackend, p: Problem, explain = fals
   return reasons.length === 0;
 }
 
-function sgSource(D: number, KT: number, sync: SgSync, subgroupSize: number): string {
+function sgSource(D: number, KT: number, sync: SgSync, subgroupSize: number, init: SgInit): string {
   const NF = D / 16;
   const NB = KT / 16;
   const BAR = sync === 'barrier' ? 'workgroupBarrier();' : '';
@@ -126,8 +137,9 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
     let kt = select(start2 + it - n_sink, it, it < n_sink) * KT;
     let kbase = (kvbase + kt) * D;
     for (var nb = 0u; nb < ${NB}u; nb++) {
-      var acc: ${A};
-      for (var f = 0u; f < ${NF}u; f++) {
+${init === 'ctor' ? `      var acc = ${A}();
+      for (var f = 0u; f < ${NF}u; f++) {` : `      var acc = subgroupMatrixMultiply<f32>(qf[0], subgroupMatrixLoad<${R}>(&kb, kbase + nb * 16u * D, true, D));
+      for (var f = 1u; f < ${NF}u; f++) {`}
         let kf = subgroupMatrixLoad<${R}>(&kb, kbase + nb * 16u * D + f * 16u, true, D);
         acc = subgroupMatrixMultiplyAccumulate(qf[f], kf, acc);
       }
@@ -182,13 +194,13 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
 `;
 }
 
-export function sgPrefillProgram(D: number, KT: number, sync: SgSync, subgroupSize: number): Program {
-  return { key: `attention/prefill-sgmatrix/D${D}/kt${KT}/${sync}/sg${subgroupSize}`, source: () => sgSource(D, KT, sync, subgroupSize), inputs: 3, outputs: 2, uniform: true };
+export function sgPrefillProgram(D: number, KT: number, sync: SgSync, subgroupSize: number, init: SgInit): Program {
+  return { key: `attention/prefill-sgmatrix/D${D}/kt${KT}/${sync}/${init}/sg${subgroupSize}`, source: () => sgSource(D, KT, sync, subgroupSize, init), inputs: 3, outputs: 2, uniform: true };
 }
 
 /** Exposed for a structural test of the generated WGSL on adapters without subgroup matrices. */
-export function sgPrefillSource(D: number, KT = 64, sync: SgSync = 'barrier', subgroupSize = 32): string {
-  return sgSource(D, KT, sync, subgroupSize);
+export function sgPrefillSource(D: number, KT = 64, sync: SgSync = 'barrier', subgroupSize = 32, init: SgInit = 'ctor'): string {
+  return sgSource(D, KT, sync, subgroupSize, init);
 }
 
 export function runSgPrefill(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor): { out: Tensor; lse: Tensor } {
@@ -204,7 +216,7 @@ export function runSgPrefill(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor
     scale: p.scale, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
   };
   be.dispatch({
-    program: sgPrefillProgram(p.D, KT, sgSync, sgSize),
+    program: sgPrefillProgram(p.D, KT, sgSync, sgSize, sgInit),
     inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
     outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
     uniforms: packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const)),
