@@ -1,14 +1,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { attention, hasF16SubgroupMatrix, setPrefillPath, sgPrefillSource } from '@attnkit/attention';
+import { attention, getPrefillPath, hasF16SubgroupMatrix, setPrefillPath, sgPrefillSource } from '@attnkit/attention';
 import { ArgumentError } from '@attnkit/tensor';
 import { backendsForTests } from '@attnkit/tensor/testing';
 import { expectClose, inputs, type Dims } from './oracle.js';
 
 const backends = await backendsForTests();
 
-afterEach(() => setPrefillPath('plain'));
+const defaultPath = getPrefillPath();
+afterEach(() => setPrefillPath(defaultPath));
 
 describe('subgroup-matrix prefill', () => {
+  it("is chosen automatically ('auto') where the adapter offers it", () => {
+    expect(defaultPath).toBe('auto');
+  });
+
   it('generates WGSL that loads Q once, takes Kᵀ column-major from storage and zero-starts each score tile', () => {
     const src = sgPrefillSource(128, 64, 'barrier', 32, 'ctor');
     expect(src).toContain('enable chromium_experimental_subgroup_matrix;');
