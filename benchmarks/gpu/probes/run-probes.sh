@@ -5,9 +5,10 @@
 set -u
 probes=("$@")
 if [ ${#probes[@]} -eq 0 ]; then
-  probes=(global global-barrier staged-once staged-loop-nobarrier staged-loop-fromglobal staged staged-1sg staged-norobust staged-noinit staged-norobust-noinit staged-async staged-vec staged-vec-norobust staged-big-norobust)
+  probes=(global staged staged-1sg staged-norobust staged-big-norobust staged-big-bk64-norobust global-barrier staged-once staged-loop-nobarrier staged-loop-fromglobal staged-noinit staged-norobust-noinit staged-async staged-vec staged-vec-norobust)
 fi
 for p in "${probes[@]}"; do
-  timeout 25 node .gpu/sgmatrix-staged.mjs "$p" time 2>&1 | tail -n 8
+  # Tint's deprecation warnings are long: keep the probe's own lines and errors.
+  timeout 25 node .gpu/sgmatrix-staged.mjs "$p" time 2>&1 | grep -E '^\[|rror|ault|futex' | head -n 20
   echo "probe $p exit ${PIPESTATUS[0]}"
 done

@@ -38,6 +38,7 @@ const PROBES: Record<string, Probe> = {
   'staged-vec': { ...base, stage: 'loop', barriers: true, fromWorkgroup: true, vecStage: true },
   'staged-vec-norobust': { ...base, stage: 'loop', barriers: true, fromWorkgroup: true, vecStage: true, flags: ['disable_robustness', 'disable_workgroup_init'] },
   'staged-big-norobust': { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32, stage: 'loop', barriers: true, fromWorkgroup: true, vecStage: true, flags: ['disable_robustness', 'disable_workgroup_init'] },
+  'staged-big-bk64-norobust': { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 64, stage: 'loop', barriers: true, fromWorkgroup: true, vecStage: true, flags: ['disable_robustness', 'disable_workgroup_init'] },
 };
 
 function source(p: Probe, M: number, N: number, K: number): string {

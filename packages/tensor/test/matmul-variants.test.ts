@@ -7,6 +7,7 @@ import {
   chooseVariant, GEMV_DEFAULT, matmulWith, parseVariant, TILED_LARGE, TILED_SMALL, variantName, type MatmulVariant,
 } from '../src/webgpu/kernels/matmul.js';
 import { sgmatrixSource } from '../src/webgpu/kernels/matmul-sgmatrix.js';
+import { sgstagedSource } from '../src/webgpu/kernels/matmul-sgstaged.js';
 
 // Every matmul variant lavapipe can run, forced explicitly, against the float64 CPU
 // reference on odd shapes, both float dtypes, all transposes and batches.
@@ -60,6 +61,8 @@ const tiledVariants: MatmulVariant[] = [
   { kind: 'tiled', config: TILED_LARGE },
   { kind: 'tiled', config: TILED_SMALL },
   { kind: 'tiled', config: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8 } },
+  { kind: 'tiled', config: { ...TILED_LARGE, DB: true } },
+  { kind: 'tiled', config: { BM: 32, BN: 32, BK: 4, TM: 4, TN: 4, DB: true } },
 ];
 
 describe.runIf(gpu)('matmul variants on the WebGPU backend', () => {
@@ -79,12 +82,15 @@ describe.runIf(gpu)('matmul variants on the WebGPU backend', () => {
     });
   });
 
-  describe('gemv (M <= 8, x @ W^T)', () => {
+  describe('gemv (M <= 16, x @ W^T, 8 rows of x per dispatch)', () => {
     const v: MatmulVariant = { kind: 'gemv', config: GEMV_DEFAULT };
     it.each([1, 2, 3, 7, 8])('M=%i with f16 and f32 weights, N not a multiple of R', async (M) => {
       await check(be, v, { M, K: 136, N: 67, tb: true, db: 'f16' });
       await check(be, v, { M, K: 64, N: 65, tb: true });
       await check(be, v, { M, K: 8, N: 1, tb: true, da: 'f16', db: 'f16' });
+    });
+    it.each([9, 16])('M=%i goes in blocks of 8 rows (a partial last block)', async (M) => {
+      await check(be, v, { M, K: 40, N: 37, tb: true, db: 'f16' });
     });
     it('other row blocks and workgroup sizes', async () => {
       await check(be, { kind: 'gemv', config: { R: 1, WG: 32 } }, { M: 3, K: 1032, N: 7, tb: true, db: 'f16' });
@@ -93,10 +99,11 @@ describe.runIf(gpu)('matmul variants on the WebGPU backend', () => {
     it('batches with the weight broadcast', async () => {
       await check(be, v, { M: 2, K: 16, N: 33, tb: true, db: 'f16', batchA: [3] });
       await check(be, v, { M: 1, K: 16, N: 9, tb: true, batchA: [2], batchB: [2] });
+      await check(be, v, { M: 11, K: 16, N: 9, tb: true, db: 'f16', batchA: [2], batchB: [2] });
     });
     it('rejects shapes it does not handle', () => {
-      const [a, b] = operands(be, { M: 9, K: 16, N: 4, tb: true });
-      expect(() => matmulWith(be, a, b, params({ M: 9, K: 16, N: 4, tb: true }), v)).toThrow(ArgumentError);
+      const [a, b] = operands(be, { M: 17, K: 16, N: 4, tb: true });
+      expect(() => matmulWith(be, a, b, params({ M: 17, K: 16, N: 4, tb: true }), v)).toThrow(ArgumentError);
       const [a2, b2] = operands(be, { M: 1, K: 12, N: 4, tb: true });
       expect(() => matmulWith(be, a2, b2, params({ M: 1, K: 12, N: 4, tb: true }), v)).toThrow(/K % 8/);
       const [a3, b3] = operands(be, { M: 1, K: 16, N: 4 });
@@ -107,17 +114,19 @@ describe.runIf(gpu)('matmul variants on the WebGPU backend', () => {
   it('refuses subgroup matrices where the adapter has none, or on f32 operands', () => {
     const c: Case = { M: 128, K: 64, N: 128, da: 'f16', db: 'f16' };
     const [a, b] = operands(be, c);
-    const v = parseVariant('sgmatrix');
-    if (be.caps.subgroupMatrixConfigs.length === 0) expect(() => matmulWith(be, a, b, params(c), v)).toThrow(/subgroup matrices/);
-    const [a32, b32] = operands(be, { M: 128, K: 64, N: 128 });
-    expect(() => matmulWith(be, a32, b32, params({ M: 128, K: 64, N: 128 }), v)).toThrow(ArgumentError);
+    for (const v of [parseVariant('sgmatrix'), parseVariant('sgstaged')]) {
+      if (be.caps.subgroupMatrixConfigs.length === 0) expect(() => matmulWith(be, a, b, params(c), v)).toThrow(/subgroup matrices/);
+      const [a32, b32] = operands(be, { M: 128, K: 64, N: 128 });
+      expect(() => matmulWith(be, a32, b32, params({ M: 128, K: 64, N: 128 }), v)).toThrow(ArgumentError);
+    }
   });
 
   it('chooses gemv for decode, tiled for large and small outputs, generic for tiny ones', () => {
     const pick = (c: Case) => { const [a, b] = operands(be, c); return chooseVariant(be, a, b, params(c)).kind; };
     expect(pick({ M: 1, K: 64, N: 64, tb: true, db: 'f16' })).toBe('gemv');
     expect(pick({ M: 8, K: 64, N: 64, tb: true })).toBe('gemv');
-    expect(pick({ M: 9, K: 64, N: 256, tb: true, db: 'f16' })).toBe('tiled');
+    expect(pick({ M: 16, K: 64, N: 256, tb: true, db: 'f16' })).toBe('gemv');
+    expect(pick({ M: 17, K: 64, N: 256, tb: true, db: 'f16' })).toBe('tiled');
     expect(pick({ M: 1, K: 63, N: 4096, tb: true })).toBe('tiled');
     expect(pick({ M: 256, K: 64, N: 256 })).toBe('tiled');
     expect(pick({ M: 7, K: 64, N: 9 })).toBe('generic');
@@ -129,7 +138,7 @@ describe.runIf(gpu)('matmul variants on the WebGPU backend', () => {
     const [ca, cb] = operands(cpu, c);
     const want = await matmul(ca, cb).toArray();
     try {
-      for (const spec of ['generic', 'tiled:32,32,4,4,4', 'tiled:64,32,8,4,4']) {
+      for (const spec of ['generic', 'tiled:32,32,4,4,4', 'tiled:64,32,8,4,4', 'tiled:64,64,8,4,4,1']) {
         process.env.ATTNKIT_MATMUL_VARIANT = spec;
         expect(compareClose(await matmul(a, b).toArray(), want, 2e-4, 1e-5).message, spec).toBe('ok');
       }
@@ -145,15 +154,19 @@ describe('variant specs', () => {
   it('parses every kind and its configuration', () => {
     expect(parseVariant('generic')).toEqual({ kind: 'generic' });
     expect(parseVariant('tiled:64,32,8,4,4')).toEqual({ kind: 'tiled', config: { BM: 64, BN: 32, BK: 8, TM: 4, TN: 4 } });
+    expect(parseVariant('tiled:64,32,8,4,4,1')).toEqual({ kind: 'tiled', config: { BM: 64, BN: 32, BK: 8, TM: 4, TN: 4, DB: true } });
     expect(parseVariant('sgmatrix:2,4,2,2,2')).toEqual({ kind: 'sgmatrix', config: { SGR: 2, SGC: 4, FR: 2, FC: 2, KU: 2 } });
     expect(parseVariant('gemv:4,64')).toEqual({ kind: 'gemv', config: { R: 4, WG: 64 } });
+    expect(parseVariant('sgstaged:2,2,4,4,32')).toEqual({ kind: 'sgstaged', config: { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32 } });
   });
   it('rejects unknown kinds and inconsistent configurations with ArgumentError', () => {
     expect(() => parseVariant('fast')).toThrow(ArgumentError);
     expect(() => parseVariant('tiled:128,128,8,8')).toThrow(/5 positive integers/);
+    expect(() => parseVariant('tiled:128,128,8,8,8,1,1')).toThrow(ArgumentError);
     expect(() => parseVariant('tiled:128,128,8,6,8')).toThrow(/multiples of 4/);
     expect(() => parseVariant('tiled:256,256,8,4,4')).toThrow(/threads/);
     expect(() => parseVariant('gemv:4,96')).toThrow(/power-of-two/);
+    expect(() => parseVariant('sgstaged:2,2,4,4,24')).toThrow(/multiple of 16/);
   });
 });
 
@@ -187,5 +200,29 @@ describe('subgroup-matrix WGSL (compiles only where the adapter has subgroup mat
     const src = sgmatrixSource({ transA: false, transB: true }, cfg, 32);
     expect(src).not.toContain('var<workgroup>');
     expect(src).not.toContain('Barrier');
+  });
+});
+
+describe('staged subgroup-matrix WGSL (compiles only where the adapter has subgroup matrices)', () => {
+  const cfg = { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32 };
+  const count = (s: string, re: RegExp) => (s.match(re) ?? []).length;
+  it('stages BM x BK and BN x BK halves and brackets the multiplies with two barriers', () => {
+    const src = sgstagedSource({ transA: false, transB: true }, cfg, 32);
+    expect(src).toContain('var<workgroup> ta: array<f16, 4096>;');
+    expect(src).toContain('var<workgroup> tb: array<f16, 4096>;');
+    expect(count(src, /workgroupBarrier\(\);/g)).toBe(2);
+    expect(src).toContain('@workgroup_size(128)');
+    expect(count(src, /subgroupMatrixMultiplyAccumulate\(/g)).toBe(16);
+    expect(count(src, /subgroupMatrixStore\(/g)).toBe(16);
+  });
+  it('keeps each operand in its own layout and loads fragments with the matching major order and stride', () => {
+    const nt = sgstagedSource({ transA: false, transB: true }, cfg, 32);
+    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, (sr + 0u) * 32u + kk, false, 32u)');
+    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, (sc + 0u) * 32u + kk, true, 32u)');
+    const tn = sgstagedSource({ transA: true, transB: false }, cfg, 32);
+    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, (kk) * 128u + sr + 16u, true, 128u)');
+    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, (kk) * 128u + sc + 16u, false, 128u)');
+    expect(tn).toContain('let g = aOff + (k0 + r) * u.M + r0 + c;');
+    expect(tn).toContain('let g = bOff + (k0 + r) * u.N + c0 + c;');
   });
 });

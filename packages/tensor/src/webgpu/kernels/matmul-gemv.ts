@@ -1,12 +1,13 @@
 import type { MatmulParams } from '../../backend.js';
 import type { DType } from '../../dtype.js';
 import type { Tensor } from '../../tensor.js';
-import { gridFor, type Program } from '../program.js';
-import { MATMUL_UNIFORM } from './matmul-common.js';
+import { gridFor, packUniforms, uniformStruct, type Program } from '../program.js';
 
 /**
  * Variant (d): small-M matmul against a transposed weight, the decoder's
- * x[S, K] @ W[N, K]^T with S <= GEMV_MAX_M. It is bandwidth-bound: every weight element is
+ * x[S, K] @ W[N, K]^T with S <= GEMV_MAX_M. Rows of x go GEMV_ROWS per dispatch (a
+ * dispatch per block of rows: the weight, re-read, mostly comes from L2). It is
+ * bandwidth-bound: every weight element is
  * read once, so each workgroup owns R rows of W (R output columns), its threads stride
  * along K reading 8 elements (16 bytes of f16, or two vec4 of f32) per load, keep S x R
  * partial sums in registers and reduce them through workgroup memory at the end. The
@@ -15,9 +16,13 @@ import { MATMUL_UNIFORM } from './matmul-common.js';
  * Edges: any N (rows past the end are clamped on load and masked on store), any S up to
  * GEMV_MAX_M, batches through grid z. K must be a multiple of 8 (it is chosen only then).
  */
+const GEMV_UNIFORM = uniformStruct('U', [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32'], ['row0', 'u32']]);
 export interface GemvConfig { R: number; WG: number }
 
-export const GEMV_MAX_M = 8;
+/** Beyond 16 rows the tiled kernel wins (one dispatch instead of one per 8 rows). */
+export const GEMV_MAX_M = 16;
+/** Rows of x handled by one dispatch (S x R partial sums live in registers). */
+export const GEMV_ROWS = 8;
 export const GEMV_CHUNK = 8;
 
 export function gemvConfigName(c: GemvConfig): string {
@@ -30,7 +35,23 @@ export function gemvFits(p: MatmulParams): boolean {
 
 /** Workgroup memory the reduction needs, in bytes. */
 export function gemvSharedBytes(p: MatmulParams, c: GemvConfig): number {
-  return p.M * c.R * c.WG * 4;
+  return Math.min(p.M, GEMV_ROWS) * c.R * c.WG * 4;
+}
+
+/** Row blocks [row0, rows) of x, one dispatch each. */
+export function gemvChunks(p: MatmulParams): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let r = 0; r < p.M; r += GEMV_ROWS) out.push([r, Math.min(GEMV_ROWS, p.M - r)]);
+  return out;
+}
+
+export function gemvUniforms(p: MatmulParams, row0: number): ArrayBuffer {
+  return packUniforms([
+    ['u32', p.M], ['u32', p.N], ['u32', p.K],
+    ['u32', p.batchA === 1 ? 0 : p.M * p.K],
+    ['u32', p.batchB === 1 ? 0 : p.K * p.N],
+    ['u32', row0],
+  ]);
 }
 
 function bindingOf(name: string, dtype: DType, slot: number): string {
@@ -43,11 +64,11 @@ function load8(name: string, dtype: DType): string {
   return `fn load8_${name}(i: u32) -> array<vec4<f32>, 2> { let w = ${name}[i >> 3u]; return array<vec4<f32>, 2>(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)), vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w))); }`;
 }
 
-export function gemvMatmul(a: Tensor, b: Tensor, p: MatmulParams, c: GemvConfig): Program {
-  const S = p.M;
+/** The program for a block of `S` rows of x (S <= GEMV_ROWS); the block's first row is a uniform. */
+export function gemvMatmul(a: Tensor, b: Tensor, S: number, c: GemvConfig): Program {
   const { R, WG } = c;
   const xs: string[] = [];
-  for (let s = 0; s < S; s++) xs.push(`let x${s} = load8_a(aOff + ${s}u * u.K + k);`);
+  for (let s = 0; s < S; s++) xs.push(`let x${s} = load8_a(aOff + (u.row0 + ${s}u) * u.K + k);`);
   const ws: string[] = [];
   for (let r = 0; r < R; r++) {
     ws.push(`let w${r} = load8_b(bOff + row${r} * u.K + k);`);
@@ -64,7 +85,7 @@ ${bindingOf('a', a.dtype, 0)}
 ${bindingOf('b', b.dtype, 1)}
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> u: U;
-${MATMUL_UNIFORM}
+${GEMV_UNIFORM}
 ${load8('a', a.dtype)}
 ${load8('b', b.dtype)}
 var<workgroup> red: array<f32, ${SR * WG}>;
@@ -93,7 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (lid < ${SR}u) {
     let s = lid / ${R}u;
     let n = n0 + lid % ${R}u;
-    if (n < u.N) { out[outOff + s * u.N + n] = red[lid * ${WG}u]; }
+    if (n < u.N) { out[outOff + (u.row0 + s) * u.N + n] = red[lid * ${WG}u]; }
   }
 }`,
   };

@@ -17,10 +17,14 @@ import { MATMUL_UNIFORM } from './matmul-common.js';
  * stores are masked (`checked` in the key); operands whose contiguous dimension is a
  * multiple of 4 are read as vec4 (f32) or 4 packed halves (f16), others element by element.
  */
-export interface TiledConfig { BM: number; BN: number; BK: number; TM: number; TN: number }
+export interface TiledConfig {
+  BM: number; BN: number; BK: number; TM: number; TN: number;
+  /** Two staging buffers: the next slice is staged while the current one is read, one barrier per slice. */
+  DB?: boolean;
+}
 
 export function tiledConfigName(c: TiledConfig): string {
-  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}`;
+  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}`;
 }
 
 /** Checks a configuration's internal consistency; returns why it is invalid, or null. */
@@ -114,7 +118,7 @@ function fetch(o: Operand, c: TiledConfig, NT: number, checked: boolean): string
 }
 
 /** Statements writing the fetched registers into the staged tile ([BK][R] as vec4 rows). */
-function stage(o: Operand, c: TiledConfig, NT: number): string {
+function stage(o: Operand, c: TiledConfig, NT: number, off = '0u'): string {
   const per = Math.ceil(units(o, c) / NT);
   const t = `t${o.name}`;
   const lines: string[] = [];
@@ -122,25 +126,25 @@ function stage(o: Operand, c: TiledConfig, NT: number): string {
     const v = `lid + ${i * NT}u`;
     if (o.vec && o.kContig) {
       lines.push(`    ${guard(o, c, NT, i, `{ let r = (${v}) / ${c.BK / 4}u; let k = ((${v}) % ${c.BK / 4}u) * 4u; let q = p${o.name}[${i}];` +
-        [0, 1, 2, 3].map((j) => ` ${t}[((k + ${j}u) * ${o.R}u + r) >> 2u][r & 3u] = q[${j}];`).join('') + ' }')}`);
+        [0, 1, 2, 3].map((j) => ` ${t}[${off} + (((k + ${j}u) * ${o.R}u + r) >> 2u)][r & 3u] = q[${j}];`).join('') + ' }')}`);
     } else if (o.vec) {
-      lines.push(`    ${guard(o, c, NT, i, `{ let k = (${v}) / ${o.R / 4}u; let r = ((${v}) % ${o.R / 4}u) * 4u; ${t}[(k * ${o.R}u + r) >> 2u] = p${o.name}[${i}]; }`)}`);
+      lines.push(`    ${guard(o, c, NT, i, `{ let k = (${v}) / ${o.R / 4}u; let r = ((${v}) % ${o.R / 4}u) * 4u; ${t}[${off} + ((k * ${o.R}u + r) >> 2u)] = p${o.name}[${i}]; }`)}`);
     } else {
       const rk = o.kContig ? `let r = (${v}) / ${c.BK}u; let k = (${v}) % ${c.BK}u;` : `let k = (${v}) / ${o.R}u; let r = (${v}) % ${o.R}u;`;
-      lines.push(`    ${guard(o, c, NT, i, `{ ${rk} ${t}[(k * ${o.R}u + r) >> 2u][r & 3u] = p${o.name}[${i}]; }`)}`);
+      lines.push(`    ${guard(o, c, NT, i, `{ ${rk} ${t}[${off} + ((k * ${o.R}u + r) >> 2u)][r & 3u] = p${o.name}[${i}]; }`)}`);
     }
   }
   return lines.join('\n');
 }
 
-function compute(c: TiledConfig, TX: number, TY: number): string {
+function compute(c: TiledConfig, TX: number, TY: number, offA = '', offB = ''): string {
   const G = c.TM / 4;
   const H = c.TN / 4;
   const lines: string[] = [];
   for (let kk = 0; kk < c.BK; kk++) {
     const s: string[] = [];
-    for (let g = 0; g < G; g++) s.push(`let a${g} = ta[${(kk * c.BM) / 4 + g * TY}u + ty];`);
-    for (let h = 0; h < H; h++) s.push(`let b${h} = tb[${(kk * c.BN) / 4 + h * TX}u + tx];`);
+    for (let g = 0; g < G; g++) s.push(`let a${g} = ta[${offA}${(kk * c.BM) / 4 + g * TY}u + ty];`);
+    for (let h = 0; h < H; h++) s.push(`let b${h} = tb[${offB}${(kk * c.BN) / 4 + h * TX}u + tx];`);
     for (let g = 0; g < G; g++) {
       for (let i = 0; i < 4; i++) {
         for (let h = 0; h < H; h++) s.push(`acc[${(g * 4 + i) * H + h}] = fma(vec4<f32>(a${g}[${i}]), b${h}, acc[${(g * 4 + i) * H + h}]);`);
@@ -180,6 +184,46 @@ export function tiledMatmul(a: Tensor, b: Tensor, p: MatmulParams, c: TiledConfi
   const perA = Math.ceil(units(A, c) / NT);
   const perB = Math.ceil(units(B, c) / NT);
   const regType = (o: Operand) => (o.vec ? 'vec4<f32>' : 'f32');
+  const stages = c.DB ? 2 : 1;
+  const SA = (c.BK * c.BM) / 4;
+  const SB = (c.BK * c.BN) / 4;
+  const fetchAll = `${fetch(A, c, NT, checked)}\n${fetch(B, c, NT, checked)}`;
+  // One buffer: stage, barrier, fetch the next slice into registers, multiply, barrier.
+  const singleBuffered = `  for (; k0 < u.K;) {
+${stage(A, c, NT)}
+${stage(B, c, NT)}
+    workgroupBarrier();
+    k0 += ${c.BK}u;
+    if (k0 < u.K) {
+${fetchAll}
+    }
+${compute(c, TX, TY)}
+    workgroupBarrier();
+  }`;
+  // Two buffers: multiply from one while the other is filled; the single barrier also
+  // guarantees nobody still reads the buffer being refilled (it was read one slice ago).
+  const doubleBuffered = `${stage(A, c, NT)}
+${stage(B, c, NT)}
+  workgroupBarrier();
+  var cur = 0u;
+  for (; k0 < u.K;) {
+    k0 += ${c.BK}u;
+    let more = k0 < u.K;
+    if (more) {
+${fetchAll}
+    }
+    let ca = cur * ${SA}u;
+    let cb = cur * ${SB}u;
+${compute(c, TX, TY, 'ca + ', 'cb + ')}
+    if (more) {
+      let sa = (1u - cur) * ${SA}u;
+      let sb = (1u - cur) * ${SB}u;
+${stage(A, c, NT, 'sa')}
+${stage(B, c, NT, 'sb')}
+    }
+    workgroupBarrier();
+    cur = 1u - cur;
+  }`;
   const key = `matmul/tiled/${tiledConfigName(c)}/${a.dtype}${p.transA ? 'T' : 'N'}${A.vec ? 'v' : 's'}/${b.dtype}${p.transB ? 'T' : 'N'}${B.vec ? 'v' : 's'}/${checked ? 'checked' : 'exact'}`;
   return {
     key, inputs: 2, outputs: 1, uniform: true,
@@ -191,8 +235,8 @@ ${binding(B, 1)}
 ${MATMUL_UNIFORM}
 ${loader(A)}
 ${loader(B)}
-var<workgroup> ta: array<vec4<f32>, ${(c.BK * c.BM) / 4}>;
-var<workgroup> tb: array<vec4<f32>, ${(c.BK * c.BN) / 4}>;
+var<workgroup> ta: array<vec4<f32>, ${stages * SA}>;
+var<workgroup> tb: array<vec4<f32>, ${stages * SB}>;
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let tx = lid % ${TX}u;
@@ -210,18 +254,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var k0 = 0u;
 ${fetch(A, c, NT, checked)}
 ${fetch(B, c, NT, checked)}
-  for (; k0 < u.K;) {
-${stage(A, c, NT)}
-${stage(B, c, NT)}
-    workgroupBarrier();
-    k0 += ${c.BK}u;
-    if (k0 < u.K) {
-${fetch(A, c, NT, checked)}
-${fetch(B, c, NT, checked)}
-    }
-${compute(c, TX, TY)}
-    workgroupBarrier();
-  }
+${c.DB ? doubleBuffered : singleBuffered}
 ${store(c, TX, TY, checked)}
 }`,
   };

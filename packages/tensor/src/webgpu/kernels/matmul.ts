@@ -6,16 +6,19 @@ import type { Program } from '../program.js';
 import { runCast } from './elementwise.js';
 import { matmulUniforms } from './matmul-common.js';
 import { genericGrid, genericMatmul } from './matmul-generic.js';
-import { gemvConfigName, gemvFits, gemvGrid, gemvMatmul, gemvSharedBytes, type GemvConfig } from './matmul-gemv.js';
+import { gemvChunks, gemvConfigName, gemvFits, gemvGrid, gemvMatmul, gemvSharedBytes, gemvUniforms, type GemvConfig } from './matmul-gemv.js';
 import { hasSgmatrixF16, sgmatrixConfigName, sgmatrixFits, sgmatrixGrid, sgmatrixMatmul, type SgmatrixConfig } from './matmul-sgmatrix.js';
+import { sgstagedConfigName, sgstagedFits, sgstagedGrid, sgstagedMatmul, sgstagedSharedBytes, type SgstagedConfig } from './matmul-sgstaged.js';
 import { tiledConfigName, tiledConfigProblem, tiledGrid, tiledMatmul, type TiledConfig } from './matmul-tiled.js';
 
 /**
  * Matmul variants side by side (llm.c style), each a Program factory in its own file:
  *   generic   matmul-generic.ts   16x16 tiles, one output per thread, any shape and dtype
  *   tiled     matmul-tiled.ts     register-blocked f32 accumulation, any shape
- *   sgmatrix  matmul-sgmatrix.ts  f16 subgroup matrices, shapes that divide the tile
- *   gemv      matmul-gemv.ts      M <= 8 against a transposed weight, K % 8 == 0
+ *   sgmatrix  matmul-sgmatrix.ts  f16 subgroup matrices loaded from storage, shapes that divide the tile
+ *   sgstaged  matmul-sgstaged.ts  the same with tiles staged in workgroup memory (forced only:
+ *                                 fast only with Dawn's robustness transform off)
+ *   gemv      matmul-gemv.ts      M <= 16 against a transposed weight, K % 8 == 0
  * runMatmul picks one from shape, dtypes, transposes and the adapter; matmulWith forces
  * one (tests and benchmarks), and so does ATTNKIT_MATMUL_VARIANT (e.g. `tiled:128,128,8,8,8`)
  * in Node for a whole process.
@@ -24,39 +27,48 @@ export type MatmulVariant =
   | { kind: 'generic' }
   | { kind: 'tiled'; config: TiledConfig }
   | { kind: 'sgmatrix'; config: SgmatrixConfig }
+  | { kind: 'sgstaged'; config: SgstagedConfig }
   | { kind: 'gemv'; config: GemvConfig };
 
-/** The tiled configuration for large outputs (chosen on the H200 sweep, see benchmarks/results/h200/matmul-webgpu.json). */
-export const TILED_LARGE: TiledConfig = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 };
+/** The tiled configuration for large outputs (the best of the H200 sweep, see benchmarks/results/h200/matmul-webgpu.json). */
+export const TILED_LARGE: TiledConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
 /** For outputs with few rows (short prompts) or few columns: less padding work per tile. */
 export const TILED_SMALL: TiledConfig = { BM: 32, BN: 64, BK: 16, TM: 4, TN: 4 };
 /** Subgroup-matrix configurations, largest tile first; the first that divides the shape is used. */
 export const SGMATRIX_CONFIGS: readonly SgmatrixConfig[] = [
+  { SGR: 2, SGC: 2, FR: 4, FC: 4, KU: 2 },
   { SGR: 2, SGC: 2, FR: 4, FC: 4, KU: 1 },
   { SGR: 2, SGC: 2, FR: 2, FC: 2, KU: 1 },
   { SGR: 1, SGC: 1, FR: 1, FC: 1, KU: 1 },
 ];
-export const GEMV_DEFAULT: GemvConfig = { R: 4, WG: 128 };
+/**
+ * 8 weight rows per 64-thread workgroup: among the best of two H200 sweeps at 1x4096x4096 (f16
+ * weights; the runs disagree on the order of the top four), and its reduction fits 16 KiB of
+ * workgroup memory for 8 rows of x.
+ */
+export const SGSTAGED_DEFAULT: SgstagedConfig = { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32 };
+export const GEMV_DEFAULT: GemvConfig = { R: 8, WG: 64 };
 
 export function variantName(v: MatmulVariant): string {
   switch (v.kind) {
     case 'generic': return 'generic';
     case 'tiled': return `tiled-${tiledConfigName(v.config)}`;
     case 'sgmatrix': return `sgmatrix-${sgmatrixConfigName(v.config)}`;
+    case 'sgstaged': return `sgstaged-${sgstagedConfigName(v.config)}`;
     case 'gemv': return `gemv-${gemvConfigName(v.config)}`;
   }
 }
 
-function nums(op: string, spec: string, n: number): number[] {
+function nums(op: string, spec: string, n: number, optional = 0): number[] {
   const parts = spec.split(',').map(Number);
-  if (parts.length !== n || parts.some((x) => !Number.isInteger(x) || x <= 0)) {
-    throw new ArgumentError(op, 'variant', `${n} positive integers separated by commas`, spec);
+  if (parts.length < n || parts.length > n + optional || parts.slice(0, n).some((x) => !Number.isInteger(x) || x <= 0)) {
+    throw new ArgumentError(op, 'variant', `${n} positive integers separated by commas${optional ? ` (then ${optional} optional flag)` : ''}`, spec);
   }
   return parts;
 }
 
 /**
- * Parses `generic`, `tiled[:BM,BN,BK,TM,TN]`, `sgmatrix[:SGR,SGC,FR,FC,KU]`, `gemv[:R,WG]`;
+ * Parses `generic`, `tiled[:BM,BN,BK,TM,TN[,DB]]` (DB=1: double-buffered staging), `sgmatrix[:SGR,SGC,FR,FC,KU]`, `gemv[:R,WG]`;
  * a bare kind means that kind's default configuration.
  */
 export function parseVariant(spec: string): MatmulVariant {
@@ -66,8 +78,8 @@ export function parseVariant(spec: string): MatmulVariant {
     case 'generic': return { kind };
     case 'tiled': {
       if (!cfg) return { kind, config: TILED_LARGE };
-      const [BM, BN, BK, TM, TN] = nums(op, cfg, 5) as [number, number, number, number, number];
-      const config = { BM, BN, BK, TM, TN };
+      const [BM, BN, BK, TM, TN, DB] = nums(op, cfg, 5, 1) as [number, number, number, number, number, number | undefined];
+      const config: TiledConfig = DB ? { BM, BN, BK, TM, TN, DB: true } : { BM, BN, BK, TM, TN };
       const bad = tiledConfigProblem(config);
       if (bad) throw new ArgumentError(op, 'variant', `a valid tiled configuration (${bad})`, spec);
       return { kind, config };
@@ -77,6 +89,12 @@ export function parseVariant(spec: string): MatmulVariant {
       const [SGR, SGC, FR, FC, KU] = nums(op, cfg, 5) as [number, number, number, number, number];
       return { kind, config: { SGR, SGC, FR, FC, KU } };
     }
+    case 'sgstaged': {
+      if (!cfg) return { kind, config: SGSTAGED_DEFAULT };
+      const [SGR, SGC, FR, FC, BK] = nums(op, cfg, 5) as [number, number, number, number, number];
+      if (BK % 16) throw new ArgumentError(op, 'variant', 'a K slice (BK) that is a multiple of 16', spec);
+      return { kind, config: { SGR, SGC, FR, FC, BK } };
+    }
     case 'gemv': {
       if (!cfg) return { kind, config: GEMV_DEFAULT };
       const [R, WG] = nums(op, cfg, 2) as [number, number];
@@ -84,7 +102,7 @@ export function parseVariant(spec: string): MatmulVariant {
       return { kind, config: { R, WG } };
     }
     default:
-      throw new ArgumentError(op, 'variant', "one of 'generic', 'tiled', 'sgmatrix', 'gemv' (optionally ':config')", spec);
+      throw new ArgumentError(op, 'variant', "one of 'generic', 'tiled', 'sgmatrix', 'sgstaged', 'gemv' (optionally ':config')", spec);
   }
 }
 
@@ -98,8 +116,14 @@ export function variantProblem(be: WebGpuBackend, a: Tensor, b: Tensor, p: Matmu
       if (a.dtype !== 'f16' || b.dtype !== 'f16') return `subgroup matrices need f16 operands (got ${a.dtype} x ${b.dtype})`;
       if (!sgmatrixFits(p, v.config)) return `M=${p.M}, N=${p.N}, K=${p.K} must be multiples of the ${sgmatrixConfigName(v.config)} tile`;
       return null;
+    case 'sgstaged':
+      if (!hasSgmatrixF16(be.caps)) return 'the adapter has no f16 16x16x16 subgroup matrices';
+      if (a.dtype !== 'f16' || b.dtype !== 'f16') return `subgroup matrices need f16 operands (got ${a.dtype} x ${b.dtype})`;
+      if (!sgstagedFits(p, v.config)) return `M=${p.M}, N=${p.N}, K=${p.K} must be multiples of the ${sgstagedConfigName(v.config)} tile`;
+      if (sgstagedSharedBytes(v.config) > be.caps.maxComputeWorkgroupStorageSize) return 'staged tiles exceed maxComputeWorkgroupStorageSize';
+      return null;
     case 'gemv':
-      if (!gemvFits(p)) return `gemv needs transB, no transA, M <= 8 and K % 8 == 0 (got M=${p.M}, K=${p.K})`;
+      if (!gemvFits(p)) return `gemv needs transB, no transA, M <= 16 and K % 8 == 0 (got M=${p.M}, K=${p.K})`;
       if (gemvSharedBytes(p, v.config) > be.caps.maxComputeWorkgroupStorageSize) return 'gemv reduction exceeds maxComputeWorkgroupStorageSize';
       return null;
   }
@@ -124,12 +148,12 @@ function envVariant(): MatmulVariant | null {
   return spec ? parseVariant(spec) : null;
 }
 
-function programFor(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams, v: MatmulVariant): { program: Program; grid: [number, number, number] } {
+function programFor(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams, v: Exclude<MatmulVariant, { kind: 'gemv' }>): { program: Program; grid: [number, number, number] } {
   switch (v.kind) {
     case 'generic': return { program: genericMatmul(a, b, p), grid: genericGrid(p) };
     case 'tiled': return { program: tiledMatmul(a, b, p, v.config), grid: tiledGrid(p, v.config) };
     case 'sgmatrix': return { program: sgmatrixMatmul(p, v.config, be.caps.subgroupMaxSize), grid: sgmatrixGrid(p, v.config) };
-    case 'gemv': return { program: gemvMatmul(a, b, p, v.config), grid: gemvGrid(p, v.config) };
+    case 'sgstaged': return { program: sgstagedMatmul(p, v.config, be.caps.subgroupMaxSize), grid: sgstagedGrid(p, v.config) };
   }
 }
 
@@ -138,14 +162,16 @@ export function matmulWith(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulPar
   const bad = variantProblem(be, a, b, p, v);
   if (bad) throw new ArgumentError('matmul', 'variant', `a variant that fits (${variantName(v)}: ${bad})`, variantName(v));
   const out = be.empty('matmul', 'f32', p.outShape);
-  const { program, grid } = programFor(be, a, b, p, v);
-  be.dispatch({
-    program,
-    inputs: [be.buffer(a, 'matmul'), be.buffer(b, 'matmul')],
-    outputs: [be.buffer(out, 'matmul')],
-    uniforms: matmulUniforms(p),
-    grid,
-  });
+  const inputs = [be.buffer(a, 'matmul'), be.buffer(b, 'matmul')];
+  const outputs = [be.buffer(out, 'matmul')];
+  if (v.kind === 'gemv') {
+    for (const [row0, rows] of gemvChunks(p)) {
+      be.dispatch({ program: gemvMatmul(a, b, rows, v.config), inputs, outputs, uniforms: gemvUniforms(p, row0), grid: gemvGrid(p, v.config) });
+    }
+  } else {
+    const { program, grid } = programFor(be, a, b, p, v);
+    be.dispatch({ program, inputs, outputs, uniforms: matmulUniforms(p), grid });
+  }
   if (p.outDtype === 'f32') return out;
   // f16 results: accumulate in f32, then one rounding pass.
   const half = runCast(be, out, 'f16');
