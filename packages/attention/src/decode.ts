@@ -24,7 +24,6 @@ export function decodeWithLse(q: Tensor, k: Tensor, v: Tensor, opts: DecodeOptio
   if (p.blocks || p.bias) throw new ArgumentError(op, 'mask.kind', "'none', 'causal' or 'window' (block-sparse and bias masks: use attention())", opts.mask?.kind);
   if (opts.splits !== undefined && (!Number.isInteger(opts.splits) || opts.splits < 1)) throw new ArgumentError(op, 'splits', 'a positive integer', opts.splits);
   const sel = resolveDecodeBlocks(p, opts.blocks);
-  if (sel && sel.tensor.backend !== q.backend) throw new ArgumentError(op, 'blocks', `a tensor on ${q.backend.name}`, sel.tensor.backend.name);
   if (q.backend.kind === 'cpu') {
     const ids = sel ? (sel.tensor.handle() as Int32Array) : null;
     const selection = ids

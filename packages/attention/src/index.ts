@@ -2,6 +2,6 @@ export { attention, attentionWithStats, getPrefillPath, setPrefillPath, type Pre
 export { decode, decodeWithLse, MAX_DECODE_QUERIES } from './decode.js';
 export { blockSparseMask } from './masks.js';
 export { POOL_BLOCK, type AttentionOptions, type AttentionStats, type DecodeOptions, type MaskSpec, type StatsOptions } from './options.js';
-export { HEAD_DIM_MULTIPLE, MAX_HEAD_DIM } from './problem.js';
+export { checkAttention, HEAD_DIM_MULTIPLE, MAX_HEAD_DIM, type AttentionPlan } from './problem.js';
 export { tunePlainPrefill, type PrefillTuning } from './webgpu/prefill.js';
 export { configureSgPrefill, hasF16SubgroupMatrix, sgPrefillSource, type SgInit, type SgSync } from './webgpu/sgmatrix.js';

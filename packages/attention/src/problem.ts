@@ -1,4 +1,5 @@
-import { ArgumentError, BackendMismatchError, DTypeError, ShapeError, type Tensor } from '@attnkit/tensor';
+import { ArgumentError, BackendMismatchError, DTypeError, ShapeError, type AttnkitError, type Backend, type Tensor } from '@attnkit/tensor';
+import * as E from 'fp-ts/lib/Either.js';
 import { POOL_BLOCK, type AttentionOptions, type MaskSpec } from './options.js';
 
 /** Head dims the kernels are built for: multiples of 16 up to 256 (64, 80, 96, 128, 256 ...). */
@@ -26,6 +27,7 @@ export interface Bias {
 /** A validated attention call: every number the kernels and the reference need. */
 export interface Problem {
   op: string;
+  backend: Backend;
   B: number;
   Hq: number;
   Hkv: number;
@@ -108,7 +110,7 @@ export function resolveProblem(op: string, q: Tensor, k: Tensor, v: Tensor, opts
     default:
       throw new ArgumentError(op, 'mask.kind', "'none', 'causal', 'window', 'blocks' or 'bias'", (mask as { kind: unknown }).kind);
   }
-  return { op, B, Hq, Hkv, S, cap, kvLength, D, scale, dtype: q.dtype, causal, window, sinks, blocks, bias };
+  return { op, backend: q.backend, B, Hq, Hkv, S, cap, kvLength, D, scale, dtype: q.dtype, causal, window, sinks, blocks, bias };
 }
 
 function resolveBlocks(op: string, m: Extract<MaskSpec, { kind: 'blocks' }>, q: Tensor, B: number, Hq: number, S: number, kvLength: number): BlockList {
@@ -169,6 +171,7 @@ export function resolveDecodeBlocks(p: Problem, blocks: Tensor | undefined): { t
   if (!blocks) return null;
   const op = p.op;
   blocks.storage(`${op}(blocks)`);
+  if (blocks.backend !== p.backend) throw new BackendMismatchError(op, 'blocks', p.backend.name, blocks.backend.name);
   if (blocks.dtype !== 'i32') throw new DTypeError(op, 'blocks', ['i32'], blocks.dtype);
   if (blocks.rank !== 3 || blocks.shape[0] !== p.B || blocks.shape[1] !== p.Hkv || blocks.shape[2]! < 1) {
     throw new ShapeError(op, 'blocks', `[B, Hkv, nSel] = [${p.B}, ${p.Hkv}, nSel >= 1] (ids of ${POOL_BLOCK}-key blocks)`, blocks.shape);
@@ -181,4 +184,30 @@ export function resolveDecodeBlocks(p: Problem, blocks: Tensor | undefined): { t
 /** Absolute position of query i. */
 export function queryPos(p: Problem, i: number): number {
   return p.kvLength - p.S + i;
+}
+
+/** What a valid call resolves to, for callers that validate before running. */
+export interface AttentionPlan {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  S: number;
+  kvLength: number;
+  D: number;
+  scale: number;
+  causal: boolean;
+}
+
+/**
+ * The same checks as attention(), as an Either: Left holds the typed error (ShapeError,
+ * DTypeError, ArgumentError, BackendMismatchError ...), Right the resolved sizes.
+ */
+export function checkAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): E.Either<AttnkitError, AttentionPlan> {
+  return E.tryCatch(
+    () => {
+      const p = resolveProblem('attention', q, k, v, opts);
+      return { B: p.B, Hq: p.Hq, Hkv: p.Hkv, S: p.S, kvLength: p.kvLength, D: p.D, scale: p.scale, causal: p.causal };
+    },
+    (e) => e as AttnkitError,
+  );
 }

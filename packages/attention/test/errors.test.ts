@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { attention, blockSparseMask, decode } from '@attnkit/attention';
+import { attention, blockSparseMask, checkAttention, decode } from '@attnkit/attention';
+import * as E from 'fp-ts/lib/Either.js';
 import { ArgumentError, BackendMismatchError, CpuBackend, DTypeError, ShapeError, random, tensor, zeros } from '@attnkit/tensor';
 import { backendsForTests } from '@attnkit/tensor/testing';
 
@@ -82,6 +83,13 @@ describe.each(backends.map((b) => [b.name, b] as const))('bad input on %s', (_, 
       // Values are checked where they are readable without a GPU round trip.
       expect(() => decode(q, k, k, { blocks: tensor(be, [0, 5], [1, 2, 1], 'i32') })).toThrow(/a block id in \[0, 1\)/);
     }
+  });
+
+  it('checkAttention returns the typed error as Left and the resolved sizes as Right', () => {
+    const bad = checkAttention(q, random(be, [1, 3, 8, 16]), random(be, [1, 3, 8, 16]));
+    expect(E.isLeft(bad) && bad.left instanceof ShapeError).toBe(true);
+    const good = checkAttention(q, k, k, { causal: true, kvLength: 6 });
+    expect(good).toEqual(E.right({ B: 1, Hq: 4, Hkv: 2, S: 3, kvLength: 6, D: 16, scale: 0.25, causal: true }));
   });
 
   it('tensors from two backends', () => {

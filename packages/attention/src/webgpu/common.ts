@@ -1,4 +1,4 @@
-import { ArgumentError, LimitError, type Backend, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, LimitError, type Backend, type WebGpuBackend } from '@attnkit/tensor';
 
 /** Scores of hidden keys; finite so max/exp stay well defined where a whole tile is hidden. */
 export const NEG = '-1.0e30';
@@ -45,13 +45,4 @@ fn ld_${name}(i: u32) -> f32 { return unpack2x16float(${name}[i >> 1u])[i & 1u];
 export function checkWorkgroupBytes(be: WebGpuBackend, op: string, bytes: number): void {
   const limit = be.caps.maxComputeWorkgroupStorageSize;
   if (bytes > limit) throw new LimitError(op, 'maxComputeWorkgroupStorageSize (bytes)', bytes, limit);
-}
-
-/** A 16-byte placeholder for optional bindings a variant does not read. */
-export function placeholder(be: WebGpuBackend, op: string): GPUBuffer {
-  return be.meta([0, 0, 0, 0]);
-}
-
-export function buf(be: WebGpuBackend, t: Tensor, op: string): GPUBuffer {
-  return be.buffer(t, op);
 }
