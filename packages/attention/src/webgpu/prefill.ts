@@ -227,13 +227,16 @@ export function tunePlainPrefill(t: PrefillTuning): void {
 export function choosePrefillVariant(be: WebGpuBackend, p: Problem): PrefillVariant {
   const TPR = be.caps.subgroups && be.caps.subgroupMinSize >= 4 ? 4 : 1;
   const limit = be.caps.maxComputeWorkgroupStorageSize;
-  // Four rows per invocation (128-row tiles, 16-key staging) measured fastest on the H200
-  // (B1 H32 S4096 D128 f32 causal: 17.6 ms against 25-45 ms for 1-2 rows); registers
-  // allow it up to D 128.
+  // Measured on the H200 at B1 H32 S4096 D128 causal: f32 is fastest with four rows per
+  // invocation, 128-row tiles and 16-key staging (18.1 ms; 24-45 ms with 1-2 rows); f16
+  // (widened once per staged tile) with two rows, 64-row tiles and 32-key staging (25.9 ms
+  // against 41.1 ms with the f32 choice). Block lists keep four rows and 16-key tiles
+  // (34.2 ms with every block listed, against 47.8 ms). Registers allow this up to D 128.
   const wide = TPR === 4 && p.D <= 128;
-  let BK = tuning.BK ?? (wide ? 16 : 2 * 32 * p.D * 4 <= limit ? 32 : 16);
-  let TQ = tuning.TQ ?? (wide ? 128 : 64);
-  let RQ = tuning.RQ ?? (wide ? 4 : 1);
+  const f16Dense = p.dtype === 'f16' && !p.blocks;
+  let BK = tuning.BK ?? (wide && !f16Dense ? 16 : 2 * 32 * p.D * 4 <= limit ? 32 : 16);
+  let TQ = tuning.TQ ?? (wide && !f16Dense ? 128 : 64);
+  let RQ = tuning.RQ ?? (wide ? (f16Dense ? 2 : 4) : 1);
   if (p.blocks) {
     if (p.blocks.keyBlock % BK !== 0) BK = 16;
     TQ = p.blocks.queryBlock % 64 === 0 ? 64 : p.blocks.queryBlock % 32 === 0 ? 32 : 16;
