@@ -64,8 +64,8 @@ describe.each(backends.map((b) => [b.name, b] as const))('decode on %s', (_, be)
     });
   }
 
-  it('window + sinks over a long KV, head dims 80 and 128', async () => {
-    for (const D of [80, 128]) {
+  it('window + sinks over a long KV, head dims 80, 128 and 256', async () => {
+    for (const D of [80, 128, 256]) {
       const d: Dims = { B: 1, Hq: 4, Hkv: 4, S: 4, L: 1000, kvLength: 900, D };
       const x = await inputs(be, d, 'f32');
       const vis: Visible = (_b, _h, i, j) => { const p = 896 + i; return j <= p && (j > p - 64 || j < 4); };

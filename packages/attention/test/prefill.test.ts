@@ -158,6 +158,19 @@ describe.each(backends.map((b) => [b.name, b] as const))('prefill on %s', (_, be
     }
   });
 
+  it('statistics with a bias mask and with f16 inputs under GQA 8', async () => {
+    const d: Dims = { B: 1, Hq: 8, Hkv: 1, S: 17, L: 100, kvLength: 100, D: 16 };
+    const x = await inputs(be, d, 'f16');
+    const bv = Array.from({ length: 17 * 100 }, (_, t) => (t % 7 === 0 ? -Infinity : ((t % 5) - 2) * 0.3));
+    const bias = tensor(be, bv, [17, 100], 'f32');
+    const want = oracle(x.Q, x.K, x.V, d, 0.5, causalVis(d), (_b, _h, i, j) => bv[i * 100 + j]!);
+    const r = attentionWithStats(x.q, x.k, x.v, { scale: 0.5, mask: { kind: 'bias', bias, causal: true }, lse: true, probs: true, pooled: true });
+    expectClose(await r.out.toArray(), want.out, tol('f16'), 'out');
+    expectClose(await r.probs!.toArray(), want.probs, { atol: 1e-6, rtol: 1e-4 }, 'probs');
+    expectClose(await r.pooledMax!.toArray(), want.pmax, { atol: 1e-6, rtol: 1e-4 }, 'pooled max');
+    expectClose(await r.pooledSum!.toArray(), want.psum, { atol: 1e-6, rtol: 1e-4 }, 'pooled sum');
+  });
+
   it('a query row with no visible key gives zeros and lse -Infinity', async () => {
     const d: Dims = { B: 1, Hq: 1, Hkv: 1, S: 20, L: 64, kvLength: 64, D: 16 };
     const x = await inputs(be, d, 'f32');
