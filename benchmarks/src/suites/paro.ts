@@ -1,8 +1,8 @@
 import {
-  blockSparseAttention, calibrate, denseAttention, gatherTokens, maskDensity, paroAttention, planFor,
+  blockSparseAttention, calibrate, sgmatrixProbeProgram, denseAttention, gatherTokens, maskDensity, paroAttention, planFor,
   syntheticVideoQK, tokenCount, type VideoLayout,
 } from '@attnkit/paro';
-import { CpuBackend, random, tensor, type Backend } from '@attnkit/tensor';
+import { CpuBackend, random, tensor, type Backend, type WebGpuBackend } from '@attnkit/tensor';
 import { peerKey, timeIt, withPeer, type BenchRow, type Suite } from '../harness.js';
 
 // PARO on a video token grid: calibrated per-head orders, a 25% block mask, int8 Q.K,
@@ -71,7 +71,7 @@ export const paroSuite: Suite = {
 };
 
 /**
- * The i8 subgroup-matrix variant against the plain dot4I8Packed path, on the same 25% mask
+ * The i8 subgroup-matrix variant against the plain int8 path, on the same 25% mask
  * and pre-permuted tokens. A separate suite (run last) because staged subgroup-matrix
  * kernels have crashed Dawn on this machine before (shared/gpu/README.md): a crash here
  * must not lose the other suites' JSON.
@@ -95,19 +95,46 @@ export const paroSgmatrixSuite: Suite = {
     const sgm = await blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'sgmatrix' }).toArray();
     let maxErr = 0;
     for (let i = 0; i < plain.length; i++) maxErr = Math.max(maxErr, Math.abs(plain[i]! - sgm[i]!));
+    process.env.ATTNKIT_PARO_SGM_RELOAD_Q = '1';
+    const sgmReload = await blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'sgmatrix' }).toArray();
+    delete process.env.ATTNKIT_PARO_SGM_RELOAD_Q;
+    let reloadErr = 0;
+    for (let i = 0; i < plain.length; i++) reloadErr = Math.max(reloadErr, Math.abs(plain[i]! - sgmReload[i]!));
+    const probe = await probeTile(be as WebGpuBackend);
     const tPlain = await timeIt(be, () => blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'plain' }).dispose(), { reps: 7 });
     const tSgm = await timeIt(be, () => blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'sgmatrix' }).dispose(), { reps: 7 });
     const flops = 4 * H * N * N * D * maskDensity(plan.mask);
     const base = { package: 'paro', shape, dtype: 'f16', backend: be.kind, device: ctx.device, reps: 7 } as const;
     const rows: BenchRow[] = [
-      { ...base, kernel: 'paro-int8-kernel-plain', ...tPlain, gflops: flops / (tPlain.medianMs * 1e6), notes: 'dot4I8Packed path, pre-permuted tokens, 25% mask' },
+      { ...base, kernel: 'paro-int8-kernel-plain', ...tPlain, gflops: flops / (tPlain.medianMs * 1e6), notes: 'plain int8 path (int8 storage, exact integer products in f32), pre-permuted tokens, 25% mask' },
       {
         ...base, kernel: 'paro-int8-kernel-sgmatrix', ...tSgm, gflops: flops / (tSgm.medianMs * 1e6),
-        peer: { name: 'plain dot4I8Packed int8 path', medianMs: tPlain.medianMs }, ratio: tPlain.medianMs / tSgm.medianMs,
-        notes: `i8 subgroup-matrix Q.K path; max |difference| vs the plain int8 path ${maxErr.toExponential(3)}`,
+        peer: { name: 'plain int8 path', medianMs: tPlain.medianMs }, ratio: tPlain.medianMs / tSgm.medianMs,
+        notes: `i8 subgroup-matrix Q.K path; max |difference| vs the plain int8 path ${maxErr.toExponential(3)} (Q fragments reloaded per block: ${reloadErr.toExponential(3)}); one-tile probe: ${probe}`,
       },
     ];
     for (const x of [q, k, v]) x.dispose();
     return rows;
   },
 };
+
+/** One 16x16x32 i8 tile through the subgroup-matrix builtins, compared with integer math. */
+async function probeTile(be: WebGpuBackend): Promise<string> {
+  const a = new Int8Array(16 * 32);
+  const b = new Int8Array(16 * 32);
+  for (let i = 0; i < a.length; i++) { a[i] = ((i * 37) % 255) - 127; b[i] = ((i * 53 + 11) % 255) - 127; }
+  const at = tensor(be, a, [16, 32], 'i8');
+  const bt = tensor(be, b, [16, 32], 'i8');
+  const direct = be.empty('probe', 'i32', [256]);
+  const staged = be.empty('probe', 'i32', [256]);
+  be.dispatch({ program: sgmatrixProbeProgram(), inputs: [be.buffer(at, 'probe'), be.buffer(bt, 'probe')], outputs: [be.buffer(direct, 'probe'), be.buffer(staged, 'probe')], grid: [1, 1, 1] });
+  const [d, s] = await Promise.all([direct.toArray(), staged.toArray()]);
+  const want = new Float64Array(256);
+  for (let m = 0; m < 16; m++) for (let n = 0; n < 16; n++) { let acc = 0; for (let k = 0; k < 32; k++) acc += a[m * 32 + k]! * b[n * 32 + k]!; want[m * 16 + n] = acc; }
+  const diff = (x: ArrayLike<number>, transposed: boolean) => {
+    let worst = 0;
+    for (let m = 0; m < 16; m++) for (let n = 0; n < 16; n++) worst = Math.max(worst, Math.abs(x[transposed ? n * 16 + m : m * 16 + n]! - want[m * 16 + n]!));
+    return worst;
+  };
+  return `direct store max|diff| ${diff(d, false)} (transposed ${diff(d, true)}), via workgroup memory ${diff(s, false)}`;
+}

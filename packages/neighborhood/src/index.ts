@@ -4,4 +4,4 @@ export { describe as describeProblem } from './options.js';
 export { WindowError } from './errors.js';
 export { axisWindow, axisVisible, groupLength, visible, windowHalves, type AxisSpec } from './window.js';
 export { coordsOf, maskedDenseReference, neighborhoodMask, neighborhoodReference } from './reference.js';
-export { neighborhoodProgram, CHUNK } from './kernel.js';
+export { chunkFor, neighborhoodProgram, CHUNK } from './kernel.js';

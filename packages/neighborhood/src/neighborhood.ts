@@ -1,6 +1,6 @@
 import { gridFor, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import { cpuValues } from './cpu-values.js';
-import { neighborhoodProgram, packKernelUniforms } from './kernel.js';
+import { chunkFor, neighborhoodProgram, packKernelUniforms } from './kernel.js';
 import { describe, type NeighborhoodOptions, type Problem } from './options.js';
 import { neighborhoodReference } from './reference.js';
 
@@ -34,7 +34,7 @@ export function runGpu(p: Problem, q: Tensor, k: Tensor, v: Tensor, tile: [numbe
   const out = be.empty(p.op, p.dtype, q.shape);
   const grid = gridFor(tiles);
   be.dispatch({
-    program: neighborhoodProgram({ dtype: p.dtype, headDim: p.headDim, tile, maskFree }),
+    program: neighborhoodProgram({ dtype: p.dtype, headDim: p.headDim, tile, maskFree, chunk: chunkFor(be.name) }),
     inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
     outputs: [be.buffer(out, p.op)],
     uniforms: packKernelUniforms({ H: p.heads, Hkv: p.kvHeads, L, k: ks, d, causal, tpg, tilesX: tiles, scaleLog2: p.scale * LOG2E }),

@@ -85,4 +85,18 @@ describe('neighborhood attention equals the CPU definition and masked dense atte
       await check(be, [4, 5, 6], { kernelSize: [3, 3, 3], causal: [true, false, false] }, { dtype: 'f16', D: 16, H: 2, Hkv: 1 });
     }
   });
+
+  it('the production setting (16 keys per step, chosen on hardware adapters) on 2-D and 3-D', async () => {
+    const prev = process.env.ATTNKIT_ATTN_CHUNK;
+    process.env.ATTNKIT_ATTN_CHUNK = '16';
+    try {
+      for (const be of backends) {
+        await check(be, [9, 11], { kernelSize: [5, 3], dilation: [1, 2], causal: [false, true] });
+        await check(be, [5, 7, 6], { kernelSize: [3, 5, 3], causal: [true, false, false] }, { H: 1 });
+      }
+    } finally {
+      if (prev === undefined) delete process.env.ATTNKIT_ATTN_CHUNK;
+      else process.env.ATTNKIT_ATTN_CHUNK = prev;
+    }
+  });
 });

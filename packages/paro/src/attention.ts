@@ -3,7 +3,7 @@ import {
   type Tensor, type WebGpuBackend,
 } from '@attnkit/tensor';
 import { cpuValues } from './cpu-values.js';
-import { channelMeanProgram, gatherProgram, quantizeProgram, sparseProgram } from './kernels.js';
+import { channelMeanProgram, chunkFor, gatherProgram, quantizeProgram, sparseProgram } from './kernels.js';
 import { sgmatrixInt8Available, sparseSgmatrixProgram } from './kernels-sgmatrix.js';
 import { BLOCK, blockCount, packMask, type BlockMask } from './mask.js';
 
@@ -15,8 +15,10 @@ export interface SparseOptions {
   /** Logit scale; default 1/sqrt(D). */
   scale?: number;
   /**
-   * Which int8 kernel: 'auto' (default) takes the i8 subgroup-matrix path where the adapter
-   * offers it and N is a multiple of 64, else the plain dot4I8Packed path.
+   * Which int8 kernel: 'plain' (int8 storage, exact integer products in f32) or the
+   * experimental i8 subgroup-matrix Q.K path ('sgmatrix', where the adapter offers it). 'auto'
+   * (default) is 'plain' for now: the subgroup-matrix path disagreed with it on the H200
+   * (see benchmarks/results/h200/paro-sgmatrix-webgpu.json).
    */
   int8Path?: 'auto' | 'plain' | 'sgmatrix';
 }
@@ -202,7 +204,7 @@ export function blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, mask: Bloc
   if (qk === 'int8' && path === 'sgmatrix' && !canSgmatrix) {
     throw new ArgumentError(op, 'int8Path', "'auto' or 'plain' here: the i8 subgroup-matrix path needs an i8 16x16x32 config, subgroup size 32, subgroup_id, N % 64 == 0 and D % 32 == 0", path);
   }
-  const useSgmatrix = canSgmatrix && path !== 'plain';
+  const useSgmatrix = canSgmatrix && path === 'sgmatrix';
   const out = be.empty(op, d.dtype, q.shape);
   const inputs: GPUBuffer[] = [];
   const temps: Tensor[] = [];
@@ -219,7 +221,7 @@ export function blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, mask: Bloc
     inputs.push(m.counts, m.lists);
   }
   be.dispatch({
-    program: useSgmatrix ? sparseSgmatrixProgram(d.dtype, d.D, mask === 'dense') : sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense' }),
+    program: useSgmatrix ? sparseSgmatrixProgram(d.dtype, d.D, mask === 'dense') : sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense', chunk: chunkFor(be.name) }),
     inputs, outputs: [be.buffer(out, op)],
     uniforms: packUniforms([['u32', d.H], ['u32', d.Hkv], ['u32', d.N], ['u32', nB], ['f32', scale * LOG2E]]),
     grid: [nB, 1, d.B * d.H],

@@ -6,4 +6,5 @@ export { calibrationFromJson, calibrationToJson, parseCalibration } from './json
 export { paroAttention, planFor, type ParoPlan } from './paro.js';
 export { syntheticVideoQK, type SyntheticOptions } from './synthetic.js';
 export { CalibrationFormatError, DensityError, LayoutError } from './errors.js';
-export { sparseProgram, CHUNK } from './kernels.js';
+export { chunkFor, sparseProgram, CHUNK } from './kernels.js';
+export { sgmatrixInt8Available, sgmatrixProbeProgram, sparseSgmatrixProgram } from './kernels-sgmatrix.js';

@@ -28,6 +28,9 @@ export function sgmatrixInt8Available(caps: Capabilities, wgslFeatures: Readonly
  * row. Needs N a multiple of 64 (fragments read whole blocks).
  */
 export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boolean): Program {
+  // Diagnostic switch: reload the Q fragments for every key block instead of keeping them
+  // across the loop's barriers (one suspect for the mismatch recorded in the benchmark JSON).
+  const reloadQ = typeof process !== 'undefined' && process.env.ATTNKIT_PARO_SGM_RELOAD_Q === '1';
   const D4 = D / 4;
   const KS = D / FK;
   const C = CHUNK;
@@ -58,6 +61,7 @@ export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boole
   const tiles: string[] = [];
   for (let ct = 0; ct < BLOCK / FM; ct++) {
     tiles.push(`    {`);
+    if (reloadQ) tiles.push(...qLoads.map((l) => `    ${l}`));
     tiles.push(`      var a0: ${A};`);
     tiles.push(`      var a1: ${A};`);
     for (let s = 0; s < KS; s++) {
@@ -70,7 +74,7 @@ export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boole
     tiles.push(`    }`);
   }
   return {
-    key: `paro/sparse/int8-sgmatrix/${dtype}/d${D}${dense ? '/dense' : ''}`,
+    key: `paro/sparse/int8-sgmatrix/${dtype}/d${D}${dense ? '/dense' : ''}${reloadQ ? '/reloadq' : ''}`,
     inputs, outputs: 1, uniform: true,
     source: () => `enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -91,7 +95,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let qrow0 = bh * u.N + qblk * ${BLOCK}u;
   let qrow = qrow0 + li;
   let qsc = qscale[bh * u.nB + qblk] * u.scale;
-${qLoads.join('\n')}
+${reloadQ ? '' : qLoads.join('\n')}
 ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
   var m = ${NEG};
   var l = 0.0;
@@ -121,6 +125,35 @@ ${keys.map((c) => `      ${slots.map((p) => `o${p} = fma(vec4<f32>(p${c}), vs[${
   }
   let inv = 1.0 / l;
 ${slots.map((p) => `  st_ob(qrow * ${D4}u + ${p}u, o${p} * inv);`).join('\n')}
+}`,
+  };
+}
+
+/**
+ * Diagnostic: one 16x16 i32 tile C = A . B^T (A [16, 32] i8, B [16, 32] i8) stored straight
+ * to storage (`direct`) and through workgroup memory (`staged`), to tell a layout mistake
+ * from a workgroup-memory problem when the fused kernel disagrees with the plain path.
+ */
+export function sgmatrixProbeProgram(): Program {
+  return {
+    key: 'paro/sgmatrix-probe', inputs: 2, outputs: 2, uniform: false,
+    source: () => `enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+@group(0) @binding(0) var<storage, read> a: array<i32>;
+@group(0) @binding(1) var<storage, read> b: array<i32>;
+@group(0) @binding(2) var<storage, read_write> direct: array<i32>;
+@group(0) @binding(3) var<storage, read_write> staged: array<i32>;
+var<workgroup> S: array<i32, 256>;
+@compute @workgroup_size(32)
+fn main(@builtin(local_invocation_index) li: u32) {
+  let l = subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>>(&a, 0u, false, 32u);
+  let r = subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>>(&b, 0u, true, 32u);
+  var acc: subgroup_matrix_result<i32, 16, 16>;
+  acc = subgroupMatrixMultiplyAccumulate(l, r, acc);
+  subgroupMatrixStore(&direct, 0u, acc, false, 16u);
+  subgroupMatrixStore(&S, 0u, acc, false, 16u);
+  workgroupBarrier();
+  for (var i = li; i < 256u; i += 32u) { staged[i] = S[i]; }
 }`,
   };
 }

@@ -3,6 +3,17 @@ import { BLOCK } from './mask.js';
 import { vecBinding, vecLoader, vecStorer, type FloatDType } from './wgsl-io.js';
 
 export const CHUNK = 16;
+
+/**
+ * Keys per workgroup-memory step, also the unroll factor. Software adapters (Mesa llvmpipe)
+ * spend minutes compiling the 16-key kernels, so they get 4; `ATTNKIT_ATTN_CHUNK` (4, 8, 16)
+ * forces a value (tests use it to cover the production setting).
+ */
+export function chunkFor(adapterName: string): number {
+  const env = typeof process !== 'undefined' ? process.env.ATTNKIT_ATTN_CHUNK : undefined;
+  if (env === '4' || env === '8' || env === '16') return Number(env);
+  return /llvmpipe|lavapipe|swiftshader/i.test(adapterName) ? 4 : CHUNK;
+}
 const NEG = -1e30;
 const WG = 64;
 
@@ -126,22 +137,23 @@ export interface SparseConfig {
   headDim: number;
   /** Dense: every key block, no mask lists bound. */
   dense: boolean;
+  /** Keys per step (see chunkFor). */
+  chunk: number;
 }
 
 /**
  * Block-sparse flash attention over a token sequence in 64-token blocks. One workgroup owns
  * one query block (64 queries, one per invocation) of one (batch, head) and walks the key
  * blocks its mask list names, 16 keys at a time through workgroup memory, with an online
- * softmax in f32 (exp2 with log2(e) folded into the scale). In int8 mode the Q.K dot products
- * are dot4I8Packed over packed int8 words with per-block scales, and P is rounded to
+ * softmax in f32 (exp2 with log2(e) folded into the scale). In int8 mode the Q.K dot products are
+ * exact integer products of the int8 values (held in f32) with per-block scales, and P is rounded to
  * multiples of 1/127 (it lies in [0, 1] after the running-max subtraction) before P.V, as in
  * the SageAttention/PARO recipe; the row sum uses the unrounded P.
  */
 export function sparseProgram(cfg: SparseConfig): Program {
-  const { qk, dtype, headDim: D, dense } = cfg;
+  const { qk, dtype, headDim: D, dense, chunk } = cfg;
   const D4 = D / 4;
-  const D16 = D / 16;
-  const C = CHUNK;
+  const C = chunk;
   const i8 = qk === 'int8';
   const keys = Array.from({ length: C }, (_, c) => c);
   const slots = Array.from({ length: D4 }, (_, p) => p);
@@ -149,7 +161,7 @@ export function sparseProgram(cfg: SparseConfig): Program {
   const lines: string[] = [];
   if (i8) {
     lines.push(`@group(0) @binding(${b++}) var<storage, read> qb: array<u32>;`);
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> kb: array<vec4<u32>>;`);
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> kb: array<u32>;`);
   } else {
     lines.push(vecBinding(b++, 'qb', dtype, false));
     lines.push(vecBinding(b++, 'kb', dtype, false));
@@ -167,22 +179,21 @@ export function sparseProgram(cfg: SparseConfig): Program {
   lines.push(vecBinding(b++, 'ob', dtype, true));
   lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
 
+  // Branch-free: every key of the chunk is scored and masked with select(), so the 16
+  // dot-product chains interleave. In int8 mode the operands are the int8 values held
+  // exactly in f32 (|sum| <= D * 127^2 < 2^24), so the dot products are the exact integer
+  // ones, dequantized once by sQ * sK.
   const score = (c: number): string => {
-    if (i8) {
-      const terms = Array.from({ length: D16 }, (_, w) => `dot4I8Packed(qw${4 * w}, kv${c}_${w}.x) + dot4I8Packed(qw${4 * w + 1}, kv${c}_${w}.y) + dot4I8Packed(qw${4 * w + 2}, kv${c}_${w}.z) + dot4I8Packed(qw${4 * w + 3}, kv${c}_${w}.w)`);
-      const loads = Array.from({ length: D16 }, (_, w) => `let kv${c}_${w} = ks[${c * D16 + w}u];`).join(' ');
-      return `var s${c} = ${NEG}; if (kvalid[${c}u] != 0u) { ${loads} s${c} = f32(${terms.join(' + ')}) * f; }`;
-    }
     const chain = slots.slice(1).reduce((acc, p) => `fma(q${p}, ks[${c * D4 + p}u], ${acc})`, `q0 * ks[${c * D4}u]`);
-    return `var s${c} = ${NEG}; if (kvalid[${c}u] != 0u) { let a${c} = ${chain}; s${c} = a${c}.x + a${c}.y + a${c}.z + a${c}.w; }`;
+    return `let a${c} = ${chain}; let s${c} = select(${NEG}, (a${c}.x + a${c}.y + a${c}.z + a${c}.w)${i8 ? ' * f' : ''}, kvalid[${c}u] != 0u);`;
   };
   const prob = (c: number): string =>
     i8
-      ? `let r${c} = select(0.0, exp2(s${c} - mx), s${c} > ${NEG / 2}); let p${c} = floor(r${c} * 127.0 + 0.5) * (1.0 / 127.0);`
-      : `let p${c} = select(0.0, exp2(s${c} - mx), s${c} > ${NEG / 2});`;
+      ? `let r${c} = select(0.0, exp2(s${c} - mx), kvalid[${c}u] != 0u); let p${c} = floor(r${c} * 127.0 + 0.5) * (1.0 / 127.0);`
+      : `let p${c} = select(0.0, exp2(s${c} - mx), kvalid[${c}u] != 0u);`;
 
   return {
-    key: `paro/sparse/${qk}/${dtype}/d${D}${dense ? '/dense' : ''}`,
+    key: `paro/sparse/${qk}/${dtype}/d${D}/c${C}${dense ? '/dense' : ''}`,
     inputs, outputs: 1, uniform: true,
     source: () => `
 ${lines.join('\n')}
@@ -191,7 +202,7 @@ ${i8 ? '' : vecLoader('qb', dtype)}
 ${i8 ? '' : vecLoader('kb', dtype)}
 ${vecLoader('vb', dtype)}
 ${vecStorer('ob', dtype)}
-var<workgroup> ks: array<${i8 ? 'vec4<u32>' : 'vec4<f32>'}, ${i8 ? C * D16 : C * D4}>;
+var<workgroup> ks: array<vec4<f32>, ${C * D4}>;
 var<workgroup> vs: array<vec4<f32>, ${C * D4}>;
 var<workgroup> kvalid: array<u32, ${C}>;
 
@@ -206,7 +217,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let valid = n < u.N;
   let qrow = bh * u.N + min(n, u.N - 1u);
 ${i8
-  ? `  let qsc = qscale[bh * u.nB + qblk] * u.scale;\n${slots.map((p) => `  let qw${p} = qb[qrow * ${D4}u + ${p}u];`).join('\n')}`
+  ? `  let qsc = qscale[bh * u.nB + qblk] * u.scale;\n${slots.map((p) => `  let q${p} = vec4<f32>(unpack4xI8(qb[qrow * ${D4}u + ${p}u]));`).join('\n')}`
   : slots.map((p) => `  let q${p} = ld_qb(qrow * ${D4}u + ${p}u) * u.scale;`).join('\n')}
 ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
   var m = ${NEG};
@@ -226,10 +237,9 @@ ${i8 ? '    let f = qsc * kscale[kvbh * u.nB + kblk];' : ''}
         vs[s] = select(vec4<f32>(0.0), ld_vb(kr * ${D4}u + p), key < u.N);
         if (p == 0u) { kvalid[c] = select(0u, 1u, key < u.N); }
       }
-      for (var s = li; s < ${i8 ? C * D16 : C * D4}u; s += ${WG}u) {
-        let c = s / ${i8 ? D16 : D4}u;
-        let kr = kvbh * u.N + min(key0 + c, u.N - 1u);
-        ks[s] = ${i8 ? `kb[kr * ${D16}u + s % ${D16}u]` : `ld_kb(kr * ${D4}u + s % ${D4}u)`};
+      for (var s = li; s < ${C * D4}u; s += ${WG}u) {
+        let kr = kvbh * u.N + min(key0 + s / ${D4}u, u.N - 1u);
+        ks[s] = ${i8 ? `vec4<f32>(unpack4xI8(kb[kr * ${D4}u + s % ${D4}u]))` : `ld_kb(kr * ${D4}u + s % ${D4}u)`};
       }
       workgroupBarrier();
 ${keys.map((c) => `      ${score(c)}`).join('\n')}
