@@ -62,12 +62,18 @@ export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boole
   for (let ct = 0; ct < BLOCK / FM; ct++) {
     tiles.push(`    {`);
     if (reloadQ) tiles.push(...qLoads.map((l) => `    ${l}`));
-    tiles.push(`      var a0: ${A};`);
-    tiles.push(`      var a1: ${A};`);
     for (let s = 0; s < KS; s++) {
       tiles.push(`      let r${s} = subgroupMatrixLoad<${R}>(&kb, (krow0 + ${ct * FM}u) * ${D}u + ${s * FK}u, true, ${D}u);`);
-      tiles.push(`      a0 = subgroupMatrixMultiplyAccumulate(lq0_${s}, r${s}, a0);`);
-      tiles.push(`      a1 = subgroupMatrixMultiplyAccumulate(lq1_${s}, r${s}, a1);`);
+      // The first k-step starts the accumulators with a plain multiply: a bare
+      // \`var acc: subgroup_matrix_result\` in a loop body had its zero-init hoisted out of the
+      // loop on the H200 (scores summed across tiles), as @attnkit/attention also found.
+      if (s === 0) {
+        tiles.push(`      var a0 = subgroupMatrixMultiply<i32>(lq0_0, r0);`);
+        tiles.push(`      var a1 = subgroupMatrixMultiply<i32>(lq1_0, r0);`);
+      } else {
+        tiles.push(`      a0 = subgroupMatrixMultiplyAccumulate(lq0_${s}, r${s}, a0);`);
+        tiles.push(`      a1 = subgroupMatrixMultiplyAccumulate(lq1_${s}, r${s}, a1);`);
+      }
     }
     tiles.push(`      subgroupMatrixStore(&S, (sg * 32u) * ${BLOCK}u + ${ct * FM}u, a0, false, ${BLOCK}u);`);
     tiles.push(`      subgroupMatrixStore(&S, (sg * 32u + ${FM}u) * ${BLOCK}u + ${ct * FM}u, a1, false, ${BLOCK}u);`);
