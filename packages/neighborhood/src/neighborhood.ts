@@ -1,4 +1,4 @@
-import { gridFor, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { gridFor, LimitError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import { cpuValues } from './cpu-values.js';
 import { chunkFor, neighborhoodProgram, packKernelUniforms } from './kernel.js';
 import { describe, type NeighborhoodOptions, type Problem } from './options.js';
@@ -31,6 +31,8 @@ export function runGpu(p: Problem, q: Tensor, k: Tensor, v: Tensor, tile: [numbe
   const causal = pad3(p.axes.map((a) => a.causal), false);
   const tpg = L.map((len, a) => Math.ceil(Math.ceil(len / d[a]!) / tile[a]!));
   const tiles = tpg.reduce((acc, t, a) => acc * t * d[a]!, 1);
+  // Batch x heads is the grid's z dimension.
+  if (p.batch * p.heads > 65535) throw new LimitError(p.op, 'maxComputeWorkgroupsPerDimension (batch x heads)', p.batch * p.heads, 65535);
   const out = be.empty(p.op, p.dtype, q.shape);
   const grid = gridFor(tiles);
   be.dispatch({

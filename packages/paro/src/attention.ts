@@ -1,5 +1,5 @@
 import {
-  ArgumentError, BackendMismatchError, DTypeError, gridFor, packUniforms, ShapeError, tensor,
+  ArgumentError, BackendMismatchError, DTypeError, gridFor, LimitError, packUniforms, ShapeError, tensor,
   type Tensor, type WebGpuBackend,
 } from '@attnkit/tensor';
 import { cpuValues } from './cpu-values.js';
@@ -40,7 +40,10 @@ export function checkQKV(op: string, q: Tensor, k: Tensor, v: Tensor): Dims {
     if (t.shape.some((s, i) => s !== want[i])) throw new ShapeError(op, name, `[${want.join(', ')}]`, t.shape);
   }
   if (H % Hkv !== 0) throw new ShapeError(op, 'key', `a head count dividing ${H} (GQA)`, k.shape);
-  if (D % 16 !== 0) throw new ShapeError(op, 'query', 'a head dim that is a multiple of 16', q.shape);
+  if (D % 4 !== 0) throw new ShapeError(op, 'query', 'a head dim that is a multiple of 4', q.shape);
+  // Batch x heads is a grid dimension (and quantization blocks another): at most 65535.
+  if (B * H > 65535) throw new LimitError(op, 'maxComputeWorkgroupsPerDimension (batch x heads)', B * H, 65535);
+  if (Math.ceil(N / 64) > 65535) throw new LimitError(op, 'maxComputeWorkgroupsPerDimension (64-token blocks)', Math.ceil(N / 64), 65535);
   return { B, H, Hkv, N, D, dtype: q.dtype as 'f32' | 'f16' };
 }
 
@@ -185,7 +188,7 @@ export function quantizeBlocks(x: Tensor, opts: { smooth?: boolean } = {}): Int8
 /**
  * Block-sparse attention over tokens already in their (permuted) order: q [B, H, N, D],
  * k/v [B, Hkv, N, D]; `mask` lists, per head and 64-query block, the 64-key blocks to
- * compute, or 'dense' for every block. f32 or f16; D a multiple of 16.
+ * compute, or 'dense' for every block. f32 or f16; D a multiple of 4.
  */
 export function blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask | 'dense', opts: SparseOptions = {}): Tensor {
   const op = 'blockSparseAttention';

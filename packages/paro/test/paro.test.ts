@@ -1,4 +1,4 @@
-import { CpuBackend, random, tensor, type Backend, type Tensor } from '@attnkit/tensor';
+import { ArgumentError, CpuBackend, DTypeError, random, ShapeError, tensor, zeros, type Backend, type Tensor } from '@attnkit/tensor';
 import { backendsForTests, compareClose, TOLERANCE } from '@attnkit/tensor/testing';
 import * as E from 'fp-ts/lib/Either.js';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -169,6 +169,26 @@ describe('PARO end to end', () => {
     await expect(calibrate(q, k, { ...layout, frames: 2 })).rejects.toThrow(LayoutError);
     for (const density of [0, -0.5, 1.01, Number.NaN]) {
       await expect(calibrate(q, k, layout, { density })).rejects.toThrow(DensityError);
+    }
+  });
+});
+
+describe('block-sparse attention: bad input', () => {
+  it('shapes, dtypes, masks and options give typed errors', async () => {
+    for (const be of backends) {
+      const q = random(be, [1, 2, 70, 8], { seed: 1 });
+      expect(() => blockSparseAttention(q, random(be, [1, 2, 71, 8]), q, 'dense')).toThrow(ShapeError);
+      expect(() => blockSparseAttention(q, random(be, [1, 3, 70, 8]), random(be, [1, 3, 70, 8]), 'dense')).toThrow(ShapeError);
+      expect(() => blockSparseAttention(q, random(be, [1, 2, 70, 8], { dtype: 'f16' }), q, 'dense')).toThrow(DTypeError);
+      const i = zeros(be, [1, 2, 70, 8], 'i32');
+      expect(() => blockSparseAttention(i, i, i, 'dense')).toThrow(DTypeError);
+      expect(() => blockSparseAttention(q, q, q, fullMask(2, 64))).toThrow(ShapeError);
+      expect(() => blockSparseAttention(q, q, q, 'dense', { qk: 'int4' as 'int8' })).toThrow(ArgumentError);
+      const r = random(be, [1, 2, 64, 6]);
+      expect(() => blockSparseAttention(r, r, r, 'dense')).toThrow(ShapeError);
+      if (be.kind === 'webgpu' && be.caps.subgroupMatrixConfigs.length === 0) {
+        expect(() => blockSparseAttention(q, q, q, 'dense', { qk: 'int8', int8Path: 'sgmatrix' })).toThrow(ArgumentError);
+      }
     }
   });
 });
