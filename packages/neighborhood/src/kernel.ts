@@ -1,5 +1,4 @@
-import { packUniforms, uniformStruct, type Program } from '@attnkit/tensor';
-import { vecBinding, vecLoader, vecStorer, type FloatDType } from './wgsl-io.js';
+import { packUniforms, uniformStruct, vecBinding, vecLoader, vecStorer, type FloatDType, type Program } from '@attnkit/tensor';
 
 /**
  * The fused neighborhood-attention kernel. One workgroup owns one query tile of

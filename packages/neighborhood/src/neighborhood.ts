@@ -1,5 +1,4 @@
-import { gridFor, LimitError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
-import { cpuValues } from './cpu-values.js';
+import { cpuValues, gridFor, LimitError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import { chunkFor, neighborhoodProgram, packKernelUniforms } from './kernel.js';
 import { describe, type NeighborhoodOptions, type Problem } from './options.js';
 import { neighborhoodReference } from './reference.js';

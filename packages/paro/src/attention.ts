@@ -1,8 +1,7 @@
 import {
-  ArgumentError, BackendMismatchError, DTypeError, gridFor, LimitError, packUniforms, ShapeError, tensor,
+  ArgumentError, BackendMismatchError, cpuValues, DTypeError, gridFor, LimitError, packUniforms, ShapeError, tensor,
   type Tensor, type WebGpuBackend,
 } from '@attnkit/tensor';
-import { cpuValues } from './cpu-values.js';
 import { channelMeanProgram, chunkFor, gatherProgram, quantizeProgram, sparseProgram } from './kernels.js';
 import { sgmatrixInt8Available, sparseSgmatrixProgram } from './kernels-sgmatrix.js';
 import { BLOCK, blockCount, packMask, type BlockMask } from './mask.js';

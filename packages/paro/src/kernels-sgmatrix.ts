@@ -1,7 +1,6 @@
-import { uniformStruct, type Capabilities, type Program } from '@attnkit/tensor';
+import { uniformStruct, vecBinding, vecLoader, vecStorer, type Capabilities, type FloatDType, type Program } from '@attnkit/tensor';
 import { BLOCK } from './mask.js';
 import { CHUNK } from './kernels.js';
-import { vecBinding, vecLoader, vecStorer, type FloatDType } from './wgsl-io.js';
 
 const NEG = -1e30;
 /** i8 x i8 -> i32 fragment shape used: M = N = 16 rows/columns, K = 32. */

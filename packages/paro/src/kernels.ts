@@ -1,6 +1,5 @@
-import { uniformStruct, type Program } from '@attnkit/tensor';
+import { uniformStruct, vecBinding, vecLoader, vecStorer, type FloatDType, type Program } from '@attnkit/tensor';
 import { BLOCK } from './mask.js';
-import { vecBinding, vecLoader, vecStorer, type FloatDType } from './wgsl-io.js';
 
 export const CHUNK = 16;
 

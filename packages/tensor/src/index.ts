@@ -13,4 +13,5 @@ export { createBackend, type BackendChoice, type BackendOptions } from './webgpu
 export { WebGpuBackend } from './webgpu/backend.js';
 export { acquireAdapter, DAWN_FLAGS } from './webgpu/adapter.js';
 export { gridFor, packUniforms, uniformStruct, type Dispatch, type Program } from './webgpu/program.js';
-export { bindings, floatLoader, LINEAR_GROUP, packWord, perWord } from './webgpu/wgsl.js';
+export { bindings, floatLoader, LINEAR_GROUP, packWord, perWord, vecBinding, vecLoader, vecStorer, type FloatDType } from './webgpu/wgsl.js';
+export { values as cpuValues } from './cpu/storage.js';

@@ -1,4 +1,4 @@
-import { ArgumentError, LimitError, type Backend, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, LimitError, vecBinding, vecLoader, vecStorer, type Backend, type FloatDType, type WebGpuBackend } from '@attnkit/tensor';
 
 /** Scores of hidden keys; finite so max/exp stay well defined where a whole tile is hidden. */
 export const NEG = '-1.0e30';
@@ -10,26 +10,13 @@ export function asGpu(be: Backend, op: string): WebGpuBackend {
   return be as WebGpuBackend;
 }
 
-/**
- * Storage binding and vec4 loader for a float tensor: f32 as array<vec4<f32>>, f16 as
- * array<vec2<u32>> (4 halves per element) so shader-f16 is not needed to read halves.
- */
-export function vec4Input(binding: number, name: string, dtype: 'f32' | 'f16'): string {
-  if (dtype === 'f32') {
-    return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<f32>>;
-fn ld_${name}(i: u32) -> vec4<f32> { return ${name}[i]; }`;
-  }
-  return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec2<u32>>;
-fn ld_${name}(i: u32) -> vec4<f32> { let w = ${name}[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }`;
+/** Storage binding plus vec4 loader (f16 read as packed halves, no shader-f16 needed). */
+export function vec4Input(binding: number, name: string, dtype: FloatDType): string {
+  return `${vecBinding(binding, name, dtype, false)}\n${vecLoader(name, dtype)}`;
 }
 
-export function vec4Output(binding: number, name: string, dtype: 'f32' | 'f16'): string {
-  if (dtype === 'f32') {
-    return `@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<vec4<f32>>;
-fn st_${name}(i: u32, x: vec4<f32>) { ${name}[i] = x; }`;
-  }
-  return `@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<vec2<u32>>;
-fn st_${name}(i: u32, x: vec4<f32>) { ${name}[i] = vec2<u32>(pack2x16float(x.xy), pack2x16float(x.zw)); }`;
+export function vec4Output(binding: number, name: string, dtype: FloatDType): string {
+  return `${vecBinding(binding, name, dtype, true)}\n${vecStorer(name, dtype)}`;
 }
 
 /** Scalar float input (bias): f32 directly, f16 unpacked from words. */
