@@ -172,27 +172,29 @@ export class LlamaModel {
     });
   }
 
-  /** Weight bytes on the device (the tied embedding counted once). */
+  /** Every weight tensor once (a tied embedding and lm_head are one tensor). */
+  private uniqueWeights(): Set<Tensor> {
+    const w = this.weights;
+    const all = [w.embed, w.norm, w.lmHead, ...w.layers.flatMap((l) => Object.values(l) as Array<Tensor | undefined>)];
+    return new Set(all.filter((t): t is Tensor => !!t));
+  }
+
+  /** Weight bytes on the device. */
   weightBytes(): number {
-    const seen = new Set<Tensor>();
-    const all = [this.weights.embed, this.weights.norm, this.weights.lmHead, ...this.weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
     let n = 0;
-    for (const t of all) if (t && !seen.has(t)) (seen.add(t), (n += t.byteLength));
+    for (const t of this.uniqueWeights()) n += t.byteLength;
     return n;
   }
 
   parameterCount(): number {
-    const seen = new Set<Tensor>();
-    const all = [this.weights.embed, this.weights.norm, this.weights.lmHead, ...this.weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
     let n = 0;
-    for (const t of all) if (t && !seen.has(t)) (seen.add(t), (n += t.size));
+    for (const t of this.uniqueWeights()) n += t.size;
     return n;
   }
 
   dispose(): void {
     this.ropeTable.dispose();
-    const all = new Set([this.weights.embed, this.weights.norm, this.weights.lmHead, ...this.weights.layers.flatMap((l) => Object.values(l) as Tensor[])]);
-    for (const t of all) t.dispose();
+    for (const t of this.uniqueWeights()) t.dispose();
   }
 }
 
