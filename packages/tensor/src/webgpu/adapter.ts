@@ -16,8 +16,10 @@ export interface AcquiredGpu {
   keepAlive: unknown;
 }
 
-const HOW_TO_GET_ONE =
+const HOW_TO_GET_ONE_NODE =
   'On Linux without a GPU install Mesa lavapipe 25 (apt-get install -t bookworm-backports mesa-vulkan-drivers; see .ci/setup-lavapipe.sh) and set XDG_RUNTIME_DIR';
+const HOW_TO_GET_ONE_BROWSER =
+  "The browser's WebGPU has no adapter here: chrome://gpu (or the browser's equivalent) says why; a GPU blocklist or a headless browser without --enable-unsafe-webgpu are the usual causes";
 
 /** Finds a real adapter: navigator.gpu in a browser, Dawn (npm `webgpu`) in Node. */
 export async function acquireAdapter(extraFlags: string[] = []): Promise<AcquiredGpu> {
@@ -36,14 +38,16 @@ export async function acquireAdapter(extraFlags: string[] = []): Promise<Acquire
     gpu = mod.create([...DAWN_FLAGS, ...extraFlags]);
     keepAlive = gpu;
   }
+  // In Node the fix is a Vulkan driver; in a browser it is the browser's own setting.
+  const howTo = keepAlive ? HOW_TO_GET_ONE_NODE : HOW_TO_GET_ONE_BROWSER;
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) throw new NoAdapterError(`WebGPU found no adapter. ${HOW_TO_GET_ONE}`);
+  if (!adapter) throw new NoAdapterError(`WebGPU found no adapter. ${howTo}`);
   const info = adapter.info;
   // Dawn's null backend computes nothing; using it would pass tests with garbage.
   // Dawn 0.6.2 leaves vendor/architecture/description empty on it and names it only in
   // `device` ("null-backend"), so every field is checked.
   if (isNullAdapter(info)) {
-    throw new NoAdapterError(`WebGPU offered only Dawn's null adapter (device '${info.device}'). ${HOW_TO_GET_ONE}`);
+    throw new NoAdapterError(`WebGPU offered only Dawn's null adapter (device '${info.device}'). ${howTo}`);
   }
   return { gpu, adapter, keepAlive };
 }
