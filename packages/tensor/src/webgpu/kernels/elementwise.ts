@@ -32,6 +32,27 @@ ${Array.from({ length: per }, (_, k) => `  var v${k} = 0.0; if (w * ${per}u + ${
   };
 }
 
+/**
+ * One invocation per 32-bit output element, for integer results that must not pass through
+ * f32 (values above 2^24 would round); `body` sees the element index `i` and writes out[i].
+ */
+function intKernel(key: string, inputs: string[], body: string): Program {
+  return {
+    key,
+    inputs: inputs.length, outputs: 1, uniform: true,
+    source: () => `
+${bindings(inputs, ['out'], 'U')}
+${uniformStruct('U', [['n', 'u32']])}
+${LINEAR_GROUP}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_group(wid, nwg) * ${WG}u + lid;
+  if (i >= u.n) { return; }
+  ${body}
+}`,
+  };
+}
+
 function words(n: number, dtype: DType): number {
   return Math.ceil(n / perWord(dtype));
 }
@@ -74,27 +95,13 @@ const INT_DTYPES: readonly DType[] = ['i32', 'u32', 'i8', 'u8'];
  */
 function runIntCast(be: WebGpuBackend, x: Tensor, dtype: 'i32' | 'u32'): Tensor {
   const out = be.empty('cast', dtype, x.shape);
-  const U = uniformStruct('U', [['n', 'u32']]);
   const load: Record<string, string> = {
     i32: 'x[i]',
     u32: 'x[i]',
     i8: 'bitcast<u32>(extractBits(bitcast<i32>(x[i >> 2u]), (i & 3u) * 8u, 8u))',
     u8: 'extractBits(x[i >> 2u], (i & 3u) * 8u, 8u)',
   };
-  const prog: Program = {
-    key: `cast/int/${x.dtype}`,
-    inputs: 1, outputs: 1, uniform: true,
-    source: () => `
-${bindings(['x'], ['out'], 'U')}
-${U}
-${LINEAR_GROUP}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = linear_group(wid, nwg) * ${WG}u + lid;
-  if (i >= u.n) { return; }
-  out[i] = ${load[x.dtype]};
-}`,
-  };
+  const prog = intKernel(`cast/int/${x.dtype}`, ['x'], `out[i] = ${load[x.dtype]};`);
   be.dispatch({
     program: prog, inputs: [be.buffer(x, 'cast')], outputs: [be.buffer(out, 'cast')],
     uniforms: packUniforms([['u32', x.size]]), grid: gridFor(Math.ceil(x.size / WG)),
@@ -133,23 +140,9 @@ export function runBinary(be: WebGpuBackend, op: BinaryOp, a: Tensor, b: Tensor,
     const t = a.dtype;
     const conv = t === 'i32' ? 'bitcast<i32>' : '';
     const back = t === 'i32' ? 'bitcast<u32>' : '';
-    const prog: Program = {
-      key: `binary/${op}/${t}/${same ? 'same' : rank}`,
-      inputs: 3, outputs: 1, uniform: true,
-      source: () => `
-${bindings(['a', 'b', 'dims'], ['out'], 'U')}
-${U}
-${LINEAR_GROUP}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = linear_group(wid, nwg) * ${WG}u + lid;
-  if (i >= u.n) { return; }
-  ${indexing(rank, same)}
-  ${op === 'div' ? `// WGSL gives a for a / 0; the reference gives 0.
-  if (b[ib] == 0u) { out[i] = 0u; return; }` : ''}
-  out[i] = ${back}(${conv}(a[ia]) ${BIN[op]} ${conv}(b[ib]));
-}`,
-    };
+    const divByZero = op === 'div' ? '// WGSL gives a for a / 0; the reference gives 0.\n  if (b[ib] == 0u) { out[i] = 0u; return; }\n  ' : '';
+    const prog = intKernel(`binary/${op}/${t}/${same ? 'same' : rank}`, ['a', 'b', 'dims'],
+      `${indexing(rank, same)}\n  ${divByZero}out[i] = ${back}(${conv}(a[ia]) ${BIN[op]} ${conv}(b[ib]));`);
     be.dispatch({
       program: prog, inputs: [be.buffer(a, op), be.buffer(b, op), meta(be, a, b, outShape)], outputs: [be.buffer(out, op)],
       uniforms: packUniforms([['u32', n]]), grid: gridFor(Math.ceil(n / WG)),
