@@ -17,8 +17,12 @@ const VARIANT_ENV = 'ATTNKIT_MATMUL_VARIANT';
 const TILED = ['128,128,16,8,8', '128,128,16,8,8,1', '128,128,8,8,8', '128,128,8,8,8,1', '64,128,16,4,8,1', '32,64,16,4,4'];
 /** Subgroup-matrix configurations: SGR,SGC,FR,FC,KU (subgroups per workgroup, fragments per subgroup, K unroll). */
 const SGMATRIX = ['2,2,4,4,2', '2,2,4,4,1', '2,2,4,4,4', '1,1,4,4,1', '4,2,2,4,1', '4,2,4,4,2'];
-/** Staged subgroup-matrix configurations: SGR,SGC,FR,FC,BK (BK halves of K staged per step). */
-const SGSTAGED = ['2,2,4,4,32', '4,2,4,4,32', '2,4,4,4,32', '2,2,4,4,16'];
+/**
+ * Staged subgroup-matrix configurations: SGR,SGC,FR,FC,BK[,PAD,DB] (BK halves of K staged per
+ * step, PAD halves of row padding, DB=0 for one staging buffer). MATMUL_SGSTAGED (configs
+ * separated by ';') replaces the list for a sweep.
+ */
+const SGSTAGED = process.env.MATMUL_SGSTAGED?.split(';') ?? ['2,2,4,4,32', '2,4,4,2,32', '4,2,2,4,32', '2,4,4,4,16', '4,2,4,4,16'];
 /** Small-M configurations: R,WG (weight rows per workgroup, threads). */
 const GEMV = ['2,64', '8,64', '4,256', '4,128'];
 

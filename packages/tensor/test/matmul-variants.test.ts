@@ -158,6 +158,8 @@ describe('variant specs', () => {
     expect(parseVariant('sgmatrix:2,4,2,2,2')).toEqual({ kind: 'sgmatrix', config: { SGR: 2, SGC: 4, FR: 2, FC: 2, KU: 2 } });
     expect(parseVariant('gemv:4,64')).toEqual({ kind: 'gemv', config: { R: 4, WG: 64 } });
     expect(parseVariant('sgstaged:2,2,4,4,32')).toEqual({ kind: 'sgstaged', config: { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32 } });
+    expect(parseVariant('sgstaged:2,4,4,2,32,8,0')).toEqual({ kind: 'sgstaged', config: { SGR: 2, SGC: 4, FR: 4, FC: 2, BK: 32, PAD: 8, DB: false } });
+    expect(() => parseVariant('sgstaged:2,2,4,4,32,4')).toThrow(/multiple of 8/);
   });
   it('rejects unknown kinds and inconsistent configurations with ArgumentError', () => {
     expect(() => parseVariant('fast')).toThrow(ArgumentError);
@@ -206,23 +208,36 @@ describe('subgroup-matrix WGSL (compiles only where the adapter has subgroup mat
 describe('staged subgroup-matrix WGSL (compiles only where the adapter has subgroup matrices)', () => {
   const cfg = { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32 };
   const count = (s: string, re: RegExp) => (s.match(re) ?? []).length;
-  it('stages BM x BK and BN x BK halves and brackets the multiplies with two barriers', () => {
+  it('double-buffers padded BM x BK and BN x BK tiles with one barrier per K slice', () => {
     const src = sgstagedSource({ transA: false, transB: true }, cfg, 32);
-    expect(src).toContain('var<workgroup> ta: array<f16, 4096>;');
-    expect(src).toContain('var<workgroup> tb: array<f16, 4096>;');
-    expect(count(src, /workgroupBarrier\(\);/g)).toBe(2);
+    // 128 rows x (32 + 8 padding) halves, two stages
+    expect(src).toContain('var<workgroup> ta: array<f16, 10240>;');
+    expect(src).toContain('var<workgroup> tb: array<f16, 10240>;');
+    expect(count(src, /workgroupBarrier\(\);/g)).toBe(1);
     expect(src).toContain('@workgroup_size(128)');
     expect(count(src, /subgroupMatrixMultiplyAccumulate\(/g)).toBe(16);
     expect(count(src, /subgroupMatrixStore\(/g)).toBe(16);
   });
-  it('keeps each operand in its own layout and loads fragments with the matching major order and stride', () => {
+  it('keeps two barriers with a single staging buffer', () => {
+    const src = sgstagedSource({ transA: false, transB: false }, { ...cfg, DB: false, PAD: 0 }, 32);
+    expect(src).toContain('var<workgroup> ta: array<f16, 4096>;');
+    expect(count(src, /workgroupBarrier\(\);/g)).toBe(2);
+  });
+  it('loads 16 bytes per global read and prefetches the next slice while multiplying', () => {
+    const src = sgstagedSource({ transA: false, transB: false }, cfg, 32);
+    expect(src).toContain('var<storage, read> a: array<vec4<u32>>;');
+    // 128 x 32 halves = 512 16-byte loads over 128 invocations: 4 registers per side
+    expect(count(src, /var ar\d+: vec4<u32>;/g)).toBe(4);
+    expect(src).toContain('ar0 = a[(aOff + (r0 + r) * u.K + k1 + cc) / 8u];');
+  });
+  it('keeps each operand in its own layout and loads fragments with the matching major order and padded stride', () => {
     const nt = sgstagedSource({ transA: false, transB: true }, cfg, 32);
-    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, (sr + 0u) * 32u + kk, false, 32u)');
-    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, (sc + 0u) * 32u + kk, true, 32u)');
+    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, sta + (sr + 0u) * 40u + kk, false, 40u)');
+    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, stb + (sc + 0u) * 40u + kk, true, 40u)');
     const tn = sgstagedSource({ transA: true, transB: false }, cfg, 32);
-    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, (kk) * 128u + sr + 16u, true, 128u)');
-    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, (kk) * 128u + sc + 16u, false, 128u)');
-    expect(tn).toContain('let g = aOff + (k0 + r) * u.M + r0 + c;');
-    expect(tn).toContain('let g = bOff + (k0 + r) * u.N + c0 + c;');
+    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, sta + (kk) * 136u + sr + 16u, true, 136u)');
+    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, stb + (kk) * 136u + sc + 16u, false, 136u)');
+    expect(tn).toContain('ar0 = a[(aOff + (k0 + r) * u.M + r0 + cc) / 8u];');
+    expect(tn).toContain('br0 = b[(bOff + (k0 + r) * u.N + c0 + cc) / 8u];');
   });
 });

@@ -5,22 +5,29 @@ import { FRAG } from './matmul-sgmatrix.js';
 
 /**
  * Variant (c'), f16 x f16 -> f32 through subgroup matrices with the A and B tiles staged in
- * workgroup memory: the workgroup copies a BM x BK slice of A and a BN x BK slice of B
- * (4 halves per thread step, keeping each operand's own layout so any transpose works),
- * then SGR x SGC subgroups each multiply FR x FC fragments out of it. Two barriers per
- * K slice.
+ * workgroup memory. Per K slice the workgroup copies a BM x BK slice of A and a BN x BK
+ * slice of B (16-byte global loads, each operand in its own layout so any transpose works)
+ * into workgroup memory, and SGR x SGC subgroups each multiply FR x FC fragments out of it.
  *
- * Speed depends on Dawn's robustness transform: on the H200 the same kernel ran at
- * 71.5 TFLOP/s at 8192^3 with `disable_robustness` and 15 TFLOP/s without (every
- * workgroup-memory fragment load is bounds-clamped), see benchmarks/gpu/probes/. So
- * runMatmul does not pick it by itself; ATTNKIT_MATMUL_VARIANT=sgstaged does.
+ * What makes it fast, each measured on the H200 (benchmarks/gpu/probes/sg-matmul-sweep.ts):
+ * - the next slice is loaded into registers while the current one is multiplied, so global
+ *   latency hides behind the tensor-core work;
+ * - with DB the staged tiles are double-buffered, leaving one barrier per slice;
+ * - tile rows are padded by PAD halves so the 16 rows of a fragment load do not fall on the
+ *   same banks.
+ * Speed depends on Dawn's robustness transform (every workgroup-memory fragment load gets
+ * clamped when it is on), so runMatmul picks this variant by itself only on backends
+ * created with `disable_robustness`.
  *
  * Edges: none; used only when M, N, K are multiples of BM, BN, BK.
  */
-export interface SgstagedConfig { SGR: number; SGC: number; FR: number; FC: number; BK: number }
+export interface SgstagedConfig { SGR: number; SGC: number; FR: number; FC: number; BK: number; PAD?: number; DB?: boolean }
+
+const pad = (c: SgstagedConfig): number => c.PAD ?? 8;
+const stages = (c: SgstagedConfig): number => (c.DB ?? true ? 2 : 1);
 
 export function sgstagedConfigName(c: SgstagedConfig): string {
-  return `sg${c.SGR}x${c.SGC}-frag${c.FR}x${c.FC}-bk${c.BK}`;
+  return `sg${c.SGR}x${c.SGC}-frag${c.FR}x${c.FC}-bk${c.BK}-pad${pad(c)}${stages(c) === 2 ? '-db' : ''}`;
 }
 
 export function sgstagedTile(c: SgstagedConfig): { BM: number; BN: number; BK: number } {
@@ -32,41 +39,58 @@ export function sgstagedFits(p: MatmulParams, c: SgstagedConfig): boolean {
   return c.BK % FRAG === 0 && p.M % t.BM === 0 && p.N % t.BN === 0 && p.K % t.BK === 0;
 }
 
-export function sgstagedSharedBytes(c: SgstagedConfig): number {
-  const t = sgstagedTile(c);
-  return (t.BM + t.BN) * t.BK * 2;
-}
-
 interface Side {
-  /** staged tile: `rows` x `cols` halves, cols contiguous */
+  /** staged tile: `rows` x `cols` halves, cols contiguous in global memory and in the tile */
   rows: number;
   cols: number;
   /** WGSL: global element index of tile element (r, c) at slice k0, without the batch offset */
   global: (r: string, c: string) => string;
   /** WGSL: tile offset of the fragment starting at output index `o` and slice offset `kk` */
-  frag: (o: string, kk: string) => string;
+  frag: (o: string, kk: string, stride: number) => string;
   colMajor: boolean;
 }
 
 function sides(p: Pick<MatmulParams, 'transA' | 'transB'>, BM: number, BN: number, BK: number): [Side, Side] {
   const A: Side = p.transA
-    ? { rows: BK, cols: BM, global: (r, c) => `(k0 + ${r}) * u.M + r0 + ${c}`, frag: (o, kk) => `(${kk}) * ${BM}u + ${o}`, colMajor: true }
-    : { rows: BM, cols: BK, global: (r, c) => `(r0 + ${r}) * u.K + k0 + ${c}`, frag: (o, kk) => `(${o}) * ${BK}u + ${kk}`, colMajor: false };
+    ? { rows: BK, cols: BM, global: (r, c) => `(k0 + ${r}) * u.M + r0 + ${c}`, frag: (o, kk, s) => `(${kk}) * ${s}u + ${o}`, colMajor: true }
+    : { rows: BM, cols: BK, global: (r, c) => `(r0 + ${r}) * u.K + k0 + ${c}`, frag: (o, kk, s) => `(${o}) * ${s}u + ${kk}`, colMajor: false };
   const B: Side = p.transB
-    ? { rows: BN, cols: BK, global: (r, c) => `(c0 + ${r}) * u.K + k0 + ${c}`, frag: (o, kk) => `(${o}) * ${BK}u + ${kk}`, colMajor: true }
-    : { rows: BK, cols: BN, global: (r, c) => `(k0 + ${r}) * u.N + c0 + ${c}`, frag: (o, kk) => `(${kk}) * ${BN}u + ${o}`, colMajor: false };
+    ? { rows: BN, cols: BK, global: (r, c) => `(c0 + ${r}) * u.K + k0 + ${c}`, frag: (o, kk, s) => `(${o}) * ${s}u + ${kk}`, colMajor: true }
+    : { rows: BK, cols: BN, global: (r, c) => `(k0 + ${r}) * u.N + c0 + ${c}`, frag: (o, kk, s) => `(${kk}) * ${s}u + ${o}`, colMajor: false };
   return [A, B];
 }
 
-function copy(name: 'a' | 'b', s: Side, WG: number): string {
+/** Halves per staged buffer of one side: rows x (cols + PAD). */
+function stageSize(s: Side, c: SgstagedConfig): number {
+  return s.rows * (s.cols + pad(c));
+}
+
+export function sgstagedSharedBytes(c: SgstagedConfig, p: Pick<MatmulParams, 'transA' | 'transB'> = { transA: false, transB: false }): number {
+  const t = sgstagedTile(c);
+  const [A, B] = sides(p, t.BM, t.BN, t.BK);
+  return (stageSize(A, c) + stageSize(B, c)) * stages(c) * 2;
+}
+
+/** WGSL statements for one side: global 16-byte loads into registers, and their stores into the staged tile. */
+function staging(name: 'a' | 'b', s: Side, c: SgstagedConfig, WG: number): { decl: string; load: string; store: (stage: string) => string } {
   const T = name === 'a' ? 'ta' : 'tb';
   const off = name === 'a' ? 'aOff' : 'bOff';
-  const q = s.cols / 4;
-  return `for (var v = lid; v < ${(s.rows * s.cols) / 4}u; v += ${WG}u) {
-      let r = v / ${q}u; let c = (v % ${q}u) * 4u;
-      let g = ${off} + ${s.global('r', 'c')}; let o = r * ${s.cols}u + c;
-      ${T}[o] = ${name}[g]; ${T}[o + 1u] = ${name}[g + 1u]; ${T}[o + 2u] = ${name}[g + 2u]; ${T}[o + 3u] = ${name}[g + 3u];
-    }`;
+  const q = s.cols / 8;
+  const total = s.rows * q;
+  const per = Math.ceil(total / WG);
+  const stride = s.cols + pad(c);
+  const decl: string[] = [];
+  const load: string[] = [];
+  const store: string[] = [];
+  for (let i = 0; i < per; i++) {
+    const v = `${name}v${i}`;
+    const guard = (i + 1) * WG > total ? `if (${v} < ${total}u) ` : '';
+    decl.push(`var ${name}r${i}: vec4<u32>; let ${v} = lid + ${i * WG}u;`);
+    load.push(`${guard}{ let r = ${v} / ${q}u; let cc = (${v} % ${q}u) * 8u; ${name}r${i} = ${name}[(${off} + ${s.global('r', 'cc')}) / 8u]; }`);
+    const halves = [0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(${name}r${i}[${w}]); ${T}[o + ${2 * w}u] = h${w}.x; ${T}[o + ${2 * w + 1}u] = h${w}.y;`).join(' ');
+    store.push(`${guard}{ let r = ${v} / ${q}u; let cc = (${v} % ${q}u) * 8u; let o = STAGE + r * ${stride}u + cc; ${halves} }`);
+  }
+  return { decl: decl.join('\n  '), load: load.join('\n    '), store: (stage) => store.join('\n    ').replaceAll('STAGE', stage) };
 }
 
 /** The WGSL of the kernel; exported for the structural test (it compiles only where subgroup matrices exist). */
@@ -74,30 +98,40 @@ export function sgstagedSource(p: Pick<MatmulParams, 'transA' | 'transB'>, c: Sg
   const { BM, BN, BK } = sgstagedTile(c);
   const WG = c.SGR * c.SGC * subgroupSize;
   const [A, B] = sides(p, BM, BN, BK);
+  const SA = A.cols + pad(c);
+  const SB = B.cols + pad(c);
+  const sizeA = stageSize(A, c);
+  const sizeB = stageSize(B, c);
+  const NS = stages(c);
+  const sa = staging('a', A, c, WG);
+  const sb = staging('b', B, c, WG);
   const L = `subgroup_matrix_left<f16, ${FRAG}, ${FRAG}>`;
   const R = `subgroup_matrix_right<f16, ${FRAG}, ${FRAG}>`;
   const body: string[] = [];
-  for (let i = 0; i < c.FR; i++) body.push(`let l${i} = subgroupMatrixLoad<${L}>(&ta, ${A.frag(`sr + ${i * FRAG}u`, 'kk')}, ${A.colMajor}, ${A.cols}u);`);
-  for (let j = 0; j < c.FC; j++) body.push(`let q${j} = subgroupMatrixLoad<${R}>(&tb, ${B.frag(`sc + ${j * FRAG}u`, 'kk')}, ${B.colMajor}, ${B.cols}u);`);
+  for (let i = 0; i < c.FR; i++) body.push(`let l${i} = subgroupMatrixLoad<${L}>(&ta, sta + ${A.frag(`sr + ${i * FRAG}u`, 'kk', SA)}, ${A.colMajor}, ${SA}u);`);
+  for (let j = 0; j < c.FC; j++) body.push(`let q${j} = subgroupMatrixLoad<${R}>(&tb, stb + ${B.frag(`sc + ${j * FRAG}u`, 'kk', SB)}, ${B.colMajor}, ${SB}u);`);
   const decl: string[] = [];
   const stores: string[] = [];
   for (let i = 0; i < c.FR; i++) {
     for (let j = 0; j < c.FC; j++) {
+      // Declared at function scope: a declaration inside the loop had its zero-init hoisted.
       decl.push(`var acc${i}_${j}: subgroup_matrix_result<f32, ${FRAG}, ${FRAG}>;`);
       body.push(`acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, q${j}, acc${i}_${j});`);
       stores.push(`subgroupMatrixStore(&out, outOff + (r0 + sr + ${i * FRAG}u) * u.N + c0 + sc + ${j * FRAG}u, acc${i}_${j}, false, u.N);`);
     }
   }
+  const stageA = NS === 2 ? `select(0u, ${sizeA}u, (k0 / ${BK}u) % 2u == 1u)` : '0u';
+  const stageB = NS === 2 ? `select(0u, ${sizeB}u, (k0 / ${BK}u) % 2u == 1u)` : '0u';
   return `enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read> a: array<f16>;
-@group(0) @binding(1) var<storage, read> b: array<f16>;
+@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> u: U;
 ${MATMUL_UNIFORM}
-var<workgroup> ta: array<f16, ${BM * BK}>;
-var<workgroup> tb: array<f16, ${BN * BK}>;
+var<workgroup> ta: array<f16, ${sizeA * NS}>;
+var<workgroup> tb: array<f16, ${sizeB * NS}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32) {
   let r0 = wid.y * ${BM}u;
@@ -109,14 +143,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let bOff = wid.z * u.strideB;
   let outOff = wid.z * u.M * u.N;
   ${decl.join('\n  ')}
-  for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
-    ${copy('a', A, WG)}
-    ${copy('b', B, WG)}
+  ${sa.decl}
+  ${sb.decl}
+  var k0 = 0u;
+  ${sa.load}
+  ${sb.load}
+  for (; k0 < u.K; k0 += ${BK}u) {
+    let sta = ${stageA};
+    let stb = ${stageB};
+    ${sa.store('sta')}
+    ${sb.store('stb')}
     workgroupBarrier();
+    if (k0 + ${BK}u < u.K) {
+      let k1 = k0 + ${BK}u;
+      ${sa.load.replaceAll('k0', 'k1')}
+      ${sb.load.replaceAll('k0', 'k1')}
+    }
     for (var kk = 0u; kk < ${BK}u; kk += ${FRAG}u) {
       ${body.join('\n      ')}
     }
-    workgroupBarrier();
+    ${NS === 1 ? 'workgroupBarrier();' : ''}
   }
   ${stores.join('\n  ')}
 }`;

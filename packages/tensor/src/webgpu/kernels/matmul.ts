@@ -62,13 +62,14 @@ export function variantName(v: MatmulVariant): string {
 function nums(op: string, spec: string, n: number, optional = 0): number[] {
   const parts = spec.split(',').map(Number);
   if (parts.length < n || parts.length > n + optional || parts.slice(0, n).some((x) => !Number.isInteger(x) || x <= 0)) {
-    throw new ArgumentError(op, 'variant', `${n} positive integers separated by commas${optional ? ` (then ${optional} optional flag)` : ''}`, spec);
+    throw new ArgumentError(op, 'variant', `${n} positive integers separated by commas${optional ? ` (then up to ${optional} optional)` : ''}`, spec);
   }
   return parts;
 }
 
 /**
- * Parses `generic`, `tiled[:BM,BN,BK,TM,TN[,DB]]` (DB=1: double-buffered staging), `sgmatrix[:SGR,SGC,FR,FC,KU]`, `gemv[:R,WG]`;
+ * Parses `generic`, `tiled[:BM,BN,BK,TM,TN[,DB]]` (DB=1: double-buffered staging), `sgmatrix[:SGR,SGC,FR,FC,KU]`,
+ * `sgstaged[:SGR,SGC,FR,FC,BK[,PAD[,DB]]]` (PAD halves of row padding, DB=0: one staging buffer), `gemv[:R,WG]`;
  * a bare kind means that kind's default configuration.
  */
 export function parseVariant(spec: string): MatmulVariant {
@@ -91,9 +92,11 @@ export function parseVariant(spec: string): MatmulVariant {
     }
     case 'sgstaged': {
       if (!cfg) return { kind, config: SGSTAGED_DEFAULT };
-      const [SGR, SGC, FR, FC, BK] = nums(op, cfg, 5) as [number, number, number, number, number];
+      const [SGR, SGC, FR, FC, BK, PAD, DB] = nums(op, cfg, 5, 2) as [number, number, number, number, number, number?, number?];
       if (BK % 16) throw new ArgumentError(op, 'variant', 'a K slice (BK) that is a multiple of 16', spec);
-      return { kind, config: { SGR, SGC, FR, FC, BK } };
+      if (PAD === undefined) return { kind, config: { SGR, SGC, FR, FC, BK } };
+      if (!Number.isInteger(PAD) || PAD < 0 || PAD % 8) throw new ArgumentError(op, 'variant', 'a row padding (PAD) that is a multiple of 8 halves', spec);
+      return { kind, config: DB === undefined ? { SGR, SGC, FR, FC, BK, PAD } : { SGR, SGC, FR, FC, BK, PAD, DB: DB !== 0 } };
     }
     case 'gemv': {
       if (!cfg) return { kind, config: GEMV_DEFAULT };
@@ -120,7 +123,7 @@ export function variantProblem(be: WebGpuBackend, a: Tensor, b: Tensor, p: Matmu
       if (!hasSgmatrixF16(be.caps)) return 'the adapter has no f16 16x16x16 subgroup matrices';
       if (a.dtype !== 'f16' || b.dtype !== 'f16') return `subgroup matrices need f16 operands (got ${a.dtype} x ${b.dtype})`;
       if (!sgstagedFits(p, v.config)) return `M=${p.M}, N=${p.N}, K=${p.K} must be multiples of the ${sgstagedConfigName(v.config)} tile`;
-      if (sgstagedSharedBytes(v.config) > be.caps.maxComputeWorkgroupStorageSize) return 'staged tiles exceed maxComputeWorkgroupStorageSize';
+      if (sgstagedSharedBytes(v.config, p) > be.caps.maxComputeWorkgroupStorageSize) return 'staged tiles exceed maxComputeWorkgroupStorageSize';
       return null;
     case 'gemv':
       if (!gemvFits(p)) return `gemv needs transB, no transA, M <= 16 and K % 8 == 0 (got M=${p.M}, K=${p.K})`;
