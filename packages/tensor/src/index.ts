@@ -11,7 +11,7 @@ export * from './ops.js';
 export { CpuBackend } from './cpu/backend.js';
 export { createBackend, type BackendChoice, type BackendOptions } from './webgpu/device.js';
 export { WebGpuBackend } from './webgpu/backend.js';
-export { acquireAdapter, DAWN_FLAGS } from './webgpu/adapter.js';
+export { acquireAdapter, DAWN_FLAGS, robustWith } from './webgpu/adapter.js';
 export { gridFor, packUniforms, uniformStruct, type Dispatch, type Program } from './webgpu/program.js';
 export { bindings, floatLoader, LINEAR_GROUP, packWord, perWord, vecBinding, vecLoader, vecStorer, type FloatDType } from './webgpu/wgsl.js';
 export { values as cpuValues } from './cpu/storage.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { acquireAdapter, createBackend, NoAdapterError } from '@attnkit/tensor';
+import { acquireAdapter, createBackend, NoAdapterError, robustWith } from '@attnkit/tensor';
 
 // Dawn's null backend accepts every call and computes nothing; a test passing on it would
 // pass on garbage. It reports empty vendor/architecture/description and names itself only
@@ -18,5 +18,14 @@ describe("Dawn's null adapter is never used", () => {
   });
   it("createBackend({ backend: 'webgpu' }) rejects instead of falling back", async () => {
     await expect(createBackend({ backend: 'webgpu', dawnFlags: ['backend=null'] })).rejects.toBeInstanceOf(NoAdapterError);
+  });
+});
+
+describe('robustness flag', () => {
+  it('is off only when Dawn is asked to disable_robustness', () => {
+    expect(robustWith([])).toBe(true);
+    expect(robustWith(['disable-dawn-features=disable_robustness'])).toBe(true);
+    expect(robustWith(['enable-dawn-features=allow_unsafe_apis,disable_robustness,disable_workgroup_init'])).toBe(false);
+    expect(robustWith(['enable-dawn-features=allow_unsafe_apis', 'enable-dawn-features=disable_robustness'])).toBe(false);
   });
 });

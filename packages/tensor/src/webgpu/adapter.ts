@@ -14,6 +14,16 @@ export interface AcquiredGpu {
   adapter: GPUAdapter;
   /** Keeps Dawn's instance alive in Node: the process exits once it is dropped. */
   keepAlive: unknown;
+  /**
+   * False only when Dawn was asked for `disable_robustness`: kernels then run without the
+   * bounds clamps of the robustness transform, which some fast paths are only fast without.
+   */
+  robustAccess?: boolean;
+}
+
+/** Whether a set of Dawn flags leaves the robustness transform on. */
+export function robustWith(flags: readonly string[]): boolean {
+  return !flags.some((f) => f.startsWith('enable-dawn-features=') && f.slice(21).split(',').includes('disable_robustness'));
 }
 
 const HOW_TO_GET_ONE_NODE =
@@ -49,7 +59,7 @@ export async function acquireAdapter(extraFlags: string[] = []): Promise<Acquire
   if (isNullAdapter(info)) {
     throw new NoAdapterError(`WebGPU offered only Dawn's null adapter (device '${info.device}'). ${howTo}`);
   }
-  return { gpu, adapter, keepAlive };
+  return { gpu, adapter, keepAlive, robustAccess: keepAlive ? robustWith(extraFlags) : true };
 }
 
 /** True for Dawn's null backend, which accepts every call and computes nothing. */

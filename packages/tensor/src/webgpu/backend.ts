@@ -40,6 +40,8 @@ export class WebGpuBackend implements Backend {
     private readonly keepAlive: unknown,
     /** WGSL language features of the GPU object (e.g. 'subgroup_id'); kernels with variants check it. */
     readonly wgslLanguageFeatures: ReadonlySet<string> = new Set(),
+    /** False when Dawn runs without its robustness transform (see AcquiredGpu.robustAccess). */
+    readonly robustAccess = true,
   ) {
     this.name = `webgpu(${describeAdapter(adapter)})`;
     this.caps = capabilitiesOf(adapter, device);
@@ -62,7 +64,7 @@ export class WebGpuBackend implements Backend {
       requiredLimits: adapterLimits(adapter),
     });
     const features = (acq.gpu as { wgslLanguageFeatures?: Iterable<string> }).wgslLanguageFeatures;
-    return new WebGpuBackend(device, adapter, acq.keepAlive, new Set(features ?? []));
+    return new WebGpuBackend(device, adapter, acq.keepAlive, new Set(features ?? []), acq.robustAccess ?? true);
   }
 
   /** Throws if the device is gone or WebGPU reported an error since the last check. */
