@@ -23,7 +23,7 @@ export interface SparseOptions {
   int8Path?: 'auto' | 'plain' | 'sgmatrix';
 }
 
-interface Dims { B: number; H: number; Hkv: number; N: number; D: number; dtype: 'f32' | 'f16' }
+export interface Dims { B: number; H: number; Hkv: number; N: number; D: number; dtype: 'f32' | 'f16' }
 
 export function checkQKV(op: string, q: Tensor, k: Tensor, v: Tensor): Dims {
   for (const [name, t] of [['query', q], ['key', k], ['value', v]] as const) {
@@ -84,6 +84,32 @@ function indexOnDevice(be: WebGpuBackend, index: Uint32Array): GPUBuffer {
   const buf = u32Buffer(be, index);
   indexBuffers.set(index, { be, buf });
   return buf;
+}
+
+/**
+ * Scratch buffers (int8 Q/K, their scales, the K channel mean) kept per backend and role
+ * and reused by every call: allocating ~20 MB of fresh buffers per attention call was one
+ * suspect for the end-to-end time on the H200. Reuse is safe because the queue runs
+ * dispatches in order and each call writes a role before reading it.
+ */
+const scratch = new WeakMap<WebGpuBackend, Map<string, GPUBuffer>>();
+function scratchBuffer(be: WebGpuBackend, role: string, bytes: number): GPUBuffer {
+  let roles = scratch.get(be);
+  if (!roles) scratch.set(be, (roles = new Map()));
+  const hit = roles.get(role);
+  if (hit && hit.size >= bytes) return hit;
+  if (hit) be.release(hit);
+  const buf = be.createBuffer('paro', bytes);
+  roles.set(role, buf);
+  return buf;
+}
+
+/** Drops the scratch buffers held for `be` (they are recreated on the next call). */
+export function releaseScratch(be: WebGpuBackend): void {
+  const roles = scratch.get(be);
+  if (!roles) return;
+  for (const buf of roles.values()) be.release(buf);
+  scratch.delete(be);
 }
 
 /**
@@ -177,7 +203,7 @@ export function quantizeBlocks(x: Tensor, opts: { smooth?: boolean } = {}): Int8
   be.dispatch({
     program: quantizeProgram(dtype, D),
     inputs: [be.buffer(x, op), be.buffer(mean, op)], outputs: [be.buffer(q, op), be.buffer(scales, op)],
-    uniforms: packUniforms([['u32', N], ['u32', nB]]), grid: [nB, B * H, 1],
+    uniforms: packUniforms([['u32', N], ['u32', nB], ['u32', H], ['u32', H]]), grid: [nB, B * H, 1],
   });
   mean.dispose();
   return { q, scales };
@@ -201,36 +227,72 @@ export function blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, mask: Bloc
   if (q.backend.kind === 'cpu') return cpuBlockSparse(q, k, v, mask, qk, scale, d);
 
   const be = gpu(q);
+  return runSparse(be, { q: be.buffer(q, op), k: be.buffer(k, op), v: be.buffer(v, op) }, d, mask, qk, scale, opts.int8Path ?? 'auto', null);
+}
+
+/**
+ * Int8 Q and K with per-block scales into scratch buffers: the K channel mean (smoothing),
+ * then one quantize pass each. With `perm`, the passes also apply the per-head PARO order
+ * and expand K to one copy per query head (heads of a GQA group may pick different orders).
+ */
+function quantizeQK(be: WebGpuBackend, q: GPUBuffer, k: GPUBuffer, d: Dims, perm: GPUBuffer | null): GPUBuffer[] {
+  const { B, H, Hkv, N, D, dtype } = d;
+  const nB = blockCount(N);
+  const Hk = perm ? H : Hkv;
+  const q8 = scratchBuffer(be, 'q8', B * H * N * D);
+  const qs = scratchBuffer(be, 'qscale', B * H * nB * 4);
+  const k8 = scratchBuffer(be, 'k8', B * Hk * N * D);
+  const ks = scratchBuffer(be, 'kscale', B * Hk * nB * 4);
+  const mean = scratchBuffer(be, 'kmean', B * Hkv * D * 4);
+  const zero = scratchBuffer(be, 'zero', B * H * D * 4); // never written: WebGPU zero-fills new buffers
+  be.dispatch({ program: channelMeanProgram(dtype, D), inputs: [k], outputs: [mean], uniforms: packUniforms([['u32', N]]), grid: [B * Hkv, 1, 1] });
+  const extra = perm ? [perm] : [];
+  const program = quantizeProgram(dtype, D, perm !== null);
+  be.dispatch({ program, inputs: [q, zero, ...extra], outputs: [q8, qs], uniforms: packUniforms([['u32', N], ['u32', nB], ['u32', H], ['u32', H]]), grid: [nB, B * H, 1] });
+  be.dispatch({ program, inputs: [k, mean, ...extra], outputs: [k8, ks], uniforms: packUniforms([['u32', N], ['u32', nB], ['u32', Hk], ['u32', Hkv]]), grid: [nB, B * Hk, 1] });
+  return [q8, k8, qs, ks];
+}
+
+/**
+ * The GPU block-sparse attention on raw buffers. With `perm` ([H * N], the per-head PARO
+ * order) the tokens are taken in that order and the output is written back in the original
+ * order: PARO end to end in one quantize step and one kernel, no permuted copies.
+ */
+export function runSparse(
+  be: WebGpuBackend, x: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer }, d: Dims, mask: BlockMask | 'dense',
+  qk: 'float' | 'int8', scale: number, path: 'auto' | 'plain' | 'sgmatrix', perm: GPUBuffer | null,
+): Tensor {
+  const op = 'blockSparseAttention';
   const nB = blockCount(d.N);
-  const path = opts.int8Path ?? 'auto';
   const canSgmatrix = qk === 'int8' && d.N % BLOCK === 0 && d.D % 32 === 0 && sgmatrixInt8Available(be.caps, be.wgslLanguageFeatures);
   if (qk === 'int8' && path === 'sgmatrix' && !canSgmatrix) {
     throw new ArgumentError(op, 'int8Path', "'auto' or 'plain' here: the i8 subgroup-matrix path needs an i8 16x16x32 config, subgroup size 32, subgroup_id, N % 64 == 0 and D % 32 == 0", path);
   }
   const useSgmatrix = canSgmatrix && path !== 'plain';
-  const out = be.empty(op, d.dtype, q.shape);
-  const inputs: GPUBuffer[] = [];
-  const temps: Tensor[] = [];
-  if (qk === 'int8') {
-    const qq = quantizeBlocks(q);
-    const kq = quantizeBlocks(k, { smooth: true });
-    temps.push(qq.q, qq.scales, kq.q, kq.scales);
-    inputs.push(be.buffer(qq.q, op), be.buffer(kq.q, op), be.buffer(v, op), be.buffer(qq.scales, op), be.buffer(kq.scales, op));
-  } else {
-    inputs.push(be.buffer(q, op), be.buffer(k, op), be.buffer(v, op));
-  }
+  const out = be.empty(op, d.dtype, [d.B, d.H, d.N, d.D]);
+  const inputs: GPUBuffer[] = qk === 'int8' ? quantizeQK(be, x.q, x.k, d, perm) : [x.q, x.k];
+  if (qk === 'int8') inputs.splice(2, 0, x.v);
+  else inputs.push(x.v);
   if (mask !== 'dense') {
     const m = maskOnDevice(be, mask);
     inputs.push(m.counts, m.lists);
   }
+  if (perm) inputs.push(perm);
+  const gathered = perm !== null;
   be.dispatch({
-    program: useSgmatrix ? sparseSgmatrixProgram(d.dtype, d.D, mask === 'dense') : sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense', chunk: chunkFor(be.name) }),
+    program: useSgmatrix
+      ? sparseSgmatrixProgram(d.dtype, d.D, mask === 'dense', gathered)
+      : sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense', chunk: chunkFor(be.name), gathered }),
     inputs, outputs: [be.buffer(out, op)],
     uniforms: packUniforms([['u32', d.H], ['u32', d.Hkv], ['u32', d.N], ['u32', nB], ['f32', scale * LOG2E]]),
     grid: [nB, 1, d.B * d.H],
   });
-  for (const t of temps) t.dispose();
   return out;
+}
+
+/** The per-head order as a device buffer (cached per index array). */
+export function permOnDevice(be: WebGpuBackend, index: Uint32Array): GPUBuffer {
+  return indexOnDevice(be, index);
 }
 
 /** Dense attention (no mask) with the same kernel: our dense comparator. */

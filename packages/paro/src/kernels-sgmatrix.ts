@@ -24,9 +24,11 @@ export function sgmatrixInt8Available(caps: Capabilities, wgslFeatures: Readonly
  * subgroups compute the 64 x 64 i32 score tile (each 32 query rows x 64 keys, fragments
  * loaded straight from storage, Q fragments kept across blocks) into workgroup memory; then
  * every invocation runs the same online softmax and f16 P.V as the plain int8 kernel over its
- * row. Needs N a multiple of 64 (fragments read whole blocks).
+ * row. Needs N a multiple of 64 (fragments read whole blocks). `gathered`: as in
+ * sparseProgram (Q/K int8 already in PARO order, H heads; V read and the output written
+ * through `perm`).
  */
-export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boolean): Program {
+export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boolean, gathered = false): Program {
   // Diagnostic switch: reload the Q fragments for every key block instead of keeping them
   // across the loop's barriers (one suspect for the mismatch recorded in the benchmark JSON).
   const reloadQ = typeof process !== 'undefined' && process.env.ATTNKIT_PARO_SGM_RELOAD_Q === '1';
@@ -47,6 +49,7 @@ export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boole
     lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
     lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
   }
+  if (gathered) lines.push(`@group(0) @binding(${b++}) var<storage, read> perm: array<u32>;`);
   const inputs = b;
   lines.push(vecBinding(b++, 'ob', dtype, true));
   lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
@@ -79,7 +82,7 @@ export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boole
     tiles.push(`    }`);
   }
   return {
-    key: `paro/sparse/int8-sgmatrix/${dtype}/d${D}${dense ? '/dense' : ''}${reloadQ ? '/reloadq' : ''}`,
+    key: `paro/sparse/int8-sgmatrix/${dtype}/d${D}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}${reloadQ ? '/reloadq' : ''}`,
     inputs, outputs: 1, uniform: true,
     source: () => `enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -98,7 +101,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let b = bh / u.H;
   let kvbh = b * u.Hkv + h / (u.H / u.Hkv);
   let qrow0 = bh * u.N + qblk * ${BLOCK}u;
-  let qrow = qrow0 + li;
+  let qrow = ${gathered ? 'bh * u.N + perm[h * u.N + qblk * 64u + li]' : 'qrow0 + li'};
+  let kh = ${gathered ? 'bh' : 'kvbh'};
   let qsc = qscale[bh * u.nB + qblk] * u.scale;
 ${reloadQ ? '' : qLoads.join('\n')}
 ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
@@ -107,14 +111,15 @@ ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
   let count = ${dense ? 'u.nB' : 'counts[h * u.nB + qblk]'};
   for (var e = 0u; e < count; e++) {
     let kblk = ${dense ? 'e' : 'lists[(h * u.nB + qblk) * u.nB + e]'};
-    let f = qsc * kscale[kvbh * u.nB + kblk];
-    let krow0 = kvbh * u.N + kblk * ${BLOCK}u;
+    let f = qsc * kscale[kh * u.nB + kblk];
+    let krow0 = kh * u.N + kblk * ${BLOCK}u;
     workgroupBarrier();
 ${tiles.join('\n')}
     for (var sub = 0u; sub < ${BLOCK}u; sub += ${C}u) {
       workgroupBarrier();
       for (var s = li; s < ${C * D4}u; s += ${BLOCK}u) {
-        vs[s] = ld_vb((krow0 + sub + s / ${D4}u) * ${D4}u + s % ${D4}u);
+        let vrow = ${gathered ? `kvbh * u.N + perm[h * u.N + kblk * ${BLOCK}u + sub + s / ${D4}u]` : `krow0 + sub + s / ${D4}u`};
+        vs[s] = ld_vb(vrow * ${D4}u + s % ${D4}u);
       }
       workgroupBarrier();
 ${keys.map((c) => `      let s${c} = f32(S[li * ${BLOCK}u + sub + ${c}u]) * f;`).join('\n')}

@@ -83,19 +83,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /**
  * Symmetric int8 quantization with one scale per 64-token block (per batch and head):
  * scale = max|x - mean| / 127, q = round((x - mean) / scale). The mean input is all zeros
- * when smoothing is off.
+ * when smoothing is off. With `gather`, the block is formed from the rows the per-head PARO
+ * order names (out row n of head h = x row index[h * N + n] of head h / (H / Hx)), so the
+ * permutation costs no pass of its own; x may then have fewer heads than the output (GQA).
  */
-export function quantizeProgram(dtype: FloatDType, headDim: number): Program {
+export function quantizeProgram(dtype: FloatDType, headDim: number, gather = false): Program {
   const D4 = headDim / 4;
+  const b = gather ? 1 : 0;
   return {
-    key: `paro/quant8/${dtype}/d${headDim}`, inputs: 2, outputs: 2, uniform: true,
+    key: `paro/quant8/${dtype}/d${headDim}${gather ? '/gather' : ''}`, inputs: 2 + b, outputs: 2, uniform: true,
     source: () => `
 ${vecBinding(0, 'x', dtype, false)}
 @group(0) @binding(1) var<storage, read> mean: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> q8: array<u32>;
-@group(0) @binding(3) var<storage, read_write> scales: array<f32>;
-@group(0) @binding(4) var<uniform> u: U;
-${uniformStruct('U', [['N', 'u32'], ['nB', 'u32']])}
+${gather ? '@group(0) @binding(2) var<storage, read> index: array<u32>;' : ''}
+@group(0) @binding(${2 + b}) var<storage, read_write> q8: array<u32>;
+@group(0) @binding(${3 + b}) var<storage, read_write> scales: array<f32>;
+@group(0) @binding(${4 + b}) var<uniform> u: U;
+${uniformStruct('U', [['N', 'u32'], ['nB', 'u32'], ['H', 'u32'], ['Hx', 'u32']])}
 ${vecLoader('x', dtype)}
 var<workgroup> red: array<f32, ${BLOCK}>;
 @compute @workgroup_size(${BLOCK})
@@ -104,10 +108,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let bh = wid.y;
   let n = blk * ${BLOCK}u + li;
   let ok = n < u.N;
-  let row = bh * u.N + min(n, u.N - 1u);
+  let nc = min(n, u.N - 1u);
+  let src = (bh / u.H) * u.Hx + (bh % u.H) / (u.H / u.Hx);
+  let row = ${gather ? 'src * u.N + index[(bh % u.H) * u.N + nc]' : 'src * u.N + nc'};
+  let orow = bh * u.N + nc;
   var mx = 0.0;
   for (var p = 0u; p < ${D4}u; p++) {
-    let v = abs(ld_x(row * ${D4}u + p) - mean[bh * ${D4}u + p]);
+    let v = abs(ld_x(row * ${D4}u + p) - mean[src * ${D4}u + p]);
     mx = max(mx, max(max(v.x, v.y), max(v.z, v.w)));
   }
   red[li] = select(0.0, mx, ok);
@@ -120,8 +127,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (li == 0u) { scales[bh * u.nB + blk] = sc; }
   if (ok) {
     for (var p = 0u; p < ${D4}u; p++) {
-      let v = (ld_x(row * ${D4}u + p) - mean[bh * ${D4}u + p]) / sc;
-      q8[row * ${D4}u + p] = pack4xI8(clamp(vec4<i32>(round(v)), vec4<i32>(-127), vec4<i32>(127)));
+      let v = (ld_x(row * ${D4}u + p) - mean[src * ${D4}u + p]) / sc;
+      q8[orow * ${D4}u + p] = pack4xI8(clamp(vec4<i32>(round(v)), vec4<i32>(-127), vec4<i32>(127)));
     }
   }
 }`,
@@ -138,6 +145,13 @@ export interface SparseConfig {
   dense: boolean;
   /** Keys per step (see chunkFor). */
   chunk: number;
+  /**
+   * PARO order fused into the kernel: a `perm` input [H * N] names, for each head and
+   * permuted position, the original token. Float Q/K and V rows are read through it and
+   * output rows are written back through it (the inverse permutation for free); in int8
+   * mode Q/K come already permuted and expanded to H heads by the gathering quantizer.
+   */
+  gathered?: boolean;
 }
 
 /**
@@ -151,6 +165,7 @@ export interface SparseConfig {
  */
 export function sparseProgram(cfg: SparseConfig): Program {
   const { qk, dtype, headDim: D, dense, chunk } = cfg;
+  const gathered = cfg.gathered ?? false;
   const D4 = D / 4;
   const C = chunk;
   const i8 = qk === 'int8';
@@ -174,6 +189,7 @@ export function sparseProgram(cfg: SparseConfig): Program {
     lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
     lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
   }
+  if (gathered) lines.push(`@group(0) @binding(${b++}) var<storage, read> perm: array<u32>;`);
   const inputs = b;
   lines.push(vecBinding(b++, 'ob', dtype, true));
   lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
@@ -192,7 +208,7 @@ export function sparseProgram(cfg: SparseConfig): Program {
       : `let p${c} = select(0.0, exp2(s${c} - mx), kvalid[${c}u] != 0u);`;
 
   return {
-    key: `paro/sparse/${qk}/${dtype}/d${D}/c${C}${dense ? '/dense' : ''}`,
+    key: `paro/sparse/${qk}/${dtype}/d${D}/c${C}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}`,
     inputs, outputs: 1, uniform: true,
     source: () => `
 ${lines.join('\n')}
@@ -214,9 +230,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kvbh = b * u.Hkv + h / (u.H / u.Hkv);
   let n = qblk * ${BLOCK}u + li;
   let valid = n < u.N;
-  let qrow = bh * u.N + min(n, u.N - 1u);
+  let nc = min(n, u.N - 1u);
+  // Rows in the original order: where this query's output goes (and its float Q comes from).
+  let qrow = bh * u.N + ${gathered ? 'perm[h * u.N + nc]' : 'nc'};
+  let kh = ${gathered && i8 ? 'bh' : 'kvbh'};
 ${i8
-  ? `  let qsc = qscale[bh * u.nB + qblk] * u.scale;\n${slots.map((p) => `  let q${p} = vec4<f32>(unpack4xI8(qb[qrow * ${D4}u + ${p}u]));`).join('\n')}`
+  ? `  let qsc = qscale[bh * u.nB + qblk] * u.scale;\n${slots.map((p) => `  let q${p} = vec4<f32>(unpack4xI8(qb[(bh * u.N + nc) * ${D4}u + ${p}u]));`).join('\n')}`
   : slots.map((p) => `  let q${p} = ld_qb(qrow * ${D4}u + ${p}u) * u.scale;`).join('\n')}
 ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
   var m = ${NEG};
@@ -224,7 +243,7 @@ ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
   let count = ${dense ? 'u.nB' : 'counts[h * u.nB + qblk]'};
   for (var e = 0u; e < count; e++) {
     let kblk = ${dense ? 'e' : 'lists[(h * u.nB + qblk) * u.nB + e]'};
-${i8 ? '    let f = qsc * kscale[kvbh * u.nB + kblk];' : ''}
+${i8 ? '    let f = qsc * kscale[kh * u.nB + kblk];' : ''}
     for (var sub = 0u; sub < ${BLOCK}u; sub += ${C}u) {
       workgroupBarrier();
       let key0 = kblk * ${BLOCK}u + sub;
@@ -232,12 +251,13 @@ ${i8 ? '    let f = qsc * kscale[kvbh * u.nB + kblk];' : ''}
         let c = s / ${D4}u;
         let p = s % ${D4}u;
         let key = key0 + c;
-        let kr = kvbh * u.N + min(key, u.N - 1u);
+        let kr = kvbh * u.N + ${gathered ? 'perm[h * u.N + min(key, u.N - 1u)]' : 'min(key, u.N - 1u)'};
         vs[s] = select(vec4<f32>(0.0), ld_vb(kr * ${D4}u + p), key < u.N);
         if (p == 0u) { kvalid[c] = select(0u, 1u, key < u.N); }
       }
       for (var s = li; s < ${C * D4}u; s += ${WG}u) {
-        let kr = kvbh * u.N + min(key0 + s / ${D4}u, u.N - 1u);
+        let kn = min(key0 + s / ${D4}u, u.N - 1u);
+        let kr = kh * u.N + ${gathered && !i8 ? 'perm[h * u.N + kn]' : 'kn'};
         ks[s] = ${i8 ? `vec4<f32>(unpack4xI8(kb[kr * ${D4}u + s % ${D4}u]))` : `ld_kb(kr * ${D4}u + s % ${D4}u)`};
       }
       workgroupBarrier();

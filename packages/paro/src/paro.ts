@@ -1,5 +1,5 @@
-import { ShapeError, type Tensor } from '@attnkit/tensor';
-import { blockSparseAttention, checkQKV, gatherTokens, type SparseOptions } from './attention.js';
+import { ArgumentError, ShapeError, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { blockSparseAttention, checkQKV, gatherTokens, permOnDevice, runSparse, type SparseOptions } from './attention.js';
 import type { Calibration } from './calibrate.js';
 import { LayoutError } from './errors.js';
 import { checkLayout, invertPermutation, orderPermutation } from './layout.js';
@@ -35,13 +35,24 @@ export function planFor(c: Calibration): ParoPlan {
   return plan;
 }
 
+export interface ParoOptions extends SparseOptions {
+  /**
+   * How the per-head order is applied on the GPU: 'fused' (default) reads Q/K/V through the
+   * order inside the quantize and attention kernels and writes the output back through it,
+   * so a call is 4 dispatches (int8) or 1 (float) and allocates only its output;
+   * 'separate' gathers permuted copies of Q, K, V, runs blockSparseAttention and gathers the
+   * output back (the first implementation; kept to measure against).
+   */
+  permute?: 'fused' | 'separate';
+}
+
 /**
  * PARO attention: q [B, H, N, D], k/v [B, Hkv, N, D] in the original (text, F, H, W) order.
  * Each head's tokens are re-flattened in its calibrated axis order, attention runs
  * block-sparse over the calibrated mask (int8 Q.K with `qk: 'int8'`), and the output is put
  * back in the original order.
  */
-export function paroAttention(q: Tensor, k: Tensor, v: Tensor, calibration: Calibration, opts: SparseOptions = {}): Tensor {
+export function paroAttention(q: Tensor, k: Tensor, v: Tensor, calibration: Calibration, opts: ParoOptions = {}): Tensor {
   const op = 'paroAttention';
   const d = checkQKV(op, q, k, v);
   const plan = planFor(calibration);
@@ -50,6 +61,17 @@ export function paroAttention(q: Tensor, k: Tensor, v: Tensor, calibration: Cali
     throw new LayoutError(op, `a layout of ${d.N} tokens (the tensors' N)`, `text ${l.text ?? 0} + ${l.frames}x${l.height}x${l.width} = ${plan.mask.tokens}`);
   }
   if (plan.mask.heads !== d.H) throw new ShapeError(op, 'query', `${plan.mask.heads} heads (one per calibrated head)`, q.shape);
+  const permute = opts.permute ?? 'fused';
+  if (permute !== 'fused' && permute !== 'separate') throw new ArgumentError(op, 'permute', "'fused' or 'separate'", permute);
+  if (permute === 'fused' && q.backend.kind === 'webgpu') {
+    const qk = opts.qk ?? 'float';
+    if (qk !== 'float' && qk !== 'int8') throw new ArgumentError(op, 'qk', "'float' or 'int8'", qk);
+    const scale = opts.scale ?? 1 / Math.sqrt(d.D);
+    if (!Number.isFinite(scale)) throw new ArgumentError(op, 'scale', 'a finite number', scale);
+    const be = q.backend as WebGpuBackend;
+    const x = { q: be.buffer(q, op), k: be.buffer(k, op), v: be.buffer(v, op) };
+    return runSparse(be, x, d, plan.mask, qk, scale, opts.int8Path ?? 'auto', permOnDevice(be, plan.forward));
+  }
   const qp = gatherTokens(q, plan.forward, d.H);
   const kp = gatherTokens(k, plan.forward, d.H);
   const vp = gatherTokens(v, plan.forward, d.H);
