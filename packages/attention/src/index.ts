@@ -4,4 +4,5 @@ export { blockSparseMask } from './masks.js';
 export { POOL_BLOCK, type AttentionOptions, type AttentionStats, type DecodeOptions, type MaskSpec, type StatsOptions } from './options.js';
 export { checkAttention, HEAD_DIM_MULTIPLE, MAX_HEAD_DIM, type AttentionPlan } from './problem.js';
 export { tunePlainPrefill, type PrefillTuning } from './webgpu/prefill.js';
-export { configureSgPrefill, hasF16SubgroupMatrix, sgPrefillSource, type SgInit, type SgSync } from './webgpu/sgmatrix.js';
+export { configureSgPrefill, hasF16SubgroupMatrix, sgPrefillConfig, sgPrefillSource, type SgInit, type SgKernel, type SgSync, type SgTiledOptions } from './webgpu/sgmatrix.js';
+export { sgFlashSource, type SgFlashVariant } from './webgpu/sgflash.js';

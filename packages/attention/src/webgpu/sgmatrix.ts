@@ -1,6 +1,7 @@
 import { ArgumentError, gridFor, packUniforms, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
 import { checkWorkgroupBytes, NEG, NEG_INF_FN } from './common.js';
+import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, sgFlashLayout, type SgFlashVariant } from './sgflash.js';
 
 /**
  * f16 prefill through subgroup matrices (cooperative matrices / tensor cores).
@@ -31,19 +32,55 @@ export type SgSync = 'barrier' | 'none';
  */
 export type SgInit = 'ctor' | 'mul';
 
+/**
+ * Which subgroup-matrix kernel runs: 'tiled' (sgflash.ts: several subgroups per workgroup,
+ * K/V staged once per workgroup, O resident in result fragments, lazy rescale) or 'v1'
+ * (this file: one subgroup per workgroup, O in workgroup memory, rescaled every tile).
+ */
+export type SgKernel = 'tiled' | 'v1';
+export type SgTiledOptions = Partial<Omit<SgFlashVariant, 'D' | 'sgSize'>>;
+
+let sgKernel: SgKernel = 'tiled';
+let tiled: Omit<SgFlashVariant, 'D' | 'sgSize'> = { ...SG_FLASH_DEFAULT };
 let sgSync: SgSync = 'barrier';
 let sgKeyTile = 64;
 // Both starts gave the same results on the H200; 'mul' with 64-key tiles was fastest.
 let sgInit: SgInit = 'mul';
+let windowMasks = false;
 
-/** Benchmarks pick the variant (the H200 run records which one worked). */
-export function configureSgPrefill(opts: { sync?: SgSync; keyTile?: number; init?: SgInit }): void {
+/**
+ * Benchmarks pick the variant (the H200 runs record which one worked). `keyTile` sets the
+ * key tile of the kernel in use; `sync` and `init` apply to 'v1'; `tiled` overrides fields
+ * of the tiled kernel's variant (`tiled: {}` restores its default); `windowMasks` lets
+ * window/sink masks take the subgroup-matrix path (for the hardware probe that checks them).
+ */
+export function configureSgPrefill(opts: { kernel?: SgKernel; sync?: SgSync; keyTile?: number; init?: SgInit; tiled?: SgTiledOptions; windowMasks?: boolean }): void {
+  if (opts.windowMasks !== undefined) windowMasks = opts.windowMasks;
+  if (opts.kernel) {
+    if (opts.kernel !== 'tiled' && opts.kernel !== 'v1') throw new ArgumentError('configureSgPrefill', 'kernel', "'tiled' or 'v1'", opts.kernel);
+    sgKernel = opts.kernel;
+  }
   if (opts.sync) sgSync = opts.sync;
   if (opts.init) sgInit = opts.init;
-  if (opts.keyTile) {
-    if (![16, 32, 64].includes(opts.keyTile)) throw new ArgumentError('configureSgPrefill', 'keyTile', '16, 32 or 64', opts.keyTile);
-    sgKeyTile = opts.keyTile;
+  if (opts.tiled) {
+    const next = Object.keys(opts.tiled).length ? { ...tiled, ...opts.tiled } : { ...SG_FLASH_DEFAULT };
+    checkSgFlashVariant({ ...next, D: 128, sgSize: 32 }, 'configureSgPrefill');
+    tiled = next;
   }
+  if (opts.keyTile) {
+    if (sgKernel === 'tiled') {
+      checkSgFlashVariant({ ...tiled, KT: opts.keyTile, D: 128, sgSize: 32 }, 'configureSgPrefill');
+      tiled = { ...tiled, KT: opts.keyTile };
+    } else {
+      if (![16, 32, 64].includes(opts.keyTile)) throw new ArgumentError('configureSgPrefill', 'keyTile', '16, 32 or 64', opts.keyTile);
+      sgKeyTile = opts.keyTile;
+    }
+  }
+}
+
+/** The kernel and variant the subgroup-matrix path uses now (for benchmark notes). */
+export function sgPrefillConfig(): { kernel: SgKernel; tiled: Omit<SgFlashVariant, 'D' | 'sgSize'>; v1: { sync: SgSync; keyTile: number; init: SgInit } } {
+  return { kernel: sgKernel, tiled: { ...tiled }, v1: { sync: sgSync, keyTile: sgKeyTile, init: sgInit } };
 }
 
 const FIELDS = [
@@ -57,18 +94,26 @@ export function hasF16SubgroupMatrix(caps: Capabilities): boolean {
     caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
 }
 
+function tiledVariant(be: WebGpuBackend, D: number): SgFlashVariant {
+  return { ...tiled, D, sgSize: be.caps.subgroupMaxSize };
+}
+
 /** Whether the subgroup-matrix kernel can take this problem; with `explain`, throws saying why not. */
 export function sgPrefillSupported(be: WebGpuBackend, p: Problem, explain = false): boolean {
-  const KT = sgKeyTile;
+  const KT = sgKernel === 'tiled' ? tiled.KT : sgKeyTile;
   const reasons: string[] = [];
   if (!hasF16SubgroupMatrix(be.caps)) reasons.push(`an adapter with f16 16x16x16 subgroup-matrix configs and a fixed subgroup size (${be.name} has none)`);
   if (p.dtype !== 'f16') reasons.push('f16 inputs');
   if (p.S % 16 !== 0) reasons.push('S a multiple of 16');
   if (Math.ceil(p.kvLength / KT) * KT > p.cap) reasons.push(`K/V capacity >= kvLength rounded up to ${KT}`);
   if (p.blocks || p.bias) reasons.push('no block-list or bias mask');
-  // The window/sink tile ranges exist in the kernel but were not run on a GPU with
+  if (sgKernel === 'tiled') {
+    const need = sgFlashLayout(tiledVariant(be, p.D)).bytes;
+    if (need > be.caps.maxComputeWorkgroupStorageSize) reasons.push(`${need} bytes of workgroup memory (the adapter allows ${be.caps.maxComputeWorkgroupStorageSize})`);
+  }
+  // The window/sink tile ranges exist in both kernels but were not run on a GPU with
   // subgroup matrices yet; such masks stay on the plain kernel until they are.
-  if (p.window > 0) reasons.push('no window mask (checked on hardware: none and causal)');
+  if (p.window > 0 && !windowMasks) reasons.push('no window mask (checked on hardware: none and causal)');
   if (reasons.length && explain) throw new ArgumentError(p.op, 'subgroup-matrix prefill', reasons.join(', '), 'unsupported problem');
   return reasons.length === 0;
 }
@@ -210,6 +255,7 @@ export function sgPrefillSource(D: number, KT = 64, sync: SgSync = 'barrier', su
 
 export function runSgPrefill(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor): { out: Tensor; lse: Tensor } {
   sgPrefillSupported(be, p, true);
+  if (sgKernel === 'tiled') return runSgFlash(be, p, q, k, v, tiledVariant(be, p.D));
   const KT = sgKeyTile;
   const sgSize = be.caps.subgroupMaxSize;
   checkWorkgroupBytes(be, p.op, 16 * KT * 6 + 16 * p.D * 4);

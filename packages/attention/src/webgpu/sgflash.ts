@@ -1,0 +1,362 @@
+import { ArgumentError, gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import type { Problem } from '../problem.js';
+import { NEG, NEG_INF_FN } from './common.js';
+
+/**
+ * Tiled f16 flash-attention prefill on subgroup matrices (tensor cores), several subgroups
+ * per workgroup.
+ *
+ * A workgroup owns NSG*16 query rows of one (batch, head); each subgroup owns 16 of them and
+ * keeps their Q fragments and its 16xD f32 output accumulator resident in result fragments.
+ * Per key tile of KT keys: K and V are staged once in workgroup memory for all subgroups
+ * (or read straight from storage with `stage: 'global'`), S = Q·Kᵀ goes to a per-subgroup
+ * f32 scratch, pairs of lanes run the softmax of one row and write P as f16 (over the
+ * staged K, which is dead by then), and O += P·V accumulates in the result fragments.
+ *
+ * WGSL cannot scale the rows of a result fragment, so the online-softmax rescale of O is
+ * the crux. `rescale` picks how it is avoided:
+ *  - 'lazy': a row keeps the max it started with until a tile's max exceeds it by more than
+ *    `tau` (log2 units; P then stays below 2^tau, well inside f16). Only then does the
+ *    workgroup route O through workgroup memory to scale its rows; with tau = 0 that
+ *    happens whenever any row's max grows (the textbook online softmax).
+ *  - 'twopass': a first sweep over the key tiles computes each row's exact max and sum from
+ *    Q·Kᵀ alone; the second computes P against the final max and never rescales.
+ *  - 'stats-only': the first sweep alone (an ablation that times Q·Kᵀ plus softmax
+ *    statistics; its output is not attention).
+ */
+export interface SgFlashVariant {
+  D: number;
+  /** Subgroups per workgroup (16 query rows each). */
+  NSG: number;
+  /** Keys per tile (multiple of 16). */
+  KT: number;
+  /** How K/V tiles reach the fragment loads. 'smem': 16-byte loads by every invocation;
+   *  'frag': each subgroup copies whole 16x16 fragments (matrix load from storage, matrix
+   *  store to workgroup memory); 'global': no staging, fragments straight from storage. */
+  stage: 'global' | 'smem' | 'frag';
+  /** f16 elements of padding per staged K/V row and per P row (bank spread). */
+  pad: number;
+  rescale: 'lazy' | 'twopass' | 'stats-only';
+  /** Lazy rescale threshold in log2 units. */
+  tau: number;
+  sgSize: number;
+}
+
+export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 };
+
+const FIELDS = [
+  ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
+  ['S', 'u32'], ['cap', 'u32'], ['kvLen', 'u32'], ['qTiles', 'u32'],
+  ['scale2', 'f32'], ['causal', 'u32'], ['window', 'u32'], ['sinks', 'u32'],
+] as const;
+
+/** Padding of the f32 score rows: 2 floats put the 16 rows x 2 lanes of a read on 32 distinct banks. */
+const SPAD = 2;
+
+interface Layout {
+  /** staged K/V row stride, P row stride, score row stride */
+  KS: number;
+  PS: number;
+  SS: number;
+  /** P lives inside the staged K array (dead after Q·Kᵀ) when it fits there. */
+  pInK: boolean;
+  bytes: number;
+}
+
+export function sgFlashLayout(v: SgFlashVariant): Layout {
+  const KS = v.D + v.pad;
+  const PS = v.KT + v.pad;
+  const SS = v.KT + SPAD;
+  const staged = v.stage !== 'global';
+  const kvBytes = staged ? 2 * v.KT * KS * 2 : 0;
+  const pBytes = v.NSG * 16 * PS * 2;
+  const pInK = staged && v.NSG * 16 * PS <= v.KT * KS;
+  const sBytes = v.NSG * 16 * SS * 4;
+  return { KS, PS, SS, pInK, bytes: kvBytes + (pInK ? 0 : pBytes) + sBytes + 4 * v.NSG };
+}
+
+export function sgFlashKey(v: SgFlashVariant): string {
+  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}`;
+}
+
+export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
+  const bad = (what: string, want: string, got: unknown) => { throw new ArgumentError(op, `subgroup-matrix variant ${what}`, want, got); };
+  if (v.D % 16 !== 0 || v.D > 256) bad('D', 'a multiple of 16 up to 256', v.D);
+  if (![16, 32, 48, 64, 96, 128].includes(v.KT)) bad('KT', '16, 32, 48, 64, 96 or 128', v.KT);
+  if (![1, 2, 4, 8].includes(v.NSG)) bad('NSG', '1, 2, 4 or 8', v.NSG);
+  if (v.pad % 8 !== 0 || v.pad < 0) bad('pad', 'a multiple of 8 halves', v.pad);
+  if (v.sgSize < 16 || v.sgSize % 16 !== 0) bad('subgroup size', 'a multiple of 16', v.sgSize);
+  if (v.stage === 'frag' && ((v.KT / 16) * (v.D / 16)) % v.NSG !== 0) bad('stage', `'frag' with (KT/16)*(D/16) a multiple of NSG`, v.stage);
+  if (v.stage === 'smem' && ((v.KT * v.D) / 8) % (v.NSG * v.sgSize) !== 0) bad('stage', `'smem' with KT*D/8 a multiple of the workgroup size`, v.stage);
+}
+
+const L = 'subgroup_matrix_left<f16, 16, 16>';
+const R = 'subgroup_matrix_right<f16, 16, 16>';
+const A = 'subgroup_matrix_result<f32, 16, 16>';
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+export function sgFlashSource(v: SgFlashVariant): string {
+  checkSgFlashVariant(v);
+  const { D, NSG, KT, stage, sgSize } = v;
+  const { KS, PS, SS, pInK } = sgFlashLayout(v);
+  const NF = D / 16;
+  const NB = KT / 16;
+  const LPR = sgSize / 16;
+  const E = KT / LPR; // score columns per lane per tile
+  const WG = NSG * sgSize;
+  const staged = stage !== 'global';
+  const twoPass = v.rescale !== 'lazy';
+  const xor = range(Math.log2(LPR)).map((k) => 1 << k);
+  const kvType = stage === 'smem' ? 'vec4<u32>' : 'f16';
+  const kArr = staged ? 'ks' : 'kb';
+  const vArr = staged ? 'vs' : 'vb';
+  const kStride = staged ? 'KS' : 'D';
+  const kOff = (nb: string, f: number) => staged ? `${nb} * 16u * KS + ${f * 16}u` : `kbase + ${nb} * 16u * D + ${f * 16}u`;
+  const pArr = pInK ? 'ks' : 'pw';
+
+  // Copies this tile's rows of K (and V) into workgroup memory.
+  const stageTile = (withV: boolean): string => {
+    const arrays: Array<[string, string]> = withV ? [['kb', 'ks'], ['vb', 'vs']] : [['kb', 'ks']];
+    if (stage === 'frag') {
+      const per = (NB * NF) / NSG;
+      return range(per).map((t) => `{
+      let e = sg + ${t * NSG}u;
+      let fr = e / ${NF}u;
+      let fc = e % ${NF}u;
+${arrays.map(([src, dst]) => `      subgroupMatrixStore(&${dst}, fr * 16u * KS + fc * 16u, subgroupMatrixLoad<${L}>(&${src}, kbase + fr * 16u * D + fc * 16u, false, D), false, KS);`).join('\n')}
+    }`).join('\n    ');
+    }
+    if (stage === 'smem') {
+      const per = (KT * D) / 8 / WG;
+      return range(per).map((t) => `{
+      let c = lid + ${t * WG}u;
+      let row = c / ${D / 8}u;
+      let o = row * KS + (c % ${D / 8}u) * 8u;
+      let gi = kbase / 8u + c;
+${arrays.map(([src, dst]) => `      {
+        let w = ${src}[gi];
+        let a = bitcast<vec2<f16>>(w.x); let b2 = bitcast<vec2<f16>>(w.y); let c2 = bitcast<vec2<f16>>(w.z); let d2 = bitcast<vec2<f16>>(w.w);
+        ${dst}[o] = a.x; ${dst}[o + 1u] = a.y; ${dst}[o + 2u] = b2.x; ${dst}[o + 3u] = b2.y;
+        ${dst}[o + 4u] = c2.x; ${dst}[o + 5u] = c2.y; ${dst}[o + 6u] = d2.x; ${dst}[o + 7u] = d2.y;
+      }`).join('\n')}
+    }`).join('\n    ');
+    }
+    return '';
+  };
+
+  // S = Q·Kᵀ for this tile into the subgroup's score scratch.
+  const scores = range(NB).map((nb) => `{
+      var acc = subgroupMatrixMultiply<f32>(q0f, subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, 0)}, true, ${kStride}));
+${range(NF - 1).map((f) => `      acc = subgroupMatrixMultiplyAccumulate(q${f + 1}f, subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, f + 1)}, true, ${kStride}), acc);`).join('\n')}
+      subgroupMatrixStore(&ss, sbase + ${nb * 16}u, acc, false, SS);
+    }`).join('\n    ');
+
+  // Reads this lane's scores (log2-scaled, hidden keys at NEG) and their tile max.
+  const readScores = `
+    let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
+    let srow = sbase + r * SS + part;
+${range(E).map((k) => `    var x${k} = ss[srow + ${k * LPR}u] * u.scale2;`).join('\n')}
+    if (!full) {
+${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k * LPR}u, pos));`).join('\n')}
+    }
+    var mt = ${range(E).reduce((acc, k) => (acc ? `max(${acc}, x${k})` : `x${k}`), '')};
+    ${xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n    ')}
+    let live = mt > HALF_NEG;`;
+
+  const writeP = (mExpr: string) => `
+    let mu = select(-NEG, ${mExpr}, live);
+    var ps = 0.0;
+    let prow = pbase + r * PS + part;
+${range(E).map((k) => `    { let p = f16(exp2(x${k} - mu)); ${pArr}[prow + ${k * LPR}u] = p; ps += f32(p); }`).join('\n')}
+    ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
+
+  const pv = `
+${range(NB).map((nb) => `    let p${nb}f = subgroupMatrixLoad<${L}>(&${pArr}, pbase + ${nb * 16}u, false, PS);`).join('\n')}
+${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiplyAccumulate(p${nb}f, subgroupMatrixLoad<${R}>(&${vArr}, ${staged ? `${nb * 16}u * KS + ${f * 16}u` : `kbase + ${nb * 16}u * D + ${f * 16}u`}, false, ${kStride}), o${f});`).join('\n')).join('\n')}`;
+
+  // Routes O through the score scratch (NB fragments at a time) to run `body` on its rows.
+  const viaScratch = (body: (chunk: number, col: string) => string) => {
+    const chunks: string[] = [];
+    for (let c = 0; c * NB < NF; c++) {
+      const fs = range(Math.min(NB, NF - c * NB)).map((j) => c * NB + j);
+      chunks.push(`
+    ${fs.map((f, j) => `subgroupMatrixStore(&ss, sbase + ${j * 16}u, o${f}, false, SS);`).join('\n    ')}
+    workgroupBarrier();
+    for (var cc = part; cc < ${fs.length * 16}u; cc += LPR) {
+      ${body(c, 'cc')}
+    }
+    workgroupBarrier();
+    ${fs.map((f, j) => `o${f} = subgroupMatrixLoad<${A}>(&ss, sbase + ${j * 16}u, false, SS);`).join('\n    ')}
+    workgroupBarrier();`);
+    }
+    return chunks.join('');
+  };
+
+  const mainLoop = `
+  for (var it = 0u; it < n_tiles; it++) {
+    let kt = select(start2 + it - n_sink, it, it < n_sink) * KT;
+    let kbase = (kvbase + kt) * D;
+    ${stageTile(true)}
+    ${staged ? 'workgroupBarrier();' : ''}
+    ${scores}
+    workgroupBarrier();
+    ${readScores}
+${twoPass ? `${writeP('m')}
+    workgroupBarrier();` : `
+    var alpha = 1.0;
+    var need = false;
+    if (live) {
+      if (l == 0.0) { m = mt; }
+      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
+    }
+    ${writeP('m')}
+    l = l * alpha + ps;
+    let any_need = subgroupAny(need);
+    if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
+    let fl = workgroupUniformLoad(&flags);
+    if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
+      ${viaScratch(() => 'ss[sbase + r * SS + cc] *= alpha;')}
+    }`}
+    ${pv}
+    ${staged ? 'workgroupBarrier();' : ''}
+  }`;
+
+  const statsLoop = `
+  for (var it = 0u; it < n_tiles; it++) {
+    let kt = select(start2 + it - n_sink, it, it < n_sink) * KT;
+    let kbase = (kvbase + kt) * D;
+    ${stageTile(false)}
+    ${staged ? 'workgroupBarrier();' : ''}
+    ${scores}
+    workgroupBarrier();
+    ${readScores}
+    if (live) {
+      let mn = max(m, mt);
+      var ps = 0.0;
+${range(E).map((k) => `      ps += exp2(x${k} - mn);`).join('\n')}
+      ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n      ')}
+      l = l * exp2(m - mn) + ps;
+      m = mn;
+    }
+  }`;
+
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, subgroup_uniformity);
+${uniformStruct('U', FIELDS)}
+@group(0) @binding(0) var<storage, read> qb: array<f16>;
+@group(0) @binding(1) var<storage, read> kb: array<${kvType}>;
+@group(0) @binding(2) var<storage, read> vb: array<${kvType}>;
+@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
+@group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+const D = ${D}u;
+const KT = ${KT}u;
+const BQ = ${NSG * 16}u;
+const KS = ${KS}u;
+const PS = ${PS}u;
+const SS = ${SS}u;
+const LPR = ${LPR}u;
+const NEG = ${NEG};
+const HALF_NEG = -5.0e29;
+const TAU = ${v.tau.toFixed(1)};
+const LN2 = 0.6931471805599453;
+${NEG_INF_FN}
+${staged ? `var<workgroup> ks: array<f16, ${KT * KS}>;\nvar<workgroup> vs: array<f16, ${KT * KS}>;` : ''}
+${pInK ? '' : `var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;`}
+var<workgroup> ss: array<f32, ${NSG * 16 * SS}>;
+var<workgroup> flags: array<u32, ${NSG}>;
+
+fn visible(j: u32, pos: i32) -> bool {
+  var ok = j < u.kvLen;
+  if (u.causal != 0u) { ok = ok && i32(j) <= pos; }
+  if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
+  return ok;
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let g = wid.x + wid.y * nwg.x;
+  let nbh = u.B * u.Hq;
+  if (g >= nbh * u.qTiles) { return; }
+  let bh = g % nbh;
+  // The longest causal rows first, so the short tiles fill the tail.
+  let tile = u.qTiles - 1u - g / nbh;
+  let b = bh / u.Hq;
+  let h = bh % u.Hq;
+  let hk = h / u.group;
+  let w0 = tile * BQ;
+  let i0 = w0 + sg * 16u;
+  // A subgroup past the last row recomputes the last 16 rows (in bounds) and stores nothing.
+  let q0 = min(i0, u.S - 16u);
+  let r = lane / LPR;
+  let part = lane % LPR;
+  let i = q0 + r;
+  let pos = i32(u.kvLen) - i32(u.S) + i32(i);
+  let sbase = sg * 16u * SS;
+  let pbase = sg * 16u * PS;
+
+${range(NF).map((f) => `  let q${f}f = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + q0) * D + ${f * 16}u, false, D);`).join('\n')}
+${range(NF).map((f) => `  var o${f}: ${A};`).join('\n')}
+  var m = NEG;
+  var l = 0.0;
+
+  let p_first = i32(u.kvLen) - i32(u.S) + i32(w0);
+  let p_last = i32(u.kvLen) - i32(u.S) + i32(min(w0 + BQ, u.S) - 1u);
+  var hi = u.kvLen;
+  if (u.causal != 0u) { hi = u32(clamp(p_last + 1, 0, i32(u.kvLen))); }
+  var lo = 0u;
+  if (u.window > 0u) { lo = u32(clamp(p_first - i32(u.window) + 1, 0, i32(u.kvLen))); }
+  // Keys every row of the workgroup sees: tiles inside [full_lo, full_hi) skip the per-key mask.
+  var full_hi = u.kvLen;
+  if (u.causal != 0u) { full_hi = u32(clamp(p_first + 1, 0, i32(u.kvLen))); }
+  var full_lo = 0u;
+  if (u.window > 0u) { full_lo = u32(clamp(p_last - i32(u.window) + 1, 0, i32(u.kvLen))); }
+  var n_sink = 0u;
+  if (u.window > 0u) { n_sink = (min(u.sinks, lo) + KT - 1u) / KT; }
+  let start2 = max(lo / KT, n_sink);
+  let end2 = (hi + KT - 1u) / KT;
+  var n_tiles = n_sink;
+  if (end2 > start2) { n_tiles += end2 - start2; }
+  let kvbase = (b * u.Hkv + hk) * u.cap;
+${twoPass ? statsLoop : ''}
+${v.rescale === 'stats-only' ? '' : mainLoop}
+
+  let inv = select(0.0, 1.0 / l, l > 0.0);
+  let orow = (bh * u.S + i) * D;
+  ${viaScratch((c) => `if (i0 < u.S) { ob[orow + ${c * NB * 16}u + cc] = f16(ss[sbase + r * SS + cc] * inv); }`)}
+  if (i0 < u.S && part == 0u) { lseb[bh * u.S + i] = select(neg_inf(), (m + log2(l)) * LN2, l > 0.0); }
+}
+`;
+}
+
+export function sgFlashProgram(v: SgFlashVariant): Program {
+  return { key: sgFlashKey(v), source: () => sgFlashSource(v), inputs: 3, outputs: 2, uniform: true };
+}
+
+/** Runs one variant; the caller has checked that the adapter and the problem fit the subgroup-matrix path. */
+export function runSgFlash(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, variant: SgFlashVariant): { out: Tensor; lse: Tensor } {
+  checkSgFlashVariant(variant, p.op);
+  const lay = sgFlashLayout(variant);
+  const limit = be.caps.maxComputeWorkgroupStorageSize;
+  if (lay.bytes > limit) throw new LimitError(p.op, 'maxComputeWorkgroupStorageSize (bytes)', lay.bytes, limit);
+  const BQ = variant.NSG * 16;
+  const qTiles = Math.ceil(p.S / BQ);
+  const out = be.empty(p.op, 'f16', [p.B, p.Hq, p.S, p.D]);
+  const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
+  const values: Record<(typeof FIELDS)[number][0], number> = {
+    B: p.B, Hq: p.Hq, Hkv: p.Hkv, group: p.Hq / p.Hkv, S: p.S, cap: p.cap, kvLen: p.kvLength, qTiles,
+    scale2: p.scale * Math.LOG2E, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
+  };
+  be.dispatch({
+    program: sgFlashProgram(variant),
+    inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
+    outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
+    uniforms: packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const)),
+    grid: gridFor(p.B * p.Hq * qTiles),
+  });
+  return { out, lse };
+}
