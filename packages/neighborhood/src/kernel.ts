@@ -43,7 +43,7 @@ export interface KernelConfig {
   chunk: number;
 }
 
-const UFIELDS = [
+export const UFIELDS = [
   ['H', 'u32'], ['Hkv', 'u32'], ['L0', 'u32'], ['L1', 'u32'], ['L2', 'u32'],
   ['k0', 'u32'], ['k1', 'u32'], ['k2', 'u32'], ['d0', 'u32'], ['d1', 'u32'], ['d2', 'u32'],
   ['causal', 'u32'], ['n0', 'u32'], ['n1', 'u32'], ['n2', 'u32'], ['tilesX', 'u32'], ['scale', 'f32'],

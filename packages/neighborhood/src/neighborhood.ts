@@ -1,6 +1,6 @@
 import { cpuValues, gridFor, LimitError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import { chunkFor, neighborhoodProgram, packKernelUniforms } from './kernel.js';
-import { describe, type NeighborhoodOptions, type Problem } from './options.js';
+import { describe, paddedAxes, type NeighborhoodOptions, type Problem } from './options.js';
 import { neighborhoodReference } from './reference.js';
 
 const LOG2E = 1.4426950408889634;
@@ -17,17 +17,10 @@ function run(rank: number, q: Tensor, k: Tensor, v: Tensor, opts: NeighborhoodOp
   return runGpu(p, q, k, v, TILES[rank]!, false);
 }
 
-/** Pads the spatial description to three axes (length-1 axes in front). */
-function pad3<T>(xs: readonly T[], fill: T): T[] {
-  return [...Array.from({ length: 3 - xs.length }, () => fill), ...xs];
-}
-
+/** The plain fused kernel with an explicit query tile (benchmarks sweep it). */
 export function runGpu(p: Problem, q: Tensor, k: Tensor, v: Tensor, tile: [number, number, number], maskFree: boolean): Tensor {
   const be = q.backend as WebGpuBackend;
-  const L = pad3(p.axes.map((a) => a.length), 1);
-  const ks = pad3(p.axes.map((a) => a.kernel), 1);
-  const d = pad3(p.axes.map((a) => a.dilation), 1);
-  const causal = pad3(p.axes.map((a) => a.causal), false);
+  const { L, k: ks, d, causal } = paddedAxes(p);
   const tpg = L.map((len, a) => Math.ceil(Math.ceil(len / d[a]!) / tile[a]!));
   const tiles = tpg.reduce((acc, t, a) => acc * t * d[a]!, 1);
   // Batch x heads is the grid's z dimension.

@@ -87,3 +87,18 @@ export function describe(op: string, rank: number, q: Tensor, k: Tensor, v: Tens
     tokens: spatial.reduce((p, s) => p * s, 1), axes, scale, dtype: q.dtype,
   };
 }
+
+/** Pads the spatial description to three axes (length-1 axes in front). */
+function pad3<T>(xs: readonly T[], fill: T): T[] {
+  return [...Array.from({ length: 3 - xs.length }, () => fill), ...xs];
+}
+
+/** The problem's axes padded to three (length-1 axes in front), as the kernels see them. */
+export function paddedAxes(p: Problem): { L: number[]; k: number[]; d: number[]; causal: boolean[] } {
+  return {
+    L: pad3(p.axes.map((a) => a.length), 1),
+    k: pad3(p.axes.map((a) => a.kernel), 1),
+    d: pad3(p.axes.map((a) => a.dilation), 1),
+    causal: pad3(p.axes.map((a) => a.causal), false),
+  };
+}

@@ -1,0 +1,150 @@
+// Sweeps neighborhood-attention kernel variants at the benchmark shapes (2-D 128x128 13x13,
+// 3-D 16x32x32 7x7x7, H8 D64 f16): the plain fused kernel with other query tiles, and the
+// subgroup-matrix kernel (sgmatrix.ts) in several configurations. Every variant carries its
+// own correctness figures: max |out - plain kernel out| at the benchmark shape, and max
+// |out - CPU float64 definition| on small problems that cover borders, dilation, causal
+// axes, GQA, batch and the multi-chunk rescale path.
+//   node --conditions=@attnkit/source --import tsx benchmarks/gpu/probes/na-sweep.ts [--small] --out DIR
+import { createBackend, random, WebGpuBackend, type Tensor } from '@attnkit/tensor';
+import {
+  describeProblem, na2d, na3d, neighborhoodReference, runFusedKernel, runSg, sgBox, sgUnsupported, sgWorkgroupBytes,
+  type NeighborhoodOptions, type Problem, type SgConfig,
+} from '@attnkit/neighborhood';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { timeIt } from '../../src/harness.js';
+
+const { values } = parseArgs({ options: { small: { type: 'boolean', default: false }, out: { type: 'string', default: '.' } } });
+const small = values.small!;
+const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
+const be = await createBackend({ backend: 'webgpu', dawnFlags: small ? [] : FLAGS });
+if (!(be instanceof WebGpuBackend)) throw new Error('na-sweep: needs WebGPU');
+console.log(`adapter ${be.name}; workgroup storage ${be.caps.maxComputeWorkgroupStorageSize}; subgroups ${be.caps.subgroupMinSize}-${be.caps.subgroupMaxSize}; ` +
+  `sg matrix configs ${be.caps.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ') || 'none'}`);
+
+interface Row {
+  variant: string; case: string; shape: string; medianMs?: number; minMs?: number; maxMs?: number; tflops?: number;
+  maxErrVsPlain?: number; maxErrSmallVsCpu?: number; workgroupBytes?: number; error?: string; notes?: string;
+}
+const rows: Row[] = [];
+const record = (r: Row) => {
+  rows.push(r);
+  const t = r.medianMs !== undefined ? `${r.medianMs.toFixed(3)} ms (min ${r.minMs!.toFixed(3)}) ${r.tflops!.toFixed(2)} TFLOP/s useful` : '';
+  console.log(`[${r.case}] ${r.variant}: ${t} errPlain=${r.maxErrVsPlain?.toExponential(2) ?? '-'} errSmall=${r.maxErrSmallVsCpu?.toExponential(2) ?? '-'}${r.error ? ` ERROR ${r.error}` : ''}`);
+};
+
+interface Case { name: string; rank: 2 | 3; spatial: number[]; window: number[]; heads: number; D: number }
+const CASES: Case[] = small
+  ? [{ name: 'na2d', rank: 2, spatial: [24, 24], window: [5, 5], heads: 2, D: 32 }, { name: 'na3d', rank: 3, spatial: [4, 8, 16], window: [3, 3, 3], heads: 2, D: 32 }]
+  : [{ name: 'na2d', rank: 2, spatial: [128, 128], window: [13, 13], heads: 8, D: 64 }, { name: 'na3d', rank: 3, spatial: [16, 32, 32], window: [7, 7, 7], heads: 8, D: 64 }];
+
+type Variant = { name: string; kind: 'plain'; tile: [number, number, number] } | { name: string; kind: 'sg'; cfg: SgConfig };
+const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: number, sDtype: 'f32' | 'f16'): Variant =>
+  ({ name: `sg-t${sub.join('x')}-cb${chunkBlocks}-sg${subgroups}-${sDtype}`, kind: 'sg', cfg: { sub, chunkBlocks, subgroups, sDtype } });
+const VARIANTS: Record<2 | 3, Variant[]> = {
+  2: [
+    { name: 'plain-t1x8x8 (library)', kind: 'plain', tile: [1, 8, 8] },
+    { name: 'plain-t1x8x16', kind: 'plain', tile: [1, 8, 16] },
+    { name: 'plain-t1x16x16', kind: 'plain', tile: [1, 16, 16] },
+    sg([1, 4, 4], 16, 1, 'f32'), sg([1, 4, 4], 16, 2, 'f32'), sg([1, 4, 4], 8, 2, 'f32'), sg([1, 4, 4], 8, 4, 'f32'),
+    sg([1, 4, 4], 16, 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 4, 'f16'), sg([1, 2, 8], 16, 2, 'f32'),
+  ],
+  3: [
+    { name: 'plain-t4x4x4 (library)', kind: 'plain', tile: [4, 4, 4] },
+    { name: 'plain-t2x8x8', kind: 'plain', tile: [2, 8, 8] },
+    sg([2, 2, 4], 16, 1, 'f32'), sg([2, 2, 4], 16, 2, 'f32'), sg([2, 2, 4], 8, 4, 'f32'), sg([2, 2, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 2, 'f32'),
+  ],
+};
+
+const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return Number.isNaN(m) ? Infinity : m;
+};
+
+function mk(shape: number[], kvHeads: number, seed: number): [Tensor, Tensor, Tensor] {
+  const kvShape = [shape[0]!, kvHeads, ...shape.slice(2)];
+  return [random(be, shape, { seed, dtype: 'f16' }), random(be, kvShape, { seed: seed + 1, dtype: 'f16' }), random(be, kvShape, { seed: seed + 2, dtype: 'f16' })];
+}
+
+/** Small problems per rank: borders (lengths not multiples of the subtile), dilation, causal axes, GQA, batch 2, windows that need several chunks. */
+const SMALL_CHECKS: Record<2 | 3, Array<{ spatial: number[]; opts: NeighborhoodOptions }>> = {
+  2: [
+    { spatial: [26, 22], opts: { kernelSize: [9, 7] } },
+    { spatial: [19, 35], opts: { kernelSize: [5, 7], dilation: [2, 1], causal: [true, false] } },
+    { spatial: [18, 40], opts: { kernelSize: [3, 5], dilation: [1, 2] } },
+  ],
+  3: [
+    { spatial: [6, 10, 18], opts: { kernelSize: [3, 5, 3] } },
+    { spatial: [7, 9, 17], opts: { kernelSize: [3, 3, 3], causal: [true, false, false] } },
+  ],
+};
+
+async function smallError(rank: 2 | 3, run: (p: Problem, q: Tensor, k: Tensor, v: Tensor) => Tensor): Promise<number> {
+  let worst = 0;
+  for (const c of SMALL_CHECKS[rank]) {
+    const shape = [2, 4, ...c.spatial, 32];
+    const [q, k, v] = mk(shape, 2, 11);
+    const p = describeProblem('na-sweep', rank, q, k, v, c.opts);
+    const out = run(p, q, k, v);
+    const got = await out.toArray();
+    const [qa, ka, va] = await Promise.all([q.toArray(), k.toArray(), v.toArray()]);
+    const ref = neighborhoodReference(p, qa as Float32Array, ka as Float32Array, va as Float32Array);
+    worst = Math.max(worst, maxAbsDiff(got, ref));
+    for (const t of [q, k, v, out]) t.dispose();
+  }
+  return worst;
+}
+
+for (const c of CASES) {
+  const shape = [1, c.heads, ...c.spatial, c.D];
+  const shapeName = `1x${c.heads}x${c.spatial.join('x')}x${c.D}_k${c.window.join('x')}`;
+  const [q, k, v] = mk(shape, c.heads, 1);
+  const opts: NeighborhoodOptions = { kernelSize: c.window };
+  const op = c.rank === 2 ? na2d : na3d;
+  const p = describeProblem('na-sweep', c.rank, q, k, v, opts);
+  const N = c.spatial.reduce((a, b) => a * b, 1);
+  const flops = 4 * c.heads * N * c.window.reduce((a, b) => a * b, 1) * c.D;
+  const plainOut = op(q, k, v, opts);
+  const plain = await plainOut.toArray();
+  plainOut.dispose();
+  for (const variant of VARIANTS[c.rank]) {
+    const row: Row = { variant: variant.name, case: c.name, shape: shapeName };
+    try {
+      let run: (p: Problem, q: Tensor, k: Tensor, v: Tensor) => Tensor;
+      if (variant.kind === 'plain') {
+        const tile = variant.tile;
+        run = (pp, qq, kk, vv) => runFusedKernel(pp, qq, kk, vv, tile, false);
+      } else {
+        const cfg = variant.cfg;
+        const why = sgUnsupported(be, p, cfg);
+        row.workgroupBytes = sgWorkgroupBytes(cfg, { D: c.D, k: [c.rank === 2 ? 1 : c.window[0]!, ...c.window.slice(-2)] as [number, number, number] });
+        const box = sgBox(cfg, { D: c.D, k: [c.rank === 2 ? 1 : c.window[0]!, ...c.window.slice(-2)] as [number, number, number] });
+        row.notes = `key box ${box.span.join('x')} = ${box.blocks * 16} keys per 16 queries, ${box.chunks} chunk(s)`;
+        if (why) throw new Error(`unsupported: ${why}`);
+        run = (pp, qq, kk, vv) => runSg(pp, qq, kk, vv, cfg);
+      }
+      const out = run(p, q, k, v);
+      row.maxErrVsPlain = maxAbsDiff(await out.toArray(), plain);
+      out.dispose();
+      be.checkHealthy(variant.name);
+      row.maxErrSmallVsCpu = await smallError(c.rank, (pp, qq, kk, vv) => {
+        if (variant.kind === 'sg' && sgUnsupported(be, pp, variant.cfg)) throw new Error(`small check not covered: ${sgUnsupported(be, pp, variant.cfg)}`);
+        return run(pp, qq, kk, vv);
+      });
+      const t = await timeIt(be, () => run(p, q, k, v).dispose(), { reps: small ? 3 : 9 });
+      Object.assign(row, t, { tflops: flops / (t.medianMs * 1e9) });
+    } catch (e) {
+      row.error = (e as Error).message.slice(0, 400);
+    }
+    record(row);
+  }
+  for (const t of [q, k, v]) t.dispose();
+}
+
+const dir = values.out!;
+mkdirSync(dir, { recursive: true });
+writeFileSync(join(dir, 'na-sweep.json'), JSON.stringify({ device: be.name, workgroupStorage: be.caps.maxComputeWorkgroupStorageSize, rows }, null, 2) + '\n');
+console.log(`wrote ${join(dir, 'na-sweep.json')}`);
+be.destroy();

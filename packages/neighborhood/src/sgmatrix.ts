@@ -1,0 +1,301 @@
+import { gridFor, LimitError, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { packKernelUniforms, UFIELDS } from './kernel.js';
+import { paddedAxes, type Problem } from './options.js';
+
+/**
+ * Neighborhood attention on subgroup matrices (tensor cores), f16 in, f32 softmax.
+ *
+ * One subgroup owns a *subtile* of 16 queries (e.g. 4x4 in 2-D, 2x2x4 in 3-D, inside one
+ * dilation group). Because window starts move by at most one key per query, the subtile's
+ * keys fit in a box of (t + k - 1) keys per axis, and the last axis is rounded up to 16-key
+ * rows that lie contiguous in memory (stride = dilation x D), which is exactly what a
+ * subgroup-matrix load wants. The box is placed at the first query's window start, pulled
+ * inward so it never leaves the group; then *every* subtile has the same box size, so all
+ * loops have compile-time trip counts and every barrier sits in uniform control flow, even
+ * with several subgroups per workgroup.
+ *
+ * Per chunk of CB key blocks (16 keys each): S = Q·Kᵀ (K fragments straight from storage,
+ * column-major view of K's rows) goes to workgroup memory; the subgroup walks S row by
+ * row with its 32 lanes across the columns (no bank conflicts), applies the box mask of
+ * that row's query, keeps the online softmax state of row r in lane r, and writes P as f16;
+ * then O += P·V with the O fragments held in registers. When a chunk raises a row's max
+ * the O fragments take one round trip through workgroup memory to be rescaled (result
+ * fragments have no per-row access). 2-D 13x13 with 4x4 subtiles is 16 rows of 16 keys =
+ * 256 keys, one chunk: no rescale at all.
+ *
+ * sDtype 'f32' accumulates S in f32 (separate f16 P array); 'f16' accumulates QKᵀ in f16
+ * and writes P over S in place (half the workgroup memory, less precise logits).
+ */
+export interface SgConfig {
+  /** Queries per subgroup per axis (axes padded to three in front); product 16. */
+  sub: [number, number, number];
+  /** Key blocks (16 keys) per chunk. */
+  chunkBlocks: number;
+  /** Subgroups per workgroup. */
+  subgroups: number;
+  sDtype: 'f32' | 'f16';
+}
+
+export interface SgShape {
+  D: number;
+  /** Window per axis (padded to three). */
+  k: [number, number, number];
+}
+
+const FRAG = 16;
+
+export function hasF16SubgroupMatrix(caps: Capabilities): boolean {
+  return caps.shaderF16 && caps.subgroups && caps.subgroupMinSize === caps.subgroupMaxSize && caps.subgroupMaxSize === 32 &&
+    caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
+}
+
+/** Key box per subtile: rows over the two leading axes, 16-key blocks along the last. */
+export function sgBox(cfg: SgConfig, s: SgShape): { span: [number, number, number]; rows: number; bz: number; blocks: number; chunks: number; width: number } {
+  const span0 = cfg.sub[0] + s.k[0] - 1;
+  const span1 = cfg.sub[1] + s.k[1] - 1;
+  const bz = Math.ceil((cfg.sub[2] + s.k[2] - 1) / FRAG);
+  const rows = span0 * span1;
+  const blocks = rows * bz;
+  const cb = Math.min(cfg.chunkBlocks, blocks);
+  return { span: [span0, span1, bz * FRAG], rows, bz, blocks, chunks: Math.ceil(blocks / cb), width: cb * FRAG };
+}
+
+export function sgWorkgroupBytes(cfg: SgConfig, s: SgShape): number {
+  const { width } = sgBox(cfg, s);
+  const perSg = cfg.sDtype === 'f32'
+    ? 16 * Math.max(width, s.D) * 4 + 16 * Math.max(width, s.D) * 2
+    : 16 * Math.max(width, s.D) * 2 + 16 * s.D * 4;
+  return perSg * cfg.subgroups;
+}
+
+/** Why this problem cannot take the subgroup-matrix kernel ('' when it can). */
+export function sgUnsupported(be: WebGpuBackend, p: Problem, cfg: SgConfig): string {
+  const { L, k, d } = paddedAxes(p);
+  const s: SgShape = { D: p.headDim, k: [k[0]!, k[1]!, k[2]!] };
+  if (!hasF16SubgroupMatrix(be.caps)) return 'no f16 16x16x16 subgroup matrices with a fixed subgroup size of 32';
+  if (p.dtype !== 'f16') return 'needs f16 inputs';
+  if (p.headDim % FRAG !== 0 || p.headDim > 256) return 'needs a head dim that is a multiple of 16 (at most 256)';
+  if (cfg.sub[0] * cfg.sub[1] * cfg.sub[2] !== 16) return 'subtile must hold 16 queries';
+  const { span } = sgBox(cfg, s);
+  for (let a = 0; a < 3; a++) {
+    // The shortest dilation group must hold the whole key box.
+    if (Math.floor(L[a]! / d[a]!) < span[a]!) return `axis ${a}: a dilation group is shorter than the ${span[a]}-key box`;
+  }
+  if (sgWorkgroupBytes(cfg, s) > be.caps.maxComputeWorkgroupStorageSize) return `needs ${sgWorkgroupBytes(cfg, s)} bytes of workgroup memory`;
+  return '';
+}
+
+export function sgSource(cfg: SgConfig, s: SgShape): string {
+  const { D } = s;
+  const NF = D / FRAG;
+  const NSG = cfg.subgroups;
+  const [t0, t1, t2] = cfg.sub;
+  const box = sgBox(cfg, s);
+  const CB = box.width / FRAG;
+  const W = box.width;
+  const f32S = cfg.sDtype === 'f32';
+  const HALF = Math.max(W, D) * 16;
+  const L = `subgroup_matrix_left<f16, 16, 16>`;
+  const R = `subgroup_matrix_right<f16, 16, 16>`;
+  const A = `subgroup_matrix_result<f32, 16, 16>`;
+  const SA = `subgroup_matrix_result<${cfg.sDtype}, 16, 16>`;
+  const perLane = W / 32;
+  // S lives in `ss`; P in `hs` (f32 S) or over S (f16 S); Q is staged in the f16 array once.
+  const hsName = f32S ? 'hs' : 'ss';
+  const osName = f32S ? 'ss' : 'os';
+  const decls = f32S
+    ? `var<workgroup> ss: array<f32, ${NSG * Math.max(16 * W, 16 * D)}>;\nvar<workgroup> hs: array<f16, ${NSG * HALF}>;`
+    : `var<workgroup> ss: array<f16, ${NSG * HALF}>;\nvar<workgroup> os: array<f32, ${NSG * 16 * D}>;`;
+  const sStride = f32S ? Math.max(16 * W, 16 * D) : HALF;
+  const oStride = f32S ? sStride : 16 * D;
+
+  const softmaxCols = Array.from({ length: perLane }, (_, j) => j);
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, subgroup_uniformity);
+@group(0) @binding(0) var<storage, read> qb: array<f16>;
+@group(0) @binding(1) var<storage, read> kb: array<f16>;
+@group(0) @binding(2) var<storage, read> vb: array<f16>;
+@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
+@group(0) @binding(4) var<uniform> u: U;
+${uniformStruct('U', UFIELDS)}
+${decls}
+
+const NEG = -1e30;
+
+fn group_len(L: u32, d: u32, g: u32) -> i32 { return i32(L / d + select(0u, 1u, g < L % d)); }
+fn win_start(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
+  if (causal) { return max(0, i - k + 1); }
+  return clamp(i - k / 2, 0, lg - k);
+}
+fn win_end(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
+  if (causal) { return i; }
+  return win_start(i, lg, k, false) + k - 1;
+}
+fn ws3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
+  return vec3<i32>(win_start(i.x, lg.x, k.x, c.x), win_start(i.y, lg.y, k.y, c.y), win_start(i.z, lg.z, k.z, c.z));
+}
+fn we3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
+  return vec3<i32>(win_end(i.x, lg.x, k.x, c.x), win_end(i.y, lg.y, k.y, c.y), win_end(i.z, lg.z, k.z, c.z));
+}
+// In-subtile coordinates of query row r.
+fn qpos(r: u32) -> vec3<i32> {
+  return vec3<i32>(i32(r / ${t1 * t2}u), i32((r / ${t2}u) % ${t1}u), i32(r % ${t2}u));
+}
+// In-box coordinates of key column c of chunk ch.
+fn kpos(ch: u32, c: u32) -> vec3<i32> {
+  let blk = min(ch * ${CB}u + c / 16u, ${box.blocks - 1}u);
+  let row = blk / ${box.bz}u;
+  return vec3<i32>(i32(row / ${box.span[1]}u), i32(row % ${box.span[1]}u), i32((blk % ${box.bz}u) * 16u + c % 16u));
+}
+
+@compute @workgroup_size(${NSG * 32})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let bh = wid.z;
+  let h = bh % u.H;
+  let b = bh / u.H;
+  let kvh = h / (u.H / u.Hkv);
+  let St = (wid.x + wid.y * nwg.x) * ${NSG}u + sg;
+  let live = St < u.tilesX;
+  let T = min(St, u.tilesX - 1u);
+  let Lv = vec3<u32>(u.L0, u.L1, u.L2);
+  let kk = vec3<i32>(i32(u.k0), i32(u.k1), i32(u.k2));
+  let dd = vec3<u32>(u.d0, u.d1, u.d2);
+  let cz = vec3<bool>((u.causal & 1u) != 0u, (u.causal & 2u) != 0u, (u.causal & 4u) != 0u);
+  let tpg = vec3<u32>(u.n0, u.n1, u.n2);
+  let nt = tpg * dd;
+  let ta = vec3<u32>(T / (nt.y * nt.z), (T / nt.z) % nt.y, T % nt.z);
+  let g = ta / tpg;
+  let tileStart = vec3<i32>((ta % tpg) * vec3<u32>(${t0}u, ${t1}u, ${t2}u));
+  let lg = vec3<i32>(group_len(Lv.x, dd.x, g.x), group_len(Lv.y, dd.y, g.y), group_len(Lv.z, dd.z, g.z));
+  let ts = min(tileStart, lg - vec3<i32>(1));
+  let boxLo = min(ws3(ts, lg, kk, cz), lg - vec3<i32>(${box.span[0]}, ${box.span[1]}, ${box.span[2]}));
+  let kvBase = (b * u.Hkv + kvh) * Lv.x * Lv.y * Lv.z;
+  let kstride = dd.z * ${D}u;
+  let sBase = sg * ${sStride}u;
+  let hBase = sg * ${HALF}u;
+  let oBase = sg * ${oStride}u;
+
+  // Stage this subgroup's 16 query rows (clamped queries for rows past the group's end).
+  for (var i = 0u; i < ${(16 * D) / 32}u; i++) {
+    let e = i * 32u + lane;
+    let r = e / ${D}u;
+    let iq = min(tileStart + qpos(r), lg - vec3<i32>(1));
+    let x = g + dd * vec3<u32>(iq);
+    let qrow = ((b * u.H + h) * Lv.x + x.x) * Lv.y * Lv.z + x.y * Lv.z + x.z;
+    ${hsName}[hBase + e] = qb[qrow * ${D}u + e % ${D}u];
+  }
+  workgroupBarrier();
+  var qf: array<${L}, ${NF}>;
+  for (var f = 0u; f < ${NF}u; f++) { qf[f] = subgroupMatrixLoad<${L}>(&${hsName}, hBase + f * 16u, false, ${D}u); }
+${Array.from({ length: NF }, (_, f) => `  var o${f} = ${A}();`).join('\n')}
+  // Lane r < 16 keeps row r's running max (log2 units), sum and last rescale factor.
+  var mrow = NEG;
+  var lrow = 0.0;
+  var arow = 1.0;
+
+  for (var ch = 0u; ch < ${box.chunks}u; ch++) {
+    workgroupBarrier();
+    for (var j = 0u; j < ${CB}u; j++) {
+      let kp = boxLo + kpos(ch, j * 16u);
+      let y = g + dd * vec3<u32>(kp);
+      let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
+      var acc = subgroupMatrixMultiply<${cfg.sDtype}>(qf[0], subgroupMatrixLoad<${R}>(&kb, krow * ${D}u, true, kstride));
+      for (var f = 1u; f < ${NF}u; f++) {
+        acc = subgroupMatrixMultiplyAccumulate(qf[f], subgroupMatrixLoad<${R}>(&kb, krow * ${D}u + f * 16u, true, kstride), acc);
+      }
+      subgroupMatrixStore(&ss, sBase + j * 16u, acc, false, ${W}u);
+    }
+    workgroupBarrier();
+    for (var r = 0u; r < 16u; r++) {
+      let iq = min(tileStart + qpos(r), lg - vec3<i32>(1));
+      let lo = ws3(iq, lg, kk, cz) - boxLo;
+      let hi = we3(iq, lg, kk, cz) - boxLo;
+      var mloc = NEG;
+${softmaxCols.map((j) => `      let c${j} = ${j * 32}u + lane;
+      let k${j} = kpos(ch, c${j});
+      let ok${j} = ch * ${CB}u + c${j} / 16u < ${box.blocks}u && all(k${j} >= lo) && all(k${j} <= hi);
+      let s${j} = select(NEG, f32(ss[sBase + r * ${W}u + c${j}]) * u.scale, ok${j});
+      mloc = max(mloc, s${j});`).join('\n')}
+      let mold = subgroupShuffle(mrow, r);
+      let mn = max(mold, subgroupMax(mloc));
+      let alpha = exp2(mold - mn);
+      var psum = 0.0;
+${softmaxCols.map((j) => `      let p${j} = select(0.0, exp2(s${j} - mn), ok${j});
+      psum += p${j};
+      ${hsName}[hBase + r * ${W}u + c${j}] = f16(p${j});`).join('\n')}
+      let lsum = subgroupAdd(psum);
+      if (lane == r) {
+        mrow = mn;
+        lrow = lrow * alpha + lsum;
+        arow = alpha;
+      }
+    }
+    workgroupBarrier();
+${box.chunks > 1 ? `    if (ch > 0u) {
+${Array.from({ length: NF }, (_, f) => `      subgroupMatrixStore(&${osName}, oBase + ${f * 16}u, o${f}, false, ${D}u);`).join('\n')}
+      workgroupBarrier();
+      for (var i = 0u; i < ${(16 * D) / 32}u; i++) {
+        let e = i * 32u + lane;
+        ${osName}[oBase + e] *= subgroupShuffle(arow, e / ${D}u);
+      }
+      workgroupBarrier();
+${Array.from({ length: NF }, (_, f) => `      o${f} = subgroupMatrixLoad<${A}>(&${osName}, oBase + ${f * 16}u, false, ${D}u);`).join('\n')}
+    }` : ''}
+    for (var j = 0u; j < ${CB}u; j++) {
+      let kp = boxLo + kpos(ch, j * 16u);
+      let y = g + dd * vec3<u32>(kp);
+      let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
+      let pf = subgroupMatrixLoad<${L}>(&${hsName}, hBase + j * 16u, false, ${W}u);
+${Array.from({ length: NF }, (_, f) => `      o${f} = subgroupMatrixMultiplyAccumulate(pf, subgroupMatrixLoad<${R}>(&vb, krow * ${D}u + ${f * 16}u, false, kstride), o${f});`).join('\n')}
+    }
+  }
+  workgroupBarrier();
+${Array.from({ length: NF }, (_, f) => `  subgroupMatrixStore(&${osName}, oBase + ${f * 16}u, o${f}, false, ${D}u);`).join('\n')}
+  workgroupBarrier();
+  for (var i = 0u; i < ${(16 * D) / 32}u; i++) {
+    let e = i * 32u + lane;
+    let r = e / ${D}u;
+    let iqr = tileStart + qpos(r);
+    let inv = 1.0 / subgroupShuffle(lrow, r);
+    if (live && all(iqr < lg)) {
+      let x = g + dd * vec3<u32>(iqr);
+      let qrow = ((b * u.H + h) * Lv.x + x.x) * Lv.y * Lv.z + x.y * Lv.z + x.z;
+      ob[qrow * ${D}u + e % ${D}u] = f16(${osName}[oBase + e] * inv);
+    }
+  }
+}
+`;
+}
+
+export function sgProgram(cfg: SgConfig, s: SgShape): Program {
+  const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}`;
+  return { key, inputs: 3, outputs: 1, uniform: true, source: () => sgSource(cfg, s) };
+}
+
+/**
+ * Runs the subgroup-matrix kernel; L, k, d, causal are the padded three-axis descriptions.
+ * The caller has checked sgUnsupported(...) === ''.
+ */
+export function runSg(p: Problem, q: Tensor, k: Tensor, v: Tensor, cfg: SgConfig): Tensor {
+  const be = q.backend as WebGpuBackend;
+  const ax = paddedAxes(p);
+  const scaleLog2 = p.scale * Math.LOG2E;
+  const tpg = ax.L.map((len, a) => Math.ceil(Math.ceil(len / ax.d[a]!) / cfg.sub[a]!));
+  const subtiles = tpg.reduce((acc, t, a) => acc * t * ax.d[a]!, 1);
+  if (p.batch * p.heads > 65535) throw new LimitError(p.op, 'maxComputeWorkgroupsPerDimension (batch x heads)', p.batch * p.heads, 65535);
+  const out = be.empty(p.op, 'f16', q.shape);
+  const grid = gridFor(Math.ceil(subtiles / cfg.subgroups));
+  const shape: SgShape = { D: p.headDim, k: [ax.k[0]!, ax.k[1]!, ax.k[2]!] };
+  be.dispatch({
+    program: sgProgram(cfg, shape),
+    inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
+    outputs: [be.buffer(out, p.op)],
+    uniforms: packKernelUniforms({ H: p.heads, Hkv: p.kvHeads, L: ax.L, k: ax.k, d: ax.d, causal: ax.causal, tpg, tilesX: subtiles, scaleLog2 }),
+    grid: [grid[0], grid[1], p.batch * p.heads],
+  });
+  return out;
+}
+
