@@ -39,19 +39,22 @@ const CASES: Case[] = small
   ? [{ name: 'na2d', rank: 2, spatial: [24, 24], window: [5, 5], heads: 2, D: 32 }, { name: 'na3d', rank: 3, spatial: [4, 8, 16], window: [3, 3, 3], heads: 2, D: 32 }]
   : [{ name: 'na2d', rank: 2, spatial: [128, 128], window: [13, 13], heads: 8, D: 64 }, { name: 'na3d', rank: 3, spatial: [16, 32, 32], window: [7, 7, 7], heads: 8, D: 64 }];
 
-type Variant = { name: string; kind: 'plain'; tile: [number, number, number] } | { name: string; kind: 'sg'; cfg: SgConfig };
-const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: number, sDtype: 'f32' | 'f16'): Variant =>
-  ({ name: `sg-t${sub.join('x')}-cb${chunkBlocks}-sg${subgroups}-${sDtype}`, kind: 'sg', cfg: { sub, chunkBlocks, subgroups, sDtype } });
+type Variant = { name: string; kind: 'plain'; tile: [number, number, number] } | { name: string; kind: 'sg'; cfg: SgConfig } | { name: string; kind: 'library' };
+const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: number, sDtype: 'f32' | 'f16', stack = 1): Variant =>
+  ({ name: `sg-t${sub.join('x')}-cb${chunkBlocks}-sg${subgroups}-${sDtype}${stack > 1 ? `-stack${stack}` : ''}`, kind: 'sg', cfg: { sub, chunkBlocks, subgroups, sDtype, stack } });
 const VARIANTS: Record<2 | 3, Variant[]> = {
   2: [
-    { name: 'plain-t1x8x8 (library)', kind: 'plain', tile: [1, 8, 8] },
+    { name: 'library na2d', kind: 'library' },
+    { name: 'plain-t1x8x8', kind: 'plain', tile: [1, 8, 8] },
     { name: 'plain-t1x8x16', kind: 'plain', tile: [1, 8, 16] },
     { name: 'plain-t1x16x16', kind: 'plain', tile: [1, 16, 16] },
     sg([1, 4, 4], 16, 1, 'f32'), sg([1, 4, 4], 16, 2, 'f32'), sg([1, 4, 4], 8, 2, 'f32'), sg([1, 4, 4], 8, 4, 'f32'),
     sg([1, 4, 4], 16, 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 4, 'f16'), sg([1, 2, 8], 16, 2, 'f32'),
+    sg([1, 4, 4], 16, 1, 'f32', 2), sg([1, 4, 4], 16, 1, 'f16', 2), sg([1, 4, 4], 16, 2, 'f16', 2),
   ],
   3: [
-    { name: 'plain-t4x4x4 (library)', kind: 'plain', tile: [4, 4, 4] },
+    { name: 'library na3d', kind: 'library' },
+    { name: 'plain-t4x4x4', kind: 'plain', tile: [4, 4, 4] },
     { name: 'plain-t2x8x8', kind: 'plain', tile: [2, 8, 8] },
     sg([2, 2, 4], 16, 1, 'f32'), sg([2, 2, 4], 16, 2, 'f32'), sg([2, 2, 4], 8, 4, 'f32'), sg([2, 2, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 2, 'f32'),
   ],
@@ -81,13 +84,13 @@ const SMALL_CHECKS: Record<2 | 3, Array<{ spatial: number[]; opts: NeighborhoodO
   ],
 };
 
-async function smallError(rank: 2 | 3, run: (p: Problem, q: Tensor, k: Tensor, v: Tensor) => Tensor): Promise<number> {
+async function smallError(rank: 2 | 3, run: (p: Problem, q: Tensor, k: Tensor, v: Tensor, o: NeighborhoodOptions) => Tensor): Promise<number> {
   let worst = 0;
   for (const c of SMALL_CHECKS[rank]) {
     const shape = [2, 4, ...c.spatial, 32];
     const [q, k, v] = mk(shape, 2, 11);
     const p = describeProblem('na-sweep', rank, q, k, v, c.opts);
-    const out = run(p, q, k, v);
+    const out = run(p, q, k, v, c.opts);
     const got = await out.toArray();
     const [qa, ka, va] = await Promise.all([q.toArray(), k.toArray(), v.toArray()]);
     const ref = neighborhoodReference(p, qa as Float32Array, ka as Float32Array, va as Float32Array);
@@ -102,18 +105,19 @@ for (const c of CASES) {
   const shapeName = `1x${c.heads}x${c.spatial.join('x')}x${c.D}_k${c.window.join('x')}`;
   const [q, k, v] = mk(shape, c.heads, 1);
   const opts: NeighborhoodOptions = { kernelSize: c.window };
-  const op = c.rank === 2 ? na2d : na3d;
   const p = describeProblem('na-sweep', c.rank, q, k, v, opts);
   const N = c.spatial.reduce((a, b) => a * b, 1);
   const flops = 4 * c.heads * N * c.window.reduce((a, b) => a * b, 1) * c.D;
-  const plainOut = op(q, k, v, opts);
+  const plainOut = runFusedKernel(p, q, k, v, c.rank === 2 ? [1, 8, 8] : [4, 4, 4], false);
   const plain = await plainOut.toArray();
   plainOut.dispose();
   for (const variant of VARIANTS[c.rank]) {
     const row: Row = { variant: variant.name, case: c.name, shape: shapeName };
     try {
-      let run: (p: Problem, q: Tensor, k: Tensor, v: Tensor) => Tensor;
-      if (variant.kind === 'plain') {
+      let run: (p: Problem, q: Tensor, k: Tensor, v: Tensor, o: NeighborhoodOptions) => Tensor;
+      if (variant.kind === 'library') {
+        run = (_pp, qq, kk, vv, oo) => (c.rank === 2 ? na2d : na3d)(qq, kk, vv, oo);
+      } else if (variant.kind === 'plain') {
         const tile = variant.tile;
         run = (pp, qq, kk, vv) => runFusedKernel(pp, qq, kk, vv, tile, false);
       } else {
@@ -125,15 +129,15 @@ for (const c of CASES) {
         if (why) throw new Error(`unsupported: ${why}`);
         run = (pp, qq, kk, vv) => runSg(pp, qq, kk, vv, cfg);
       }
-      const out = run(p, q, k, v);
+      const out = run(p, q, k, v, opts);
       row.maxErrVsPlain = maxAbsDiff(await out.toArray(), plain);
       out.dispose();
       be.checkHealthy(variant.name);
-      row.maxErrSmallVsCpu = await smallError(c.rank, (pp, qq, kk, vv) => {
+      row.maxErrSmallVsCpu = await smallError(c.rank, (pp, qq, kk, vv, oo) => {
         if (variant.kind === 'sg' && sgUnsupported(be, pp, variant.cfg)) throw new Error(`small check not covered: ${sgUnsupported(be, pp, variant.cfg)}`);
-        return run(pp, qq, kk, vv);
+        return run(pp, qq, kk, vv, oo);
       });
-      const t = await timeIt(be, () => run(p, q, k, v).dispose(), { reps: small ? 3 : 9 });
+      const t = await timeIt(be, () => run(p, q, k, v, opts).dispose(), { reps: small ? 3 : 9 });
       Object.assign(row, t, { tflops: flops / (t.medianMs * 1e9) });
     } catch (e) {
       row.error = (e as Error).message.slice(0, 400);

@@ -5,4 +5,4 @@ export { WindowError } from './errors.js';
 export { axisWindow, axisVisible, groupLength, visible, windowHalves, type AxisSpec } from './window.js';
 export { coordsOf, maskedDenseReference, neighborhoodMask, neighborhoodReference } from './reference.js';
 export { chunkFor, neighborhoodProgram, CHUNK } from './kernel.js';
-export { hasF16SubgroupMatrix, runSg, sgBox, sgProgram, sgSource, sgUnsupported, sgWorkgroupBytes, type SgConfig, type SgShape } from './sgmatrix.js';
+export { hasF16SubgroupMatrix, runSg, SG_DEFAULTS, sgConfigFor, sgBox, sgProgram, sgSource, sgUnsupported, sgWorkgroupBytes, type SgConfig, type SgShape } from './sgmatrix.js';

@@ -2,6 +2,7 @@ import { cpuValues, gridFor, LimitError, tensor, type Tensor, type WebGpuBackend
 import { chunkFor, neighborhoodProgram, packKernelUniforms } from './kernel.js';
 import { describe, paddedAxes, type NeighborhoodOptions, type Problem } from './options.js';
 import { neighborhoodReference } from './reference.js';
+import { runSg, sgConfigFor } from './sgmatrix.js';
 
 const LOG2E = 1.4426950408889634;
 
@@ -14,6 +15,8 @@ function run(rank: number, q: Tensor, k: Tensor, v: Tensor, opts: NeighborhoodOp
     const out = neighborhoodReference(p, cpuValues(q, op), cpuValues(k, op), cpuValues(v, op));
     return tensor(q.backend, out, q.shape, p.dtype);
   }
+  const sg = sgConfigFor(q.backend as WebGpuBackend, p, rank);
+  if (sg) return runSg(p, q, k, v, sg);
   return runGpu(p, q, k, v, TILES[rank]!, false);
 }
 

@@ -1,6 +1,7 @@
 import { gridFor, LimitError, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import { packKernelUniforms, UFIELDS } from './kernel.js';
 import { paddedAxes, type Problem } from './options.js';
+import { sgStackedSource } from './sgstacked.js';
 
 /**
  * Neighborhood attention on subgroup matrices (tensor cores), f16 in, f32 softmax.
@@ -34,6 +35,8 @@ export interface SgConfig {
   /** Subgroups per workgroup. */
   subgroups: number;
   sDtype: 'f32' | 'f16';
+  /** Subtiles per subgroup stacked along axis 1 sharing K/V fragment loads (1 or 2; sgstacked.ts). */
+  stack?: number;
 }
 
 export interface SgShape {
@@ -43,6 +46,31 @@ export interface SgShape {
 }
 
 const FRAG = 16;
+
+/**
+ * The configuration the library runs per rank where the adapter has f16 subgroup matrices
+ * (chosen from the H200 sweep, benchmarks/gpu/probes/na-sweep.ts). Rank 1 stays on the
+ * plain kernel until it has been measured.
+ */
+export const SG_DEFAULTS: Partial<Record<1 | 2 | 3, SgConfig>> = {
+  2: { sub: [1, 4, 4], chunkBlocks: 16, subgroups: 1, sDtype: 'f32' },
+  3: { sub: [2, 2, 4], chunkBlocks: 16, subgroups: 1, sDtype: 'f32' },
+};
+
+/** Off until the kernel has passed its checks on hardware with subgroup matrices; ATTNKIT_NA_SG=1 forces it on. */
+const SG_BY_DEFAULT = false;
+
+/**
+ * The subgroup-matrix configuration for this problem, or null when the plain kernel runs
+ * (no default for the rank, the adapter or problem does not fit, or ATTNKIT_NA_SG=0).
+ */
+export function sgConfigFor(be: WebGpuBackend, p: Problem, rank: number): SgConfig | null {
+  const env = typeof process !== 'undefined' ? process.env.ATTNKIT_NA_SG : undefined;
+  if (env === '0' || (env !== '1' && !SG_BY_DEFAULT)) return null;
+  const cfg = SG_DEFAULTS[rank as 1 | 2 | 3];
+  if (!cfg) return null;
+  return sgUnsupported(be, p, cfg) === '' ? cfg : null;
+}
 
 export function hasF16SubgroupMatrix(caps: Capabilities): boolean {
   return caps.shaderF16 && caps.subgroups && caps.subgroupMinSize === caps.subgroupMaxSize && caps.subgroupMaxSize === 32 &&
@@ -65,7 +93,7 @@ export function sgWorkgroupBytes(cfg: SgConfig, s: SgShape): number {
   const perSg = cfg.sDtype === 'f32'
     ? 16 * Math.max(width, s.D) * 4 + 16 * Math.max(width, s.D) * 2
     : 16 * Math.max(width, s.D) * 2 + 16 * s.D * 4;
-  return perSg * cfg.subgroups;
+  return perSg * cfg.subgroups * (cfg.stack ?? 1);
 }
 
 /** Why this problem cannot take the subgroup-matrix kernel ('' when it can). */
@@ -76,7 +104,10 @@ export function sgUnsupported(be: WebGpuBackend, p: Problem, cfg: SgConfig): str
   if (p.dtype !== 'f16') return 'needs f16 inputs';
   if (p.headDim % FRAG !== 0 || p.headDim > 256) return 'needs a head dim that is a multiple of 16 (at most 256)';
   if (cfg.sub[0] * cfg.sub[1] * cfg.sub[2] !== 16) return 'subtile must hold 16 queries';
-  const { span } = sgBox(cfg, s);
+  const { span, chunks } = sgBox(cfg, s);
+  const stack = cfg.stack ?? 1;
+  if (stack !== 1 && stack !== 2) return 'stack must be 1 or 2';
+  if (stack > 1 && chunks !== 1) return 'stacked subtiles need the key box in one chunk';
   for (let a = 0; a < 3; a++) {
     // The shortest dilation group must hold the whole key box.
     if (Math.floor(L[a]! / d[a]!) < span[a]!) return `axis ${a}: a dilation group is shorter than the ${span[a]}-key box`;
@@ -271,8 +302,9 @@ ${Array.from({ length: NF }, (_, f) => `  subgroupMatrixStore(&${osName}, oBase 
 }
 
 export function sgProgram(cfg: SgConfig, s: SgShape): Program {
-  const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}`;
-  return { key, inputs: 3, outputs: 1, uniform: true, source: () => sgSource(cfg, s) };
+  const stack = cfg.stack ?? 1;
+  const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}/stack${stack}`;
+  return { key, inputs: 3, outputs: 1, uniform: true, source: () => (stack > 1 ? sgStackedSource(cfg, s) : sgSource(cfg, s)) };
 }
 
 /**
@@ -283,7 +315,7 @@ export function runSg(p: Problem, q: Tensor, k: Tensor, v: Tensor, cfg: SgConfig
   const be = q.backend as WebGpuBackend;
   const ax = paddedAxes(p);
   const scaleLog2 = p.scale * Math.LOG2E;
-  const tpg = ax.L.map((len, a) => Math.ceil(Math.ceil(len / ax.d[a]!) / cfg.sub[a]!));
+  const tpg = ax.L.map((len, a) => Math.ceil(Math.ceil(len / ax.d[a]!) / (cfg.sub[a]! * (a === 1 ? cfg.stack ?? 1 : 1))));
   const subtiles = tpg.reduce((acc, t, a) => acc * t * ax.d[a]!, 1);
   if (p.batch * p.heads > 65535) throw new LimitError(p.op, 'maxComputeWorkgroupsPerDimension (batch x heads)', p.batch * p.heads, 65535);
   const out = be.empty(p.op, 'f16', q.shape);

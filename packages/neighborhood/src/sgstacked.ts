@@ -1,0 +1,205 @@
+import { uniformStruct } from '@attnkit/tensor';
+import { UFIELDS } from './kernel.js';
+import { sgBox, type SgConfig, type SgShape } from './sgmatrix.js';
+
+/**
+ * The subgroup-matrix kernel with `stack` (2) subtiles per subgroup, stacked along axis 1
+ * (the rows of a 2-D grid). Their key boxes overlap in all but `sub[1]` key rows, so the
+ * subgroup walks the union box once and every K and V fragment it loads from storage feeds
+ * the MMAs of each subtile whose own box holds that key row: 20 fragment loads per key
+ * column instead of 32 for a 4x4 pair with a 13-window. Each subtile keeps its own S, P and
+ * softmax state exactly as in sgmatrix.ts; this variant needs the whole box in one chunk.
+ */
+export function sgStackedSource(cfg: SgConfig, s: SgShape): string {
+  const MQ = cfg.stack ?? 1;
+  const { D } = s;
+  const NF = D / 16;
+  const NSG = cfg.subgroups;
+  const [t0, t1, t2] = cfg.sub;
+  const box = sgBox(cfg, s);
+  if (box.chunks !== 1) throw new Error('sgStackedSource: the key box must fit one chunk');
+  const W = box.width;
+  const UW = box.span[1] + (MQ - 1) * t1;
+  const f32S = cfg.sDtype === 'f32';
+  const HALF = Math.max(W, D) * 16;
+  const L = `subgroup_matrix_left<f16, 16, 16>`;
+  const R = `subgroup_matrix_right<f16, 16, 16>`;
+  const A = `subgroup_matrix_result<f32, 16, 16>`;
+  const perLane = W / 32;
+  const hsName = f32S ? 'hs' : 'ss';
+  const osName = f32S ? 'ss' : 'os';
+  const sStride = f32S ? Math.max(16 * W, 16 * D) : HALF;
+  const oStride = f32S ? sStride : 16 * D;
+  // Per subgroup: MQ slices of each array.
+  const decls = f32S
+    ? `var<workgroup> ss: array<f32, ${NSG * MQ * sStride}>;\nvar<workgroup> hs: array<f16, ${NSG * MQ * HALF}>;`
+    : `var<workgroup> ss: array<f16, ${NSG * MQ * HALF}>;\nvar<workgroup> os: array<f32, ${NSG * MQ * 16 * D}>;`;
+  const ms = Array.from({ length: MQ }, (_, m) => m);
+  const fs = Array.from({ length: NF }, (_, f) => f);
+  const cols = Array.from({ length: perLane }, (_, j) => j);
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, subgroup_uniformity);
+@group(0) @binding(0) var<storage, read> qb: array<f16>;
+@group(0) @binding(1) var<storage, read> kb: array<f16>;
+@group(0) @binding(2) var<storage, read> vb: array<f16>;
+@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
+@group(0) @binding(4) var<uniform> u: U;
+${uniformStruct('U', UFIELDS)}
+${decls}
+
+const NEG = -1e30;
+
+fn group_len(L: u32, d: u32, g: u32) -> i32 { return i32(L / d + select(0u, 1u, g < L % d)); }
+fn win_start(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
+  if (causal) { return max(0, i - k + 1); }
+  return clamp(i - k / 2, 0, lg - k);
+}
+fn win_end(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
+  if (causal) { return i; }
+  return win_start(i, lg, k, false) + k - 1;
+}
+fn ws3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
+  return vec3<i32>(win_start(i.x, lg.x, k.x, c.x), win_start(i.y, lg.y, k.y, c.y), win_start(i.z, lg.z, k.z, c.z));
+}
+fn we3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
+  return vec3<i32>(win_end(i.x, lg.x, k.x, c.x), win_end(i.y, lg.y, k.y, c.y), win_end(i.z, lg.z, k.z, c.z));
+}
+// In-subtile coordinates of query row r (0..15) of subtile m.
+fn qpos(m: u32, r: u32) -> vec3<i32> {
+  return vec3<i32>(i32(r / ${t1 * t2}u), i32((r / ${t2}u) % ${t1}u + m * ${t1}u), i32(r % ${t2}u));
+}
+// In-box coordinates of key column c (the subtile's own box).
+fn kpos(c: u32) -> vec3<i32> {
+  let blk = c / 16u;
+  let row = blk / ${box.bz}u;
+  return vec3<i32>(i32(row / ${box.span[1]}u), i32(row % ${box.span[1]}u), i32((blk % ${box.bz}u) * 16u + c % 16u));
+}
+
+@compute @workgroup_size(${NSG * 32})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let bh = wid.z;
+  let h = bh % u.H;
+  let b = bh / u.H;
+  let kvh = h / (u.H / u.Hkv);
+  let St = (wid.x + wid.y * nwg.x) * ${NSG}u + sg;
+  let live = St < u.tilesX;
+  let T = min(St, u.tilesX - 1u);
+  let Lv = vec3<u32>(u.L0, u.L1, u.L2);
+  let kk = vec3<i32>(i32(u.k0), i32(u.k1), i32(u.k2));
+  let dd = vec3<u32>(u.d0, u.d1, u.d2);
+  let cz = vec3<bool>((u.causal & 1u) != 0u, (u.causal & 2u) != 0u, (u.causal & 4u) != 0u);
+  let tpg = vec3<u32>(u.n0, u.n1, u.n2);
+  let nt = tpg * dd;
+  let ta = vec3<u32>(T / (nt.y * nt.z), (T / nt.z) % nt.y, T % nt.z);
+  let g = ta / tpg;
+  let tileStart = vec3<i32>((ta % tpg) * vec3<u32>(${t0}u, ${t1 * MQ}u, ${t2}u));
+  let lg = vec3<i32>(group_len(Lv.x, dd.x, g.x), group_len(Lv.y, dd.y, g.y), group_len(Lv.z, dd.z, g.z));
+  let span = vec3<i32>(${box.span[0]}, ${box.span[1]}, ${box.span[2]});
+${ms.map((m) => `  let lo${m} = min(ws3(min(tileStart + vec3<i32>(0, ${m * t1}, 0), lg - vec3<i32>(1)), lg, kk, cz), lg - span);`).join('\n')}
+  let kvBase = (b * u.Hkv + kvh) * Lv.x * Lv.y * Lv.z;
+  let kstride = dd.z * ${D}u;
+  let sBase = sg * ${MQ * sStride}u;
+  let hBase = sg * ${MQ * HALF}u;
+  let oBase = sg * ${MQ * oStride}u;
+
+  for (var i = 0u; i < ${(MQ * 16 * D) / 32}u; i++) {
+    let e = i * 32u + lane;
+    let m = e / ${16 * D}u;
+    let r = (e / ${D}u) % 16u;
+    let iq = min(tileStart + qpos(m, r), lg - vec3<i32>(1));
+    let x = g + dd * vec3<u32>(iq);
+    let qrow = ((b * u.H + h) * Lv.x + x.x) * Lv.y * Lv.z + x.y * Lv.z + x.z;
+    ${hsName}[hBase + m * ${HALF}u + e % ${16 * D}u] = qb[qrow * ${D}u + e % ${D}u];
+  }
+  workgroupBarrier();
+${ms.map((m) => `  var qf${m}: array<${L}, ${NF}>;
+  for (var f = 0u; f < ${NF}u; f++) { qf${m}[f] = subgroupMatrixLoad<${L}>(&${hsName}, hBase + ${m * HALF}u + f * 16u, false, ${D}u); }`).join('\n')}
+  workgroupBarrier();
+
+  // S for every subtile, walking the union of their boxes once.
+  for (var ux = 0; ux < ${box.span[0]}; ux++) {
+    for (var uy = 0; uy < ${UW}; uy++) {
+      for (var zb = 0; zb < ${box.bz}; zb++) {
+        let kp = vec3<i32>(lo0.x + ux, min(lo0.y + uy, lg.y - 1), lo0.z + zb * 16);
+        let y = g + dd * vec3<u32>(kp);
+        let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
+        var kf: array<${R}, ${NF}>;
+        for (var f = 0u; f < ${NF}u; f++) { kf[f] = subgroupMatrixLoad<${R}>(&kb, krow * ${D}u + f * 16u, true, kstride); }
+${ms.map((m) => `        {
+          let dy = lo0.y + uy - lo${m}.y;
+          if (dy >= 0 && dy < ${box.span[1]}) {
+            var acc = subgroupMatrixMultiply<${cfg.sDtype}>(qf${m}[0], kf[0]);
+            for (var f = 1u; f < ${NF}u; f++) { acc = subgroupMatrixMultiplyAccumulate(qf${m}[f], kf[f], acc); }
+            let col = u32(((ux * ${box.span[1]} + dy) * ${box.bz} + zb) * 16);
+            subgroupMatrixStore(&ss, sBase + ${m * sStride}u + col, acc, false, ${W}u);
+          }
+        }`).join('\n')}
+      }
+    }
+  }
+  workgroupBarrier();
+  var lrow = 0.0;
+  for (var mr = 0u; mr < ${MQ * 16}u; mr++) {
+    let m = mr / 16u;
+    let r = mr % 16u;
+    let lom = select(lo0, lo${MQ - 1}, m == ${MQ - 1}u);
+    let iq = min(tileStart + qpos(m, r), lg - vec3<i32>(1));
+    let lo = ws3(iq, lg, kk, cz) - lom;
+    let hi = we3(iq, lg, kk, cz) - lom;
+    let sRow = sBase + m * ${sStride}u + r * ${W}u;
+    let hRow = hBase + m * ${HALF}u + r * ${W}u;
+    var mloc = NEG;
+${cols.map((j) => `    let c${j} = ${j * 32}u + lane;
+    let k${j} = kpos(c${j});
+    let ok${j} = all(k${j} >= lo) && all(k${j} <= hi);
+    let s${j} = select(NEG, f32(ss[sRow + c${j}]) * u.scale, ok${j});
+    mloc = max(mloc, s${j});`).join('\n')}
+    let mn = subgroupMax(mloc);
+    var psum = 0.0;
+${cols.map((j) => `    let p${j} = select(0.0, exp2(s${j} - mn), ok${j});
+    psum += p${j};
+    ${hsName}[hRow + c${j}] = f16(p${j});`).join('\n')}
+    let lsum = subgroupAdd(psum);
+    if (lane == mr) { lrow = lsum; }
+  }
+  workgroupBarrier();
+${ms.flatMap((m) => fs.map((f) => `  var o${m}_${f} = ${A}();`)).join('\n')}
+  for (var ux = 0; ux < ${box.span[0]}; ux++) {
+    for (var uy = 0; uy < ${UW}; uy++) {
+      for (var zb = 0; zb < ${box.bz}; zb++) {
+        let kp = vec3<i32>(lo0.x + ux, min(lo0.y + uy, lg.y - 1), lo0.z + zb * 16);
+        let y = g + dd * vec3<u32>(kp);
+        let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
+${fs.map((f) => `        let v${f} = subgroupMatrixLoad<${R}>(&vb, krow * ${D}u + ${f * 16}u, false, kstride);`).join('\n')}
+${ms.map((m) => `        {
+          let dy = lo0.y + uy - lo${m}.y;
+          if (dy >= 0 && dy < ${box.span[1]}) {
+            let col = u32(((ux * ${box.span[1]} + dy) * ${box.bz} + zb) * 16);
+            let pf = subgroupMatrixLoad<${L}>(&${hsName}, hBase + ${m * HALF}u + col, false, ${W}u);
+${fs.map((f) => `            o${m}_${f} = subgroupMatrixMultiplyAccumulate(pf, v${f}, o${m}_${f});`).join('\n')}
+          }
+        }`).join('\n')}
+      }
+    }
+  }
+  workgroupBarrier();
+${ms.flatMap((m) => fs.map((f) => `  subgroupMatrixStore(&${osName}, oBase + ${m * oStride + f * 16}u, o${m}_${f}, false, ${D}u);`)).join('\n')}
+  workgroupBarrier();
+  for (var i = 0u; i < ${(MQ * 16 * D) / 32}u; i++) {
+    let e = i * 32u + lane;
+    let m = e / ${16 * D}u;
+    let r = (e / ${D}u) % 16u;
+    let iqr = tileStart + qpos(m, r);
+    let inv = 1.0 / subgroupShuffle(lrow, m * 16u + r);
+    if (live && all(iqr < lg)) {
+      let x = g + dd * vec3<u32>(iqr);
+      let qrow = ((b * u.H + h) * Lv.x + x.x) * Lv.y * Lv.z + x.y * Lv.z + x.z;
+      ob[qrow * ${D}u + e % ${D}u] = f16(${osName}[oBase + m * ${oStride}u + e % ${16 * D}u] * inv);
+    }
+  }
+}
+`;
+}
