@@ -2,6 +2,7 @@ import { gridFor, packUniforms, uniformStruct, type Program, type Tensor, type W
 import { POOL_BLOCK } from '../options.js';
 import type { Problem } from '../problem.js';
 import { NEG, NEG_INF_FN, vec4Input, vec4Output } from './common.js';
+import { chunksPerRow, streamKey, streamSplitSource, streamWorkgroupBytes, type StreamVariant } from './decode-stream.js';
 
 /**
  * Split-K flash decode for a few query tokens over a long KV.
@@ -228,11 +229,66 @@ export function planDecode(be: WebGpuBackend, p: Problem, nList: number, splits?
   return { nSplit, perSplit, nChunks, RC, KB };
 }
 
+/**
+ * Which pass-1 kernel decode uses and how it is shaped. Fields left out take the
+ * defaults below; the benchmark probe sweeps them.
+ */
+export interface DecodeTuning {
+  kernel?: 'stream' | 'legacy';
+  /** Lanes per key (stream). */
+  G?: number;
+  /** Key groups per workgroup (stream). */
+  NG?: number;
+  /** Keys per key group per iteration (stream). */
+  U?: number;
+  /** Workgroups aimed for when the caller gives no split count (stream). */
+  groups?: number;
+  /** Fewest 16-key blocks per split (stream). */
+  minBlocks?: number;
+}
+
+let tuning: DecodeTuning = {};
+
+/** Sets the decode kernel shape for later calls ({} restores the defaults). */
+export function tuneDecode(t: DecodeTuning): void {
+  tuning = { ...t };
+}
+
+export interface StreamPlan extends DecodePlan {
+  variant: StreamVariant;
+}
+
+export function planStream(be: WebGpuBackend, p: Problem, nList: number, selected: boolean, splits?: number, t: DecodeTuning = tuning): StreamPlan {
+  const NC = chunksPerRow(p.D, p.dtype);
+  const sgMax = be.caps.subgroups && be.caps.subgroupMinSize >= 2 ? Math.min(16, be.caps.subgroupMinSize) : 1;
+  let G = Math.min(t.G ?? 16, sgMax);
+  while (G > 1 && NC % G !== 0) G >>= 1;
+  let NG = t.NG ?? Math.max(1, 128 / G);
+  const U = t.U ?? 2;
+  const rowsPerKv = (p.Hq / p.Hkv) * p.S;
+  // About 64 query/output floats per lane for the rows held in registers.
+  let RC = Math.max(1, Math.min(rowsPerKv, 8, Math.floor((64 * G) / p.D)));
+  const limit = be.caps.maxComputeWorkgroupStorageSize;
+  const bytes = () => streamWorkgroupBytes({ D: p.D, dtype: p.dtype, G, NG, U, RC, selected });
+  while (bytes() > limit) {
+    if (RC > 1) RC >>= 1;
+    else NG >>= 1;
+  }
+  const nChunks = Math.ceil(rowsPerKv / RC);
+  const base = p.B * p.Hkv * nChunks;
+  let nSplit = splits ?? Math.max(1, Math.min(Math.ceil(nList / (t.minBlocks ?? 8)), Math.ceil((t.groups ?? 2048) / base)));
+  nSplit = Math.max(1, Math.min(nSplit, nList));
+  const perSplit = Math.ceil(nList / nSplit);
+  nSplit = Math.ceil(nList / perSplit);
+  return { nSplit, perSplit, nChunks, RC, KB: 1, variant: { D: p.D, dtype: p.dtype, G, NG, U, RC, selected } };
+}
+
 export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, selected: { tensor: Tensor; nSel: number } | null, wantLse: boolean, splits?: number): { out: Tensor; lse: Tensor | null } {
   const TPK: 1 | 4 = be.caps.subgroups && be.caps.subgroupMinSize >= 4 ? 4 : 1;
   const nb16 = Math.ceil(p.kvLength / POOL_BLOCK);
   const nList = selected ? selected.nSel : nb16;
-  const plan = planDecode(be, p, nList, splits);
+  const stream = tuning.kernel === 'stream' ? planStream(be, p, nList, !!selected, splits) : null;
+  const plan = stream ?? planDecode(be, p, nList, splits);
   const variant: DecodeVariant = { D: p.D, dtype: p.dtype, TPK, RC: plan.RC, KB: plan.KB, selected: !!selected };
   const rowsPerKv = (p.Hq / p.Hkv) * p.S;
   const values: Record<Field, number> = {
@@ -247,11 +303,13 @@ export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v
   const lpart = be.createBuffer(p.op, nPart * 4);
   const inputs = [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)];
   if (selected) inputs.push(be.buffer(selected.tensor, p.op));
-  const splitProgram: Program = {
-    key: `attention/decode-split/D${p.D}/${p.dtype}/tpk${TPK}/rc${plan.RC}/kb${plan.KB}/${selected ? 'sel' : 'contig'}`,
-    source: () => splitSource(variant),
-    inputs: inputs.length, outputs: 3, uniform: true,
-  };
+  const splitProgram: Program = stream
+    ? { key: streamKey(stream.variant), source: () => streamSplitSource(stream.variant, FIELDS), inputs: inputs.length, outputs: 3, uniform: true }
+    : {
+      key: `attention/decode-split/D${p.D}/${p.dtype}/tpk${TPK}/rc${plan.RC}/kb${plan.KB}/${selected ? 'sel' : 'contig'}`,
+      source: () => splitSource(variant),
+      inputs: inputs.length, outputs: 3, uniform: true,
+    };
   be.dispatch({ program: splitProgram, inputs, outputs: [opart, mpart, lpart], uniforms, grid: gridFor(p.B * p.Hkv * plan.nSplit * plan.nChunks) });
   const out = be.empty(p.op, p.dtype, [p.B, p.Hq, p.S, p.D]);
   const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
