@@ -28,8 +28,13 @@ interface Row {
   maxErrVsPlain?: number; maxErrSmallVsCpu?: number; workgroupBytes?: number; error?: string; notes?: string;
 }
 const rows: Row[] = [];
+const dir = values.out!;
+mkdirSync(dir, { recursive: true });
+// Written after every row, so a variant that takes the process down leaves the rows before it.
+const save = () => writeFileSync(join(dir, 'na-sweep.json'), JSON.stringify({ device: be.name, workgroupStorage: be.caps.maxComputeWorkgroupStorageSize, rows }, null, 2) + '\n');
 const record = (r: Row) => {
   rows.push(r);
+  save();
   const t = r.medianMs !== undefined ? `${r.medianMs.toFixed(3)} ms (min ${r.minMs!.toFixed(3)}) ${r.tflops!.toFixed(2)} TFLOP/s useful` : '';
   console.log(`[${r.case}] ${r.variant}: ${t} errPlain=${r.maxErrVsPlain?.toExponential(2) ?? '-'} errSmall=${r.maxErrSmallVsCpu?.toExponential(2) ?? '-'}${r.error ? ` ERROR ${r.error}` : ''}`);
 };
@@ -147,15 +152,13 @@ for (const c of CASES) {
       const t = await timeIt(be, () => run(p, q, k, v, opts).dispose(), { reps: small ? 3 : 7 });
       Object.assign(row, t, { tflops: flops / (t.medianMs * 1e9) });
     } catch (e) {
-      row.error = (e as Error).message.slice(0, 400);
+      row.error = (e as Error).message.slice(0, 1500);
     }
     record(row);
   }
   for (const t of [q, k, v]) t.dispose();
 }
 
-const dir = values.out!;
-mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, 'na-sweep.json'), JSON.stringify({ device: be.name, workgroupStorage: be.caps.maxComputeWorkgroupStorageSize, rows }, null, 2) + '\n');
+save();
 console.log(`wrote ${join(dir, 'na-sweep.json')}`);
 be.destroy();
