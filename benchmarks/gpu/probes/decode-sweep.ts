@@ -182,6 +182,8 @@ const f16Variants: Variant[] = [
   V('stream-G16-NG8-U2-wg8192', { kernel: 'stream', G: 16, NG: 8, U: 2, groups: 8192 }),
   V('stream-G16-NG16-U2-wg1024', { kernel: 'stream', G: 16, NG: 16, U: 2, groups: 1024 }),
   V('stream-G16-NG4-U4-wg4096', { kernel: 'stream', G: 16, NG: 4, U: 4, groups: 4096 }),
+  V('stream-G16-NG32-U2-wg256', { kernel: 'stream', G: 16, NG: 32, U: 2, groups: 256, minBlocks: 1 }),
+  V('stream-G16-NG16-U4-wg512', { kernel: 'stream', G: 16, NG: 16, U: 4, groups: 512 }),
   V('stream-default-selected', { kernel: 'stream' }, { selected: true }),
   V('legacy-selected', { kernel: 'legacy' }, { selected: true }),
 ];
