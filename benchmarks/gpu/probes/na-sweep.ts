@@ -45,17 +45,17 @@ const CASES: Case[] = small
   : [{ name: 'na2d', rank: 2, spatial: [128, 128], window: [13, 13], heads: 8, D: 64 }, { name: 'na3d', rank: 3, spatial: [16, 32, 32], window: [7, 7, 7], heads: 8, D: 64 }];
 
 type Variant = { name: string; kind: 'plain'; tile: [number, number, number] } | { name: string; kind: 'sg'; cfg: SgConfig } | { name: string; kind: 'library' };
-const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: number, sDtype: 'f32' | 'f16', stack = 1): Variant =>
-  ({ name: `sg-t${sub.join('x')}-cb${chunkBlocks}-sg${subgroups}-${sDtype}${stack > 1 ? `-stack${stack}` : ''}`, kind: 'sg', cfg: { sub, chunkBlocks, subgroups, sDtype, stack } });
+const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: number, sDtype: 'f32' | 'f16', stack = 1, oDtype: 'f32' | 'f16' = 'f32'): Variant =>
+  ({ name: `sg-t${sub.join('x')}-cb${chunkBlocks}-sg${subgroups}-s${sDtype}-o${oDtype}${stack > 1 ? `-stack${stack}` : ''}`, kind: 'sg', cfg: { sub, chunkBlocks, subgroups, sDtype, stack, oDtype } });
 const VARIANTS: Record<2 | 3, Variant[]> = {
   2: [
     { name: 'library na2d', kind: 'library' },
     { name: 'plain-t1x8x8', kind: 'plain', tile: [1, 8, 8] },
     { name: 'plain-t1x8x16', kind: 'plain', tile: [1, 8, 16] },
-    { name: 'plain-t1x16x16', kind: 'plain', tile: [1, 16, 16] },
     sg([1, 4, 4], 16, 1, 'f32'), sg([1, 4, 4], 16, 2, 'f32'), sg([1, 4, 4], 8, 2, 'f32'), sg([1, 4, 4], 8, 4, 'f32'),
     sg([1, 4, 4], 16, 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 4, 'f16'), sg([1, 2, 8], 16, 2, 'f32'),
     sg([1, 4, 4], 16, 1, 'f32', 2), sg([1, 4, 4], 16, 1, 'f16', 2), sg([1, 4, 4], 16, 2, 'f16', 2),
+    sg([1, 4, 4], 16, 1, 'f16', 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16', 1, 'f16'), sg([1, 4, 4], 16, 4, 'f16', 1, 'f16'), sg([1, 4, 4], 16, 1, 'f32', 1, 'f16'),
   ],
   3: [
     { name: 'library na3d', kind: 'library' },

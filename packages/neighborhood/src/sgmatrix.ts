@@ -35,6 +35,11 @@ export interface SgConfig {
   /** Subgroups per workgroup. */
   subgroups: number;
   sDtype: 'f32' | 'f16';
+  /**
+   * 'f16' accumulates O = P·V in f16 with P already divided by the row sum (one chunk only):
+   * O then needs no f32 staging, the smallest workgroup footprint. Default 'f32'.
+   */
+  oDtype?: 'f32' | 'f16';
   /** Subtiles per subgroup stacked along axis 1 sharing K/V fragment loads (1 or 2; sgstacked.ts). */
   stack?: number;
 }
@@ -92,7 +97,7 @@ export function sgWorkgroupBytes(cfg: SgConfig, s: SgShape): number {
   const { width } = sgBox(cfg, s);
   const perSg = cfg.sDtype === 'f32'
     ? 16 * Math.max(width, s.D) * 4 + 16 * Math.max(width, s.D) * 2
-    : 16 * Math.max(width, s.D) * 2 + 16 * s.D * 4;
+    : 16 * Math.max(width, s.D) * 2 + (cfg.oDtype === 'f16' ? 0 : 16 * s.D * 4);
   return perSg * cfg.subgroups * (cfg.stack ?? 1);
 }
 
@@ -108,6 +113,7 @@ export function sgUnsupported(be: WebGpuBackend, p: Problem, cfg: SgConfig): str
   const stack = cfg.stack ?? 1;
   if (stack !== 1 && stack !== 2) return 'stack must be 1 or 2';
   if (stack > 1 && chunks !== 1) return 'stacked subtiles need the key box in one chunk';
+  if (cfg.oDtype === 'f16' && (chunks !== 1 || stack !== 1)) return 'f16 O needs the key box in one chunk (and no stacking)';
   for (let a = 0; a < 3; a++) {
     // The shortest dilation group must hold the whole key box.
     if (Math.floor(L[a]! / d[a]!) < span[a]!) return `axis ${a}: a dilation group is shorter than the ${span[a]}-key box`;
@@ -128,17 +134,19 @@ export function sgSource(cfg: SgConfig, s: SgShape): string {
   const HALF = Math.max(W, D) * 16;
   const L = `subgroup_matrix_left<f16, 16, 16>`;
   const R = `subgroup_matrix_right<f16, 16, 16>`;
-  const A = `subgroup_matrix_result<f32, 16, 16>`;
-  const SA = `subgroup_matrix_result<${cfg.sDtype}, 16, 16>`;
+  const oF16 = cfg.oDtype === 'f16';
+  if (oF16 && box.chunks !== 1) throw new Error('sgSource: f16 O needs one chunk');
+  const A = `subgroup_matrix_result<${oF16 ? 'f16' : 'f32'}, 16, 16>`;
   const perLane = W / 32;
   // S lives in `ss`; P in `hs` (f32 S) or over S (f16 S); Q is staged in the f16 array once.
   const hsName = f32S ? 'hs' : 'ss';
-  const osName = f32S ? 'ss' : 'os';
+  // O's final staging: the f32 S array (f32 S), a separate f32 array (f16 S), or the f16 P array (f16 O).
+  const osName = oF16 ? hsName : f32S ? 'ss' : 'os';
   const decls = f32S
     ? `var<workgroup> ss: array<f32, ${NSG * Math.max(16 * W, 16 * D)}>;\nvar<workgroup> hs: array<f16, ${NSG * HALF}>;`
-    : `var<workgroup> ss: array<f16, ${NSG * HALF}>;\nvar<workgroup> os: array<f32, ${NSG * 16 * D}>;`;
+    : `var<workgroup> ss: array<f16, ${NSG * HALF}>;${oF16 ? '' : `\nvar<workgroup> os: array<f32, ${NSG * 16 * D}>;`}`;
   const sStride = f32S ? Math.max(16 * W, 16 * D) : HALF;
-  const oStride = f32S ? sStride : 16 * D;
+  const oStride = oF16 ? HALF : f32S ? sStride : 16 * D;
 
   const softmaxCols = Array.from({ length: perLane }, (_, j) => j);
   return `enable f16;
@@ -207,7 +215,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let kstride = dd.z * ${D}u;
   let sBase = sg * ${sStride}u;
   let hBase = sg * ${HALF}u;
-  let oBase = sg * ${oStride}u;
+  let oBase = sg * ${oStride}u;${oF16 ? '' : ''}
 
   // Stage this subgroup's 16 query rows (clamped queries for rows past the group's end).
   for (var i = 0u; i < ${(16 * D) / 32}u; i++) {
@@ -255,12 +263,15 @@ ${softmaxCols.map((j) => `      let c${j} = ${j * 32}u + lane;
       let alpha = exp2(mold - mn);
       var psum = 0.0;
 ${softmaxCols.map((j) => `      let p${j} = select(0.0, exp2(s${j} - mn), ok${j});
-      psum += p${j};
-      ${hsName}[hBase + r * ${W}u + c${j}] = f16(p${j});`).join('\n')}
-      let lsum = subgroupAdd(psum);
+      psum += p${j};${oF16 ? '' : `
+      ${hsName}[hBase + r * ${W}u + c${j}] = f16(p${j});`}`).join('\n')}
+      let lsum = subgroupAdd(psum);${oF16 ? `
+      // One chunk: the row sum is final, so P is normalized here and O needs no rescale.
+      let inv = 1.0 / lsum;
+${softmaxCols.map((j) => `      ${hsName}[hBase + r * ${W}u + c${j}] = f16(p${j} * inv);`).join('\n')}` : ''}
       if (lane == r) {
         mrow = mn;
-        lrow = lrow * alpha + lsum;
+        lrow = ${oF16 ? '1.0' : 'lrow * alpha + lsum'};
         arow = alpha;
       }
     }
@@ -294,7 +305,7 @@ ${Array.from({ length: NF }, (_, f) => `  subgroupMatrixStore(&${osName}, oBase 
     if (live && all(iqr < lg)) {
       let x = g + dd * vec3<u32>(iqr);
       let qrow = ((b * u.H + h) * Lv.x + x.x) * Lv.y * Lv.z + x.y * Lv.z + x.z;
-      ob[qrow * ${D}u + e % ${D}u] = f16(${osName}[oBase + e] * inv);
+      ob[qrow * ${D}u + e % ${D}u] = f16(f32(${osName}[oBase + e]) * inv);
     }
   }
 }
@@ -303,7 +314,7 @@ ${Array.from({ length: NF }, (_, f) => `  subgroupMatrixStore(&${osName}, oBase 
 
 export function sgProgram(cfg: SgConfig, s: SgShape): Program {
   const stack = cfg.stack ?? 1;
-  const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}/stack${stack}`;
+  const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}/o${cfg.oDtype ?? 'f32'}/stack${stack}`;
   return { key, inputs: 3, outputs: 1, uniform: true, source: () => (stack > 1 ? sgStackedSource(cfg, s) : sgSource(cfg, s)) };
 }
 

@@ -54,11 +54,13 @@ describe('subgroup-matrix neighborhood kernel: host side', () => {
     const f32 = random(be, [1, 2, 16, 16, 32]);
     expect(sgUnsupported(fake, describeProblem('test', 2, f32, f32, f32, { kernelSize: 5 }), CFG)).toMatch(/f16/);
     expect(sgUnsupported(fake, p, { ...CFG, stack: 2, chunkBlocks: 4 })).toMatch(/one chunk/);
+    expect(sgUnsupported(fake, p, { ...CFG, oDtype: 'f16', chunkBlocks: 4 })).toMatch(/f16 O needs the key box in one chunk/);
+    expect(sgUnsupported(fake, p, { ...CFG, oDtype: 'f16', sDtype: 'f16' })).toBe('');
     for (const t of [q, small, f32]) t.dispose();
   });
 
   it('generated WGSL: every barrier outside lane-dependent control flow, one program per configuration', () => {
-    for (const cfg of [CFG, { ...CFG, chunkBlocks: 8, subgroups: 2 }, { ...CFG, sDtype: 'f16' as const }, { ...CFG, stack: 2 }]) {
+    for (const cfg of [CFG, { ...CFG, chunkBlocks: 8, subgroups: 2 }, { ...CFG, sDtype: 'f16' as const }, { ...CFG, stack: 2 }, { ...CFG, sDtype: 'f16' as const, oDtype: 'f16' as const }]) {
       const prog = sgProgram(cfg, { D: 64, k: [1, 13, 13] });
       const src = prog.source();
       expect(src).toContain('enable chromium_experimental_subgroup_matrix;');
