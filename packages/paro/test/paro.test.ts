@@ -161,6 +161,27 @@ describe('PARO end to end', () => {
     expect(errs['float@0.5']!).toBeLessThanOrEqual(errs['float@0.25']! + 1e-6);
   });
 
+  it('the order fused into the kernels matches separate permutation passes (float, int8, GQA, text tokens)', async () => {
+    const l: VideoLayout = { frames: 2, height: 4, width: 8, text: 5 }; // 69 tokens: 2 blocks, the last partial
+    const n = tokenCount(l);
+    const cpu = new CpuBackend();
+    const cal = await calibrate(random(cpu, [4, n, 16], { seed: 21 }), random(cpu, [2, n, 16], { seed: 22 }), l, { density: 0.5, sampleRows: 32 });
+    expect(new Set(cal.heads.map((h) => h.order)).size).toBeGreaterThan(1);
+    for (const be of backends.filter((b) => b.kind === 'webgpu')) {
+      const q = random(be, [1, 4, n, 16], { seed: 23, dtype: 'f16' });
+      const k = random(be, [1, 2, n, 16], { seed: 24, dtype: 'f16' });
+      const v = random(be, [1, 2, n, 16], { seed: 25, dtype: 'f16' });
+      for (const qk of ['float', 'int8'] as const) {
+        const fused = await paroAttention(q, k, v, cal, { qk }).toArray();
+        const separate = await paroAttention(q, k, v, cal, { qk, permute: 'separate' }).toArray();
+        // int8: the K channel mean is summed in a different order (original vs permuted tokens).
+        const r = compareClose(fused, separate, qk === 'float' ? 1e-6 : 2e-2, 0);
+        expect(r.ok, `${qk}: ${r.message}`).toBe(true);
+      }
+      expect(() => paroAttention(q, k, v, cal, { permute: 'inline' as 'fused' })).toThrow(ArgumentError);
+    }
+  });
+
   it('bad input: layouts that do not multiply out, densities outside (0, 1]', async () => {
     const cpu = new CpuBackend();
     const { q, k, v, cal } = await setup(cpu, 0.5);
