@@ -215,7 +215,7 @@ describe('staged subgroup-matrix WGSL (compiles only where the adapter has subgr
     expect(src).toContain('var<workgroup> tb: array<f16, 10240>;');
     expect(count(src, /workgroupBarrier\(\);/g)).toBe(1);
     expect(src).toContain('@workgroup_size(128)');
-    expect(count(src, /subgroupMatrixMultiplyAccumulate\(/g)).toBe(16);
+    expect(count(src, /subgroupMatrixMultiplyAccumulate\(/g)).toBe(32); // 16 per 16-wide step, unrolled
     expect(count(src, /subgroupMatrixStore\(/g)).toBe(16);
   });
   it('keeps two barriers with a single staging buffer', () => {
@@ -232,11 +232,11 @@ describe('staged subgroup-matrix WGSL (compiles only where the adapter has subgr
   });
   it('keeps each operand in its own layout and loads fragments with the matching major order and padded stride', () => {
     const nt = sgstagedSource({ transA: false, transB: true }, cfg, 32);
-    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, sta + (sr + 0u) * 40u + kk, false, 40u)');
-    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, stb + (sc + 0u) * 40u + kk, true, 40u)');
+    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, sta + (sr + 0u) * 40u + 16u, false, 40u)');
+    expect(nt).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, stb + (sc + 0u) * 40u + 16u, true, 40u)');
     const tn = sgstagedSource({ transA: true, transB: false }, cfg, 32);
-    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, sta + (kk) * 136u + sr + 16u, true, 136u)');
-    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, stb + (kk) * 136u + sc + 16u, false, 136u)');
+    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ta, sta + (16u) * 136u + sr + 16u, true, 136u)');
+    expect(tn).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&tb, stb + (16u) * 136u + sc + 16u, false, 136u)');
     expect(tn).toContain('ar0 = a[(aOff + (k0 + r) * u.M + r0 + cc) / 8u];');
     expect(tn).toContain('br0 = b[(bOff + (k0 + r) * u.N + c0 + cc) / 8u];');
   });

@@ -93,6 +93,13 @@ function staging(name: 'a' | 'b', s: Side, c: SgstagedConfig, WG: number): { dec
   return { decl: decl.join('\n  '), load: load.join('\n    '), store: (stage) => store.join('\n    ').replaceAll('STAGE', stage) };
 }
 
+/** The K slice's fragment loads and multiplies written out for each 16-wide step (kk a constant), in their own blocks. */
+function unrolled(body: string[], BK: number): string {
+  const steps: string[] = [];
+  for (let kk = 0; kk < BK; kk += FRAG) steps.push(`{\n      ${body.join('\n      ').replaceAll('kk', `${kk}u`)}\n    }`);
+  return steps.join('\n    ');
+}
+
 /** The WGSL of the kernel; exported for the structural test (it compiles only where subgroup matrices exist). */
 export function sgstagedSource(p: Pick<MatmulParams, 'transA' | 'transB'>, c: SgstagedConfig, subgroupSize: number): string {
   const { BM, BN, BK } = sgstagedTile(c);
@@ -159,9 +166,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       ${sa.load.replaceAll('k0', 'k1')}
       ${sb.load.replaceAll('k0', 'k1')}
     }
-    for (var kk = 0u; kk < ${BK}u; kk += ${FRAG}u) {
-      ${body.join('\n      ')}
-    }
+    ${unrolled(body, BK)}
     ${NS === 1 ? 'workgroupBarrier();' : ''}
   }
   ${stores.join('\n  ')}
