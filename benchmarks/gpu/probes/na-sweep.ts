@@ -4,37 +4,42 @@
 // own correctness figures: max |out - plain kernel out| at the benchmark shape, and max
 // |out - CPU float64 definition| on small problems that cover borders, dilation, causal
 // axes, GQA, batch and the multi-chunk rescale path.
+//
+// The script re-runs itself as a child process that works through the variants; when a
+// variant takes the child down (driver crash, hang), the parent records that variant as
+// failed and starts a new child at the next one, so one bad kernel costs one row.
 //   node --conditions=@attnkit/source --import tsx benchmarks/gpu/probes/na-sweep.ts [--small] --out DIR
 import { createBackend, random, WebGpuBackend, type Tensor } from '@attnkit/tensor';
 import {
   describeProblem, na2d, na3d, neighborhoodReference, runFusedKernel, runSg, sgBox, sgUnsupported, sgWorkgroupBytes,
   type NeighborhoodOptions, type Problem, type SgConfig,
 } from '@attnkit/neighborhood';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { timeIt } from '../../src/harness.js';
 
-const { values } = parseArgs({ options: { small: { type: 'boolean', default: false }, out: { type: 'string', default: '.' } } });
+const { values } = parseArgs({
+  options: {
+    small: { type: 'boolean', default: false }, out: { type: 'string', default: '.' },
+    child: { type: 'boolean', default: false }, from: { type: 'string', default: '0' },
+  },
+});
 const small = values.small!;
 const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
-const be = await createBackend({ backend: 'webgpu', dawnFlags: small ? [] : FLAGS });
-if (!(be instanceof WebGpuBackend)) throw new Error('na-sweep: needs WebGPU');
-console.log(`adapter ${be.name}; workgroup storage ${be.caps.maxComputeWorkgroupStorageSize}; subgroups ${be.caps.subgroupMinSize}-${be.caps.subgroupMaxSize}; ` +
-  `sg matrix configs ${be.caps.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ') || 'none'}`);
 
 interface Row {
   variant: string; case: string; shape: string; medianMs?: number; minMs?: number; maxMs?: number; tflops?: number;
   maxErrVsPlain?: number; maxErrSmallVsCpu?: number; workgroupBytes?: number; error?: string; notes?: string;
 }
-const rows: Row[] = [];
 const dir = values.out!;
 mkdirSync(dir, { recursive: true });
-// Written after every row, so a variant that takes the process down leaves the rows before it.
-const save = () => writeFileSync(join(dir, 'na-sweep.json'), JSON.stringify({ device: be.name, workgroupStorage: be.caps.maxComputeWorkgroupStorageSize, rows }, null, 2) + '\n');
+const ROWS = join(dir, 'na-sweep.rows.jsonl');
+const CURRENT = join(dir, 'na-sweep.current');
+const META = join(dir, 'na-sweep.meta.json');
 const record = (r: Row) => {
-  rows.push(r);
-  save();
+  appendFileSync(ROWS, JSON.stringify(r) + '\n');
   const t = r.medianMs !== undefined ? `${r.medianMs.toFixed(3)} ms (min ${r.minMs!.toFixed(3)}) ${r.tflops!.toFixed(2)} TFLOP/s useful` : '';
   console.log(`[${r.case}] ${r.variant}: ${t} errPlain=${r.maxErrVsPlain?.toExponential(2) ?? '-'} errSmall=${r.maxErrSmallVsCpu?.toExponential(2) ?? '-'}${r.error ? ` ERROR ${r.error}` : ''}`);
 };
@@ -45,23 +50,25 @@ const CASES: Case[] = small
   : [{ name: 'na2d', rank: 2, spatial: [128, 128], window: [13, 13], heads: 8, D: 64 }, { name: 'na3d', rank: 3, spatial: [16, 32, 32], window: [7, 7, 7], heads: 8, D: 64 }];
 
 type Variant = { name: string; kind: 'plain'; tile: [number, number, number] } | { name: string; kind: 'sg'; cfg: SgConfig } | { name: string; kind: 'library' };
-const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: number, sDtype: 'f32' | 'f16', stack = 1, oDtype: 'f32' | 'f16' = 'f32'): Variant =>
-  ({ name: `sg-t${sub.join('x')}-cb${chunkBlocks}-sg${subgroups}-s${sDtype}-o${oDtype}${stack > 1 ? `-stack${stack}` : ''}`, kind: 'sg', cfg: { sub, chunkBlocks, subgroups, sDtype, stack, oDtype } });
+const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: number, sDtype: 'f32' | 'f16', stack = 1, oDtype: 'f32' | 'f16' = 'f32', unroll = false): Variant =>
+  ({ name: `sg-t${sub.join('x')}-cb${chunkBlocks}-sg${subgroups}-s${sDtype}-o${oDtype}${stack > 1 ? `-stack${stack}` : ''}${unroll ? '-unroll' : ''}`, kind: 'sg', cfg: { sub, chunkBlocks, subgroups, sDtype, stack, oDtype, unroll } });
 const VARIANTS: Record<2 | 3, Variant[]> = {
   2: [
     { name: 'library na2d', kind: 'library' },
     { name: 'plain-t1x8x8', kind: 'plain', tile: [1, 8, 8] },
     { name: 'plain-t1x8x16', kind: 'plain', tile: [1, 8, 16] },
-    sg([1, 4, 4], 16, 1, 'f32'), sg([1, 4, 4], 16, 2, 'f32'), sg([1, 4, 4], 8, 2, 'f32'), sg([1, 4, 4], 8, 4, 'f32'),
-    sg([1, 4, 4], 16, 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 4, 'f16'), sg([1, 2, 8], 16, 2, 'f32'),
+    sg([1, 4, 4], 16, 1, 'f32'), sg([1, 4, 4], 16, 2, 'f32'), sg([1, 4, 4], 8, 2, 'f32'),
+    sg([1, 4, 4], 16, 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 4, 'f16'),
     sg([1, 4, 4], 16, 1, 'f32', 2), sg([1, 4, 4], 16, 1, 'f16', 2), sg([1, 4, 4], 16, 2, 'f16', 2),
     sg([1, 4, 4], 16, 1, 'f16', 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16', 1, 'f16'), sg([1, 4, 4], 16, 4, 'f16', 1, 'f16'), sg([1, 4, 4], 16, 1, 'f32', 1, 'f16'),
+    sg([1, 4, 4], 16, 1, 'f32', 1, 'f32', true), sg([1, 4, 4], 16, 2, 'f16', 1, 'f32', true),
+    sg([1, 4, 4], 16, 2, 'f16', 1, 'f16', true), sg([1, 4, 4], 16, 4, 'f16', 1, 'f16', true),
   ],
   3: [
     { name: 'library na3d', kind: 'library' },
     { name: 'plain-t4x4x4', kind: 'plain', tile: [4, 4, 4] },
     { name: 'plain-t2x8x8', kind: 'plain', tile: [2, 8, 8] },
-    sg([2, 2, 4], 16, 1, 'f32'), sg([2, 2, 4], 16, 2, 'f32'), sg([2, 2, 4], 8, 4, 'f32'), sg([2, 2, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 2, 'f32'),
+    sg([2, 2, 4], 16, 1, 'f32'), sg([2, 2, 4], 16, 2, 'f32'), sg([2, 2, 4], 8, 4, 'f32'), sg([2, 2, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 2, 'f32'), sg([2, 2, 4], 16, 1, 'f32', 1, 'f32', true),
   ],
 };
 
@@ -112,7 +119,40 @@ async function smallError(rank: 2 | 3, run: (p: Problem, q: Tensor, k: Tensor, v
   return worst;
 }
 
+const FLAT = CASES.flatMap((c) => VARIANTS[c.rank].map((v) => ({ c, v })));
+
+if (!values.child) {
+  for (const f of [ROWS, CURRENT, META]) rmSync(f, { force: true });
+  let from = 0;
+  while (from < FLAT.length) {
+    writeFileSync(CURRENT, String(from));
+    const args = [...process.execArgv, process.argv[1]!, ...(small ? ['--small'] : []), '--out', dir, '--child', '--from', String(from)];
+    const r = spawnSync(process.execPath, args, { stdio: 'inherit', timeout: small ? 900_000 : 50_000 });
+    if (r.status === 0) break;
+    const cur = Number(readFileSync(CURRENT, 'utf8'));
+    const { c, v } = FLAT[cur]!;
+    record({ variant: v.name, case: c.name, shape: c.spatial.join('x'), error: `the process died while running this variant (exit status ${r.status}, signal ${r.signal})` });
+    from = cur + 1;
+  }
+  const rows = existsSync(ROWS) ? readFileSync(ROWS, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row) : [];
+  const meta = existsSync(META) ? JSON.parse(readFileSync(META, 'utf8')) as object : {};
+  writeFileSync(join(dir, 'na-sweep.json'), JSON.stringify({ ...meta, rows }, null, 2) + '\n');
+  for (const f of [ROWS, CURRENT, META]) rmSync(f, { force: true });
+  console.log(`wrote ${join(dir, 'na-sweep.json')} (${rows.length} rows)`);
+  process.exit(0);
+}
+
+const be = await createBackend({ backend: 'webgpu', dawnFlags: small ? [] : FLAGS });
+if (!(be instanceof WebGpuBackend)) throw new Error('na-sweep: needs WebGPU');
+const from = Number(values.from);
+if (from === 0) {
+  console.log(`adapter ${be.name}; workgroup storage ${be.caps.maxComputeWorkgroupStorageSize}; subgroups ${be.caps.subgroupMinSize}-${be.caps.subgroupMaxSize}; ` +
+    `sg matrix configs ${be.caps.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ') || 'none'}`);
+  writeFileSync(META, JSON.stringify({ device: be.name, workgroupStorage: be.caps.maxComputeWorkgroupStorageSize, subgroupMatrixConfigs: be.caps.subgroupMatrixConfigs }));
+}
+let index = 0;
 for (const c of CASES) {
+  if (index + VARIANTS[c.rank].length <= from) { index += VARIANTS[c.rank].length; continue; }
   const shape = [1, c.heads, ...c.spatial, c.D];
   const shapeName = `1x${c.heads}x${c.spatial.join('x')}x${c.D}_k${c.window.join('x')}`;
   const [q, k, v] = mk(shape, c.heads, 1);
@@ -124,6 +164,10 @@ for (const c of CASES) {
   const plain = await plainOut.toArray();
   plainOut.dispose();
   for (const variant of VARIANTS[c.rank]) {
+    if (index++ < from) continue;
+    writeFileSync(CURRENT, String(index - 1));
+    // Exercises the crash recovery: NA_SWEEP_CRASH=<variant index> kills the child there.
+    if (process.env.NA_SWEEP_CRASH === String(index - 1)) process.kill(process.pid, 'SIGSEGV');
     const row: Row = { variant: variant.name, case: c.name, shape: shapeName };
     try {
       let run: (p: Problem, q: Tensor, k: Tensor, v: Tensor, o: NeighborhoodOptions) => Tensor;
@@ -159,6 +203,4 @@ for (const c of CASES) {
   for (const t of [q, k, v]) t.dispose();
 }
 
-save();
-console.log(`wrote ${join(dir, 'na-sweep.json')}`);
 be.destroy();

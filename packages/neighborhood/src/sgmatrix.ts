@@ -40,6 +40,11 @@ export interface SgConfig {
    * O then needs no f32 staging, the smallest workgroup footprint. Default 'f32'.
    */
   oDtype?: 'f32' | 'f16';
+  /**
+   * Emit the per-chunk block loops straight-line, each block's K (or P and V) fragments
+   * loaded one block ahead of the MMAs that use them, so the loads overlap.
+   */
+  unroll?: boolean;
   /** Subtiles per subgroup stacked along axis 1 sharing K/V fragment loads (1 or 2; sgstacked.ts). */
   stack?: number;
 }
@@ -149,6 +154,52 @@ export function sgSource(cfg: SgConfig, s: SgShape): string {
   const oStride = oF16 ? HALF : f32S ? sStride : 16 * D;
 
   const softmaxCols = Array.from({ length: perLane }, (_, j) => j);
+  const fs = Array.from({ length: NF }, (_, f) => f);
+  const krowOf = (j: string, name: string) => `let kp${name} = boxLo + kpos(ch, ${j} * 16u);
+      let y${name} = g + dd * vec3<u32>(kp${name});
+      let krow${name} = kvBase + (y${name}.x * Lv.y + y${name}.y) * Lv.z + y${name}.z;`;
+  let sPhase: string;
+  let pvPhase: string;
+  if (!cfg.unroll) {
+    sPhase = `    for (var j = 0u; j < ${CB}u; j++) {
+      let kp = boxLo + kpos(ch, j * 16u);
+      let y = g + dd * vec3<u32>(kp);
+      let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
+      var acc = subgroupMatrixMultiply<${cfg.sDtype}>(qf[0], subgroupMatrixLoad<${R}>(&kb, krow * ${D}u, true, kstride));
+      for (var f = 1u; f < ${NF}u; f++) {
+        acc = subgroupMatrixMultiplyAccumulate(qf[f], subgroupMatrixLoad<${R}>(&kb, krow * ${D}u + f * 16u, true, kstride), acc);
+      }
+      subgroupMatrixStore(&ss, sBase + j * 16u, acc, false, ${W}u);
+    }`;
+    pvPhase = `    for (var j = 0u; j < ${CB}u; j++) {
+      let kp = boxLo + kpos(ch, j * 16u);
+      let y = g + dd * vec3<u32>(kp);
+      let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
+      let pf = subgroupMatrixLoad<${L}>(&${hsName}, hBase + j * 16u, false, ${W}u);
+${Array.from({ length: NF }, (_, f) => `      o${f} = subgroupMatrixMultiplyAccumulate(pf, subgroupMatrixLoad<${R}>(&vb, krow * ${D}u + ${f * 16}u, false, kstride), o${f});`).join('\n')}
+    }`;
+  } else {
+    const s1: string[] = [];
+    const p1: string[] = [];
+    const kLoad = (j: number) => `      ${krowOf(`${j}u`, `_${j}`)}
+${fs.map((f) => `      let kf${j}_${f} = subgroupMatrixLoad<${R}>(&kb, krow_${j} * ${D}u + ${f * 16}u, true, kstride);`).join('\n')}`;
+    const vLoad = (j: number) => `      ${krowOf(`${j}u`, `v_${j}`)}
+      let pf${j} = subgroupMatrixLoad<${L}>(&${hsName}, hBase + ${j * 16}u, false, ${W}u);
+${fs.map((f) => `      let vf${j}_${f} = subgroupMatrixLoad<${R}>(&vb, krowv_${j} * ${D}u + ${f * 16}u, false, kstride);`).join('\n')}`;
+    s1.push(kLoad(0));
+    p1.push(vLoad(0));
+    for (let j = 0; j < CB; j++) {
+      if (j + 1 < CB) { s1.push(kLoad(j + 1)); p1.push(vLoad(j + 1)); }
+      s1.push(`      {
+        var acc = subgroupMatrixMultiply<${cfg.sDtype}>(qf[0], kf${j}_0);
+${fs.slice(1).map((f) => `        acc = subgroupMatrixMultiplyAccumulate(qf[${f}], kf${j}_${f}, acc);`).join('\n')}
+        subgroupMatrixStore(&ss, sBase + ${j * 16}u, acc, false, ${W}u);
+      }`);
+      p1.push(fs.map((f) => `      o${f} = subgroupMatrixMultiplyAccumulate(pf${j}, vf${j}_${f}, o${f});`).join('\n'));
+    }
+    sPhase = s1.join('\n');
+    pvPhase = p1.join('\n');
+  }
   return `enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -237,16 +288,7 @@ ${Array.from({ length: NF }, (_, f) => `  var o${f} = ${A}();`).join('\n')}
 
   for (var ch = 0u; ch < ${box.chunks}u; ch++) {
     workgroupBarrier();
-    for (var j = 0u; j < ${CB}u; j++) {
-      let kp = boxLo + kpos(ch, j * 16u);
-      let y = g + dd * vec3<u32>(kp);
-      let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
-      var acc = subgroupMatrixMultiply<${cfg.sDtype}>(qf[0], subgroupMatrixLoad<${R}>(&kb, krow * ${D}u, true, kstride));
-      for (var f = 1u; f < ${NF}u; f++) {
-        acc = subgroupMatrixMultiplyAccumulate(qf[f], subgroupMatrixLoad<${R}>(&kb, krow * ${D}u + f * 16u, true, kstride), acc);
-      }
-      subgroupMatrixStore(&ss, sBase + j * 16u, acc, false, ${W}u);
-    }
+${sPhase}
     workgroupBarrier();
     for (var r = 0u; r < 16u; r++) {
       let iq = min(tileStart + qpos(r), lg - vec3<i32>(1));
@@ -286,13 +328,7 @@ ${Array.from({ length: NF }, (_, f) => `      subgroupMatrixStore(&${osName}, oB
       workgroupBarrier();
 ${Array.from({ length: NF }, (_, f) => `      o${f} = subgroupMatrixLoad<${A}>(&${osName}, oBase + ${f * 16}u, false, ${D}u);`).join('\n')}
     }` : ''}
-    for (var j = 0u; j < ${CB}u; j++) {
-      let kp = boxLo + kpos(ch, j * 16u);
-      let y = g + dd * vec3<u32>(kp);
-      let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
-      let pf = subgroupMatrixLoad<${L}>(&${hsName}, hBase + j * 16u, false, ${W}u);
-${Array.from({ length: NF }, (_, f) => `      o${f} = subgroupMatrixMultiplyAccumulate(pf, subgroupMatrixLoad<${R}>(&vb, krow * ${D}u + ${f * 16}u, false, kstride), o${f});`).join('\n')}
-    }
+${pvPhase}
   }
   workgroupBarrier();
 ${Array.from({ length: NF }, (_, f) => `  subgroupMatrixStore(&${osName}, oBase + ${f * 16}u, o${f}, false, ${D}u);`).join('\n')}
@@ -314,7 +350,7 @@ ${Array.from({ length: NF }, (_, f) => `  subgroupMatrixStore(&${osName}, oBase 
 
 export function sgProgram(cfg: SgConfig, s: SgShape): Program {
   const stack = cfg.stack ?? 1;
-  const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}/o${cfg.oDtype ?? 'f32'}/stack${stack}`;
+  const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}/o${cfg.oDtype ?? 'f32'}/stack${stack}${cfg.unroll ? '/unroll' : ''}`;
   return { key, inputs: 3, outputs: 1, uniform: true, source: () => (stack > 1 ? sgStackedSource(cfg, s) : sgSource(cfg, s)) };
 }
 
