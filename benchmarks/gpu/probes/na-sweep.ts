@@ -55,7 +55,6 @@ const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: numbe
 const VARIANTS: Record<2 | 3, Variant[]> = {
   2: [
     { name: 'library na2d', kind: 'library' },
-    { name: 'plain-t1x8x8', kind: 'plain', tile: [1, 8, 8] },
     { name: 'plain-t1x8x16', kind: 'plain', tile: [1, 8, 16] },
     sg([1, 4, 4], 16, 1, 'f32'), sg([1, 4, 4], 16, 2, 'f32'), sg([1, 4, 4], 8, 2, 'f32'),
     sg([1, 4, 4], 16, 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 4, 'f16'),
@@ -66,7 +65,6 @@ const VARIANTS: Record<2 | 3, Variant[]> = {
   ],
   3: [
     { name: 'library na3d', kind: 'library' },
-    { name: 'plain-t4x4x4', kind: 'plain', tile: [4, 4, 4] },
     { name: 'plain-t2x8x8', kind: 'plain', tile: [2, 8, 8] },
     sg([2, 2, 4], 16, 1, 'f32'), sg([2, 2, 4], 16, 2, 'f32'), sg([2, 2, 4], 8, 4, 'f32'), sg([2, 2, 4], 16, 2, 'f16'), sg([1, 4, 4], 16, 2, 'f32'), sg([2, 2, 4], 16, 1, 'f32', 1, 'f32', true),
   ],
@@ -189,7 +187,8 @@ for (const c of CASES) {
       row.maxErrVsPlain = maxAbsDiff(await out.toArray(), plain);
       out.dispose();
       be.checkHealthy(variant.name);
-      row.maxErrSmallVsCpu = await smallError(c.rank, (pp, qq, kk, vv, oo) => {
+      // The plain kernel's small cases are the package's own tests; the new kernels are checked here.
+      if (variant.kind !== 'plain') row.maxErrSmallVsCpu = await smallError(c.rank, (pp, qq, kk, vv, oo) => {
         if (variant.kind === 'sg' && sgUnsupported(be, pp, variant.cfg)) throw new Error(`small check not covered: ${sgUnsupported(be, pp, variant.cfg)}`);
         return run(pp, qq, kk, vv, oo);
       });
