@@ -12,7 +12,7 @@
 //   node --conditions=@attnkit/source --import tsx benchmarks/gpu/probes/paro-e2e.ts --small --out /tmp/x
 import {
   blockSparseAttention, calibrate, denseAttention, gatherTokens, maskDensity, paroAttention, planFor, quantizeBlocks,
-  releaseScratch, sgmatrixInt8Available, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
+  releaseScratch, sgmatrixInt8Available, sgmatrixPVAvailable, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
 } from '@attnkit/paro';
 import { CpuBackend, createBackend, random, tensor, WebGpuBackend, type Tensor } from '@attnkit/tensor';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -58,6 +58,13 @@ const vp = gatherTokens(v, plan.forward, H);
 const denseOut = await denseAttention(q, k, v).toArray();
 const densePermuted = await gatherTokens(tensor(be, denseOut, [1, H, N, D], 'f16'), plan.forward, H).toArray();
 const hasSgm = sgmatrixInt8Available(be.caps, be.wgslLanguageFeatures);
+const hasPV = sgmatrixPVAvailable(be.caps, be.wgslLanguageFeatures, D);
+mkdirSync(args.out!, { recursive: true });
+const file = join(args.out!, `${NAME}.json`);
+/** Written after every variant: a driver crash in a later one keeps the rows so far. */
+function save(): void {
+  writeFileSync(file, JSON.stringify({ device: be.name, shape, density, orders: cal.heads.map((h) => h.order), calibrationMs: calMs, totalMs: performance.now() - started, rows }, null, 2) + '\n');
+}
 
 // ---------------------------------------------------------------- GPU timestamps
 
@@ -251,7 +258,7 @@ variants.push(
   { name: 'e2e-separate-int8-again', call: paro({ qk: 'int8', permute: 'separate' }), ref: denseOut as Float32Array, flops: sparseFlops, notes: 'the first implementation once more, after everything else' },
 );
 
-for (const vr of variants) await measure(vr);
+for (const vr of variants) { await measure(vr); save(); }
 // Sync latency with nothing recorded: what every per-call figure carries on top of its work.
 {
   const xs: number[] = [];
@@ -259,10 +266,20 @@ for (const vr of variants) await measure(vr);
   const s = stats(xs);
   rows.push({ variant: 'sync-empty', shape, ok: true, medianMs: s.medianMs, minMs: s.minMs, maxMs: s.maxMs, perCallSync: s, notes: 'await be.sync() with no work recorded' });
   console.log(`sync-empty: ${s.medianMs.toFixed(3)} ms (min ${s.minMs.toFixed(3)}, max ${s.maxMs.toFixed(3)})`);
+  save();
+}
+// Last: both products on subgroup matrices (new kernel, first run on the H200; the staged
+// subgroup-matrix trap in shared/gpu/README.md means it could take the process down).
+if (hasPV) {
+  const pv: Variant[] = [
+    { name: 'kernel-int8-sgmatrix-pv', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8-plain', notes: 'quantize (scratch) + kernel with Q.K on i8 and P.V on f16 subgroup matrices, pre-permuted tokens' },
+    { name: 'e2e-fused-int8-sgmatrix-pv', call: paro({ qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8-plain', notes: 'fused end to end with the Q.K i8 + P.V f16 subgroup-matrix kernel (V gathered into scratch first)' },
+  ];
+  for (const vr of pv) { await measure(vr); save(); }
+} else {
+  console.log('sgmatrix-pv: not available on this adapter');
 }
 
-mkdirSync(args.out!, { recursive: true });
-const file = join(args.out!, `${NAME}.json`);
-writeFileSync(file, JSON.stringify({ device: be.name, shape, density, orders: cal.heads.map((h) => h.order), calibrationMs: calMs, totalMs: performance.now() - started, rows }, null, 2) + '\n');
+save();
 console.log(`${NAME}: wrote ${file} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 be.destroy();

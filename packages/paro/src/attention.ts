@@ -3,7 +3,7 @@ import {
   type Tensor, type WebGpuBackend,
 } from '@attnkit/tensor';
 import { channelMeanProgram, chunkFor, gatherProgram, quantizeProgram, sparseProgram } from './kernels.js';
-import { sgmatrixInt8Available, sparseSgmatrixProgram } from './kernels-sgmatrix.js';
+import { sgmatrixInt8Available, sgmatrixPVAvailable, sparseSgmatrixProgram, sparseSgmatrixPVProgram } from './kernels-sgmatrix.js';
 import { BLOCK, blockCount, packMask, type BlockMask } from './mask.js';
 
 const LOG2E = 1.4426950408889634;
@@ -20,7 +20,7 @@ export interface SparseOptions {
    * exactly (max |difference| 0) and ran 3.8x faster
    * (benchmarks/results/h200/paro-sgmatrix-webgpu-run2.json).
    */
-  int8Path?: 'auto' | 'plain' | 'sgmatrix';
+  int8Path?: 'auto' | 'plain' | 'sgmatrix' | 'sgmatrix-pv';
 }
 
 export interface Dims { B: number; H: number; Hkv: number; N: number; D: number; dtype: 'f32' | 'f16' }
@@ -135,17 +135,20 @@ export function gatherTokens(x: Tensor, index: Uint32Array, heads: number): Tens
   }
   const be = gpu(x);
   const out = be.empty(op, x.dtype, [B, heads, N, D]);
-  const total = B * heads * N * (D / 4);
-  const groups = Math.ceil(total / 256);
-  const grid = gridFor(groups);
+  gatherInto(be, be.buffer(x, op), indexOnDevice(be, index), be.buffer(out, op), { B, H: heads, Hx, N, D, dtype: x.dtype as 'f32' | 'f16' });
+  return out;
+}
+
+function gatherInto(be: WebGpuBackend, x: GPUBuffer, index: GPUBuffer, out: GPUBuffer, d: { B: number; H: number; Hx: number; N: number; D: number; dtype: 'f32' | 'f16' }): void {
+  const total = d.B * d.H * d.N * (d.D / 4);
+  const grid = gridFor(Math.ceil(total / 256));
   be.dispatch({
-    program: gatherProgram(x.dtype as 'f32' | 'f16', D),
-    inputs: [be.buffer(x, op), indexOnDevice(be, index)],
-    outputs: [be.buffer(out, op)],
-    uniforms: packUniforms([['u32', total], ['u32', heads], ['u32', Hx], ['u32', N], ['u32', grid[0] * grid[1]]]),
+    program: gatherProgram(d.dtype, d.D),
+    inputs: [x, index],
+    outputs: [out],
+    uniforms: packUniforms([['u32', total], ['u32', d.H], ['u32', d.Hx], ['u32', d.N], ['u32', grid[0] * grid[1]]]),
     grid,
   });
-  return out;
 }
 
 export interface Int8Blocks {
@@ -260,7 +263,7 @@ function quantizeQK(be: WebGpuBackend, q: GPUBuffer, k: GPUBuffer, d: Dims, perm
  */
 export function runSparse(
   be: WebGpuBackend, x: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer }, d: Dims, mask: BlockMask | 'dense',
-  qk: 'float' | 'int8', scale: number, path: 'auto' | 'plain' | 'sgmatrix', perm: GPUBuffer | null,
+  qk: 'float' | 'int8', scale: number, path: NonNullable<SparseOptions['int8Path']>, perm: GPUBuffer | null,
 ): Tensor {
   const op = 'blockSparseAttention';
   const nB = blockCount(d.N);
@@ -268,11 +271,22 @@ export function runSparse(
   if (qk === 'int8' && path === 'sgmatrix' && !canSgmatrix) {
     throw new ArgumentError(op, 'int8Path', "'auto' or 'plain' here: the i8 subgroup-matrix path needs an i8 16x16x32 config, subgroup size 32, subgroup_id, N % 64 == 0 and D % 32 == 0", path);
   }
+  const canPV = qk === 'int8' && d.dtype === 'f16' && d.N % BLOCK === 0 && sgmatrixPVAvailable(be.caps, be.wgslLanguageFeatures, d.D);
+  if (qk === 'int8' && path === 'sgmatrix-pv' && !canPV) {
+    throw new ArgumentError(op, 'int8Path', "'auto' or 'plain' here: 'sgmatrix-pv' needs the 'sgmatrix' path's features, f16 tensors, an f16 16x16x16 config and workgroup memory for its tiles", path);
+  }
+  const usePV = canPV && path === 'sgmatrix-pv';
   const useSgmatrix = canSgmatrix && path !== 'plain';
   const out = be.empty(op, d.dtype, [d.B, d.H, d.N, d.D]);
+  let vbuf = x.v;
+  if (usePV && perm) {
+    // P.V fragments load V rows straight from storage, so V is gathered into PARO order first.
+    vbuf = scratchBuffer(be, 'vperm', d.B * d.H * d.N * d.D * 2);
+    gatherInto(be, x.v, perm, vbuf, { B: d.B, H: d.H, Hx: d.Hkv, N: d.N, D: d.D, dtype: d.dtype });
+  }
   const inputs: GPUBuffer[] = qk === 'int8' ? quantizeQK(be, x.q, x.k, d, perm) : [x.q, x.k];
-  if (qk === 'int8') inputs.splice(2, 0, x.v);
-  else inputs.push(x.v);
+  if (qk === 'int8') inputs.splice(2, 0, vbuf);
+  else inputs.push(vbuf);
   if (mask !== 'dense') {
     const m = maskOnDevice(be, mask);
     inputs.push(m.counts, m.lists);
@@ -280,7 +294,9 @@ export function runSparse(
   if (perm) inputs.push(perm);
   const gathered = perm !== null;
   be.dispatch({
-    program: useSgmatrix
+    program: usePV
+      ? sparseSgmatrixPVProgram(d.D, mask === 'dense', gathered)
+      : useSgmatrix
       ? sparseSgmatrixProgram(d.dtype, d.D, mask === 'dense', gathered)
       : sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense', chunk: chunkFor(be.name), gathered }),
     inputs, outputs: [be.buffer(out, op)],

@@ -167,3 +167,158 @@ fn main(@builtin(local_invocation_index) li: u32) {
 }`,
   };
 }
+
+/** f16 x f16 -> f32 fragment shape used for P.V: 16 x 16 x 16. */
+const PV_K = 16;
+
+/** Workgroup bytes of the P.V variant: S (i32), P (f16), and the P.V tile (f32, rows padded by 4). */
+export function sgmatrixPVBytes(D: number): number {
+  return BLOCK * BLOCK * 4 + BLOCK * BLOCK * 2 + BLOCK * (D + 4) * 4;
+}
+
+/**
+ * Whether the variant with both products on subgroup matrices can run: the i8 path's needs,
+ * f16 shaders, an f16 -> f32 16x16x16 configuration, and workgroup memory for its tiles.
+ */
+export function sgmatrixPVAvailable(caps: Capabilities, wgslFeatures: ReadonlySet<string>, D: number): boolean {
+  return (
+    sgmatrixInt8Available(caps, wgslFeatures) && caps.shaderF16 && D % 32 === 0 &&
+    caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === PV_K && c.N === PV_K && c.K === PV_K) &&
+    caps.maxComputeWorkgroupStorageSize >= sgmatrixPVBytes(D)
+  );
+}
+
+/**
+ * The int8 block-sparse kernel with Q.K^T on i8 subgroup matrices and P.V on f16 ones. Per
+ * key block: the two subgroups write the 64 x 64 i32 scores to workgroup memory; each
+ * invocation takes its row's block max, rescales its running sum, and writes P as the
+ * integers round(127 p) in f16 (exact: P.V then differs from the plain kernel's f32
+ * products only in summation order); the subgroups multiply P by V fragments loaded from
+ * storage (V must be f16 and contiguous in the permuted order: `vb` holds H heads when
+ * `gathered`) into a 64 x D f32 tile, which each invocation folds into its row of O
+ * (O = O * alpha + tile) in registers. The plain kernel's 64 x D scalar FMAs per row and
+ * block become D reads. The block max replaces the plain kernel's per-16-key running
+ * max, so P's rounding can differ from it by one step of 1/127 now and then.
+ */
+export function sparseSgmatrixPVProgram(D: number, dense: boolean, gathered: boolean): Program {
+  const D4 = D / 4;
+  const KS = D / FK;
+  const DS = D + 4; // padded P.V row: conflict-free vec4 reads
+  const slots = Array.from({ length: D4 }, (_, p) => p);
+  let b = 0;
+  const lines: string[] = [
+    `@group(0) @binding(${b++}) var<storage, read> qb: array<i32>;`,
+    `@group(0) @binding(${b++}) var<storage, read> kb: array<i32>;`,
+    `@group(0) @binding(${b++}) var<storage, read> vb: array<f16>;`,
+    `@group(0) @binding(${b++}) var<storage, read> qscale: array<f32>;`,
+    `@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`,
+  ];
+  if (!dense) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
+  }
+  if (gathered) lines.push(`@group(0) @binding(${b++}) var<storage, read> perm: array<u32>;`);
+  const inputs = b;
+  lines.push(vecBinding(b++, 'ob', 'f16', true));
+  lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
+  const L = `subgroup_matrix_left<i8, ${FK}, ${FM}>`;
+  const R = `subgroup_matrix_right<i8, ${FM}, ${FK}>`;
+  const PL = `subgroup_matrix_left<f16, ${PV_K}, ${PV_K}>`;
+  const VR = `subgroup_matrix_right<f16, ${PV_K}, ${PV_K}>`;
+  const body: string[] = [];
+  for (let r = 0; r < 2; r++) for (let s = 0; s < KS; s++) {
+    body.push(`  let lq${r}_${s} = subgroupMatrixLoad<${L}>(&qb, (qrow0 + sg * 32u + ${r * FM}u) * ${D}u + ${s * FK}u, false, ${D}u);`);
+  }
+  const qkTiles: string[] = [];
+  for (let ct = 0; ct < BLOCK / FM; ct++) {
+    qkTiles.push('    {');
+    for (let s = 0; s < KS; s++) {
+      qkTiles.push(`      let r${s} = subgroupMatrixLoad<${R}>(&kb, (krow0 + ${ct * FM}u) * ${D}u + ${s * FK}u, true, ${D}u);`);
+      if (s === 0) {
+        qkTiles.push('      var a0 = subgroupMatrixMultiply<i32>(lq0_0, r0);', '      var a1 = subgroupMatrixMultiply<i32>(lq1_0, r0);');
+      } else {
+        qkTiles.push(`      a0 = subgroupMatrixMultiplyAccumulate(lq0_${s}, r${s}, a0);`, `      a1 = subgroupMatrixMultiplyAccumulate(lq1_${s}, r${s}, a1);`);
+      }
+    }
+    qkTiles.push(`      subgroupMatrixStore(&S, (sg * 32u) * ${BLOCK}u + ${ct * FM}u, a0, false, ${BLOCK}u);`);
+    qkTiles.push(`      subgroupMatrixStore(&S, (sg * 32u + ${FM}u) * ${BLOCK}u + ${ct * FM}u, a1, false, ${BLOCK}u);`);
+    qkTiles.push('    }');
+  }
+  const pvTiles: string[] = [];
+  for (let rt = 0; rt < 2; rt++) {
+    for (let s = 0; s < BLOCK / PV_K; s++) pvTiles.push(`    let p${rt}_${s} = subgroupMatrixLoad<${PL}>(&P, (sg * 32u + ${rt * PV_K}u) * ${BLOCK}u + ${s * PV_K}u, false, ${BLOCK}u);`);
+  }
+  for (let ct = 0; ct < D / PV_K; ct++) {
+    pvTiles.push('    {');
+    for (let s = 0; s < BLOCK / PV_K; s++) {
+      pvTiles.push(`      let v${s} = subgroupMatrixLoad<${VR}>(&vb, (vrow0 + ${s * PV_K}u) * ${D}u + ${ct * PV_K}u, false, ${D}u);`);
+      if (s === 0) {
+        pvTiles.push('      var c0 = subgroupMatrixMultiply<f32>(p0_0, v0);', '      var c1 = subgroupMatrixMultiply<f32>(p1_0, v0);');
+      } else {
+        pvTiles.push(`      c0 = subgroupMatrixMultiplyAccumulate(p0_${s}, v${s}, c0);`, `      c1 = subgroupMatrixMultiplyAccumulate(p1_${s}, v${s}, c1);`);
+      }
+    }
+    pvTiles.push(`      subgroupMatrixStore(&PV, (sg * 32u) * ${DS}u + ${ct * PV_K}u, c0, false, ${DS}u);`);
+    pvTiles.push(`      subgroupMatrixStore(&PV, (sg * 32u + ${PV_K}u) * ${DS}u + ${ct * PV_K}u, c1, false, ${DS}u);`);
+    pvTiles.push('    }');
+  }
+  return {
+    key: `paro/sparse/int8-sgmatrix-pv/d${D}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}`,
+    inputs, outputs: 1, uniform: true,
+    source: () => `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+${lines.join('\n')}
+${uniformStruct('U', [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']])}
+${vecStorer('ob', 'f16')}
+var<workgroup> S: array<i32, ${BLOCK * BLOCK}>;
+var<workgroup> P: array<f16, ${BLOCK * BLOCK}>;
+var<workgroup> PV: array<f32, ${BLOCK * DS}>;
+
+@compute @workgroup_size(${BLOCK})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
+  let qblk = wid.x;
+  let bh = wid.z;
+  let h = bh % u.H;
+  let b = bh / u.H;
+  let kvbh = b * u.Hkv + h / (u.H / u.Hkv);
+  let kh = ${gathered ? 'bh' : 'kvbh'};
+  let qrow0 = bh * u.N + qblk * ${BLOCK}u;
+  let qrow = ${gathered ? `bh * u.N + perm[h * u.N + qblk * ${BLOCK}u + li]` : 'qrow0 + li'};
+  let qsc = qscale[bh * u.nB + qblk] * u.scale;
+${body.join('\n')}
+${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
+  var m = ${NEG};
+  var l = 0.0;
+  let count = ${dense ? 'u.nB' : 'counts[h * u.nB + qblk]'};
+  for (var e = 0u; e < count; e++) {
+    let kblk = ${dense ? 'e' : `lists[(h * u.nB + qblk) * u.nB + e]`};
+    let f = qsc * kscale[kh * u.nB + kblk];
+    let krow0 = kh * u.N + kblk * ${BLOCK}u;
+    let vrow0 = kh * u.N + kblk * ${BLOCK}u;
+    workgroupBarrier();
+${qkTiles.join('\n')}
+    workgroupBarrier();
+    // Columns visited from a per-row rotation so the 32 lanes hit 32 different banks.
+    var mx = m;
+    for (var c = 0u; c < ${BLOCK}u; c++) { mx = max(mx, f32(S[li * ${BLOCK}u + ((c + li) & ${BLOCK - 1}u)]) * f); }
+    let alpha = exp2(m - mx);
+    var rs = 0.0;
+    for (var c = 0u; c < ${BLOCK}u; c++) {
+      let j = li * ${BLOCK}u + ((c + li) & ${BLOCK - 1}u);
+      let r = exp2(f32(S[j]) * f - mx);
+      rs += r;
+      P[j] = f16(floor(r * 127.0 + 0.5));
+    }
+    l = l * alpha + rs;
+    m = mx;
+    workgroupBarrier();
+${pvTiles.join('\n')}
+    workgroupBarrier();
+${slots.map((p) => `    o${p} = fma(o${p}, vec4<f32>(alpha), vec4<f32>(PV[li * ${DS}u + ${4 * p}u], PV[li * ${DS}u + ${4 * p + 1}u], PV[li * ${DS}u + ${4 * p + 2}u], PV[li * ${DS}u + ${4 * p + 3}u]));`).join('\n')}
+  }
+  let inv = 1.0 / (127.0 * l);
+${slots.map((p) => `  st_ob(qrow * ${D4}u + ${p}u, o${p} * inv);`).join('\n')}
+}`,
+  };
+}

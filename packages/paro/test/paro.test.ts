@@ -209,6 +209,7 @@ describe('block-sparse attention: bad input', () => {
       expect(() => blockSparseAttention(r, r, r, 'dense')).toThrow(ShapeError);
       if (be.kind === 'webgpu' && be.caps.subgroupMatrixConfigs.length === 0) {
         expect(() => blockSparseAttention(q, q, q, 'dense', { qk: 'int8', int8Path: 'sgmatrix' })).toThrow(ArgumentError);
+        expect(() => blockSparseAttention(q, q, q, 'dense', { qk: 'int8', int8Path: 'sgmatrix-pv' })).toThrow(ArgumentError);
       }
     }
   });
