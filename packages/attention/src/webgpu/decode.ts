@@ -283,6 +283,25 @@ export function planStream(be: WebGpuBackend, p: Problem, nList: number, selecte
   return { nSplit, perSplit, nChunks, RC, KB: 1, variant: { D: p.D, dtype: p.dtype, G, NG, U, RC, selected } };
 }
 
+/**
+ * Partials and the unwanted-lse sink, kept per backend and grown on demand: decode runs
+ * once per generated token, and fresh buffers each time cost allocation, a lazy zero fill
+ * and bind-group churn. Reuse across calls is safe because WebGPU orders the passes that
+ * use one buffer.
+ */
+const scratch = new WeakMap<WebGpuBackend, Map<string, GPUBuffer>>();
+
+function scratchBuffer(be: WebGpuBackend, op: string, role: string, bytes: number): GPUBuffer {
+  let m = scratch.get(be);
+  if (!m) scratch.set(be, (m = new Map()));
+  const have = m.get(role);
+  if (have && have.size >= bytes) return have;
+  if (have) be.release(have);
+  const buf = be.createBuffer(op, Math.max(bytes, have ? have.size * 2 : 0));
+  m.set(role, buf);
+  return buf;
+}
+
 export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, selected: { tensor: Tensor; nSel: number } | null, wantLse: boolean, splits?: number): { out: Tensor; lse: Tensor | null } {
   const TPK: 1 | 4 = be.caps.subgroups && be.caps.subgroupMinSize >= 4 ? 4 : 1;
   const nb16 = Math.ceil(p.kvLength / POOL_BLOCK);
@@ -298,9 +317,9 @@ export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v
   };
   const uniforms = packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const));
   const nPart = p.B * p.Hkv * plan.nSplit * rowsPerKv;
-  const opart = be.createBuffer(p.op, nPart * p.D * 4);
-  const mpart = be.createBuffer(p.op, nPart * 4);
-  const lpart = be.createBuffer(p.op, nPart * 4);
+  const opart = scratchBuffer(be, p.op, 'o', nPart * p.D * 4);
+  const mpart = scratchBuffer(be, p.op, 'm', nPart * 4);
+  const lpart = scratchBuffer(be, p.op, 'l', nPart * 4);
   const inputs = [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)];
   if (selected) inputs.push(be.buffer(selected.tensor, p.op));
   const splitProgram: Program = stream
@@ -312,18 +331,13 @@ export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v
     };
   be.dispatch({ program: splitProgram, inputs, outputs: [opart, mpart, lpart], uniforms, grid: gridFor(p.B * p.Hkv * plan.nSplit * plan.nChunks) });
   const out = be.empty(p.op, p.dtype, [p.B, p.Hq, p.S, p.D]);
-  const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
+  const lse = wantLse ? be.empty(p.op, 'f32', [p.B, p.Hq, p.S]) : null;
+  const lseBuf = lse ? be.buffer(lse, p.op) : scratchBuffer(be, p.op, 'lse', p.B * p.Hq * p.S * 4);
   const reduceProgram: Program = {
     key: `attention/decode-reduce/D${p.D}/${p.dtype}`,
     source: () => reduceSource(variant),
     inputs: 3, outputs: 2, uniform: true,
   };
-  be.dispatch({ program: reduceProgram, inputs: [opart, mpart, lpart], outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)], uniforms, grid: gridFor(p.B * p.Hq * p.S) });
-  // Freed once the recorded work is submitted (release defers while an encoder is open).
-  for (const b of [opart, mpart, lpart]) be.release(b);
-  if (!wantLse) {
-    lse.dispose();
-    return { out, lse: null };
-  }
+  be.dispatch({ program: reduceProgram, inputs: [opart, mpart, lpart], outputs: [be.buffer(out, p.op), lseBuf], uniforms, grid: gridFor(p.B * p.Hq * p.S) });
   return { out, lse };
 }
