@@ -263,7 +263,7 @@ function quantizeQK(be: WebGpuBackend, q: GPUBuffer, k: GPUBuffer, d: Dims, perm
  */
 export function runSparse(
   be: WebGpuBackend, x: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer }, d: Dims, mask: BlockMask | 'dense',
-  qk: 'float' | 'int8', scale: number, path: NonNullable<SparseOptions['int8Path']>, perm: GPUBuffer | null,
+  qk: 'float' | 'int8', scale: number, path: NonNullable<SparseOptions['int8Path']>, perm: GPUBuffer | null, into?: Tensor,
 ): Tensor {
   const op = 'blockSparseAttention';
   const nB = blockCount(d.N);
@@ -277,7 +277,7 @@ export function runSparse(
   }
   const usePV = canPV && path === 'sgmatrix-pv';
   const useSgmatrix = canSgmatrix && path !== 'plain';
-  const out = be.empty(op, d.dtype, [d.B, d.H, d.N, d.D]);
+  const out = into ?? be.empty(op, d.dtype, [d.B, d.H, d.N, d.D]);
   let vbuf = x.v;
   if (usePV && perm) {
     // P.V fragments load V rows straight from storage, so V is gathered into PARO order first.
@@ -304,6 +304,14 @@ export function runSparse(
     grid: [nB, 1, d.B * d.H],
   });
   return out;
+}
+
+/** Checks a caller's output tensor: same backend, dtype and [B, H, N, D] as the query. */
+export function checkOut(op: string, out: Tensor, q: Tensor): void {
+  out.storage(op);
+  if (out.backend !== q.backend) throw new BackendMismatchError(op, 'out', q.backend.name, out.backend.name);
+  if (out.dtype !== q.dtype) throw new DTypeError(op, 'out', [q.dtype], out.dtype);
+  if (out.rank !== q.rank || out.shape.some((s, i) => s !== q.shape[i])) throw new ShapeError(op, 'out', `[${q.shape.join(', ')}] (the query's shape)`, out.shape);
 }
 
 /** The per-head order as a device buffer (cached per index array). */

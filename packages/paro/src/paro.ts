@@ -1,5 +1,5 @@
 import { ArgumentError, ShapeError, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
-import { blockSparseAttention, checkQKV, gatherTokens, permOnDevice, runSparse, type SparseOptions } from './attention.js';
+import { blockSparseAttention, checkOut, checkQKV, gatherTokens, permOnDevice, runSparse, type SparseOptions } from './attention.js';
 import type { Calibration } from './calibrate.js';
 import { LayoutError } from './errors.js';
 import { checkLayout, invertPermutation, orderPermutation } from './layout.js';
@@ -44,6 +44,12 @@ export interface ParoOptions extends SparseOptions {
    * output back (the first implementation; kept to measure against).
    */
   permute?: 'fused' | 'separate';
+  /**
+   * Write the result into this tensor (q's backend, dtype and shape) instead of a new one:
+   * a model step that calls PARO every layer can keep one output buffer. Returned as is.
+   * Only the fused WebGPU path takes it (ArgumentError elsewhere).
+   */
+  out?: Tensor;
 }
 
 /**
@@ -61,6 +67,7 @@ export function paroAttention(q: Tensor, k: Tensor, v: Tensor, calibration: Cali
     throw new LayoutError(op, `a layout of ${d.N} tokens (the tensors' N)`, `text ${l.text ?? 0} + ${l.frames}x${l.height}x${l.width} = ${plan.mask.tokens}`);
   }
   if (plan.mask.heads !== d.H) throw new ShapeError(op, 'query', `${plan.mask.heads} heads (one per calibrated head)`, q.shape);
+  if (opts.out) checkOut(op, opts.out, q);
   const permute = opts.permute ?? 'fused';
   if (permute !== 'fused' && permute !== 'separate') throw new ArgumentError(op, 'permute', "'fused' or 'separate'", permute);
   if (permute === 'fused' && q.backend.kind === 'webgpu') {
@@ -70,8 +77,9 @@ export function paroAttention(q: Tensor, k: Tensor, v: Tensor, calibration: Cali
     if (!Number.isFinite(scale)) throw new ArgumentError(op, 'scale', 'a finite number', scale);
     const be = q.backend as WebGpuBackend;
     const x = { q: be.buffer(q, op), k: be.buffer(k, op), v: be.buffer(v, op) };
-    return runSparse(be, x, d, plan.mask, qk, scale, opts.int8Path ?? 'auto', permOnDevice(be, plan.forward));
+    return runSparse(be, x, d, plan.mask, qk, scale, opts.int8Path ?? 'auto', permOnDevice(be, plan.forward), opts.out);
   }
+  if (opts.out) throw new ArgumentError(op, 'out', "unset: only the fused WebGPU path writes into a given tensor", `an out tensor with permute '${permute}' on ${q.backend.kind}`);
   const qp = gatherTokens(q, plan.forward, d.H);
   const kp = gatherTokens(k, plan.forward, d.H);
   const vp = gatherTokens(v, plan.forward, d.H);

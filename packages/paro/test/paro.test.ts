@@ -179,6 +179,13 @@ describe('PARO end to end', () => {
         expect(r.ok, `${qk}: ${r.message}`).toBe(true);
       }
       expect(() => paroAttention(q, k, v, cal, { permute: 'inline' as 'fused' })).toThrow(ArgumentError);
+      // A caller's output tensor is written and returned; wrong ones are refused.
+      const out = zeros(be, [1, 4, n, 16], 'f16');
+      expect(paroAttention(q, k, v, cal, { out })).toBe(out);
+      expect(compareClose(await out.toArray(), await paroAttention(q, k, v, cal).toArray(), 0, 0).ok).toBe(true);
+      expect(() => paroAttention(q, k, v, cal, { out: zeros(be, [1, 4, n, 8], 'f16') })).toThrow(ShapeError);
+      expect(() => paroAttention(q, k, v, cal, { out: zeros(be, [1, 4, n, 16], 'f32') })).toThrow(DTypeError);
+      expect(() => paroAttention(q, k, v, cal, { out, permute: 'separate' })).toThrow(ArgumentError);
     }
   });
 
