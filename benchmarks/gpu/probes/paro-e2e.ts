@@ -12,7 +12,7 @@
 //   node --conditions=@attnkit/source --import tsx benchmarks/gpu/probes/paro-e2e.ts --small --out /tmp/x
 import {
   blockSparseAttention, calibrate, denseAttention, gatherTokens, maskDensity, paroAttention, planFor, quantizeBlocks,
-  releaseScratch, sgmatrixInt8Available, sgmatrixPVAvailable, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
+  configureSgmatrixPV, releaseScratch, sgmatrixInt8Available, sgmatrixPVAvailable, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
 } from '@attnkit/paro';
 import { CpuBackend, createBackend, random, tensor, WebGpuBackend, type Tensor } from '@attnkit/tensor';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -286,6 +286,10 @@ if (hasPV) {
     { name: 'e2e-fused-int8-sgmatrix-pv', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8-plain', notes: 'fused end to end with the Q.K i8 + P.V f16 subgroup-matrix kernel (V gathered into scratch first)' },
   ];
   for (const vr of pv) { await measure(vr); save(); }
+  configureSgmatrixPV({ pad: 0 });
+  await measure({ ...pv[0]!, name: 'kernel-int8-sgmatrix-pv-nopad', withTimeIt: false, notes: `${pv[0]!.notes}; P.V tile rows not padded in workgroup memory` });
+  save();
+  configureSgmatrixPV({ pad: 4 });
 } else {
   console.log('sgmatrix-pv: not available on this adapter');
 }

@@ -7,4 +7,4 @@ export { paroAttention, planFor, type ParoOptions, type ParoPlan } from './paro.
 export { syntheticVideoQK, type SyntheticOptions } from './synthetic.js';
 export { CalibrationFormatError, DensityError, LayoutError } from './errors.js';
 export { chunkFor, sparseProgram, CHUNK } from './kernels.js';
-export { sgmatrixInt8Available, sgmatrixProbeProgram, sgmatrixPVAvailable, sparseSgmatrixProgram, sparseSgmatrixPVProgram } from './kernels-sgmatrix.js';
+export { configureSgmatrixPV, sgmatrixInt8Available, sgmatrixProbeProgram, sgmatrixPVAvailable, sparseSgmatrixProgram, sparseSgmatrixPVProgram } from './kernels-sgmatrix.js';

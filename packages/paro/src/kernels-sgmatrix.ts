@@ -171,7 +171,17 @@ fn main(@builtin(local_invocation_index) li: u32) {
 /** f16 x f16 -> f32 fragment shape used for P.V: 16 x 16 x 16. */
 const PV_K = 16;
 
-/** Workgroup bytes of the P.V variant: S (i32), P (f16), and the P.V tile (f32, rows padded by 4). */
+/**
+ * f32 words added to each row of the P.V tile in workgroup memory: 4 makes each lane's
+ * vec4 row reads conflict-free; 0 is the fallback if a padded subgroup-matrix store stride
+ * is refused. The H200 probe measures both.
+ */
+let pvPad = 4;
+export function configureSgmatrixPV(opts: { pad?: 0 | 4 }): void {
+  if (opts.pad !== undefined) pvPad = opts.pad;
+}
+
+/** Workgroup bytes of the P.V variant: S (i32), P (f16), and the P.V tile (f32, padded rows). */
 export function sgmatrixPVBytes(D: number): number {
   return BLOCK * BLOCK * 4 + BLOCK * BLOCK * 2 + BLOCK * (D + 4) * 4;
 }
@@ -203,7 +213,7 @@ export function sgmatrixPVAvailable(caps: Capabilities, wgslFeatures: ReadonlySe
 export function sparseSgmatrixPVProgram(D: number, dense: boolean, gathered: boolean): Program {
   const D4 = D / 4;
   const KS = D / FK;
-  const DS = D + 4; // padded P.V row: conflict-free vec4 reads
+  const DS = D + pvPad;
   const slots = Array.from({ length: D4 }, (_, p) => p);
   let b = 0;
   const lines: string[] = [
@@ -263,7 +273,7 @@ export function sparseSgmatrixPVProgram(D: number, dense: boolean, gathered: boo
     pvTiles.push('    }');
   }
   return {
-    key: `paro/sparse/int8-sgmatrix-pv/d${D}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}`,
+    key: `paro/sparse/int8-sgmatrix-pv/d${D}/pad${pvPad}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}`,
     inputs, outputs: 1, uniform: true,
     source: () => `enable f16;
 enable subgroups;
