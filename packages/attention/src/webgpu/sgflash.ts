@@ -333,12 +333,16 @@ ${v.rescale === 'stats-only' ? '' : mainLoop}
 `;
 }
 
-export function sgFlashProgram(v: SgFlashVariant): Program {
-  return { key: sgFlashKey(v), source: () => sgFlashSource(v), inputs: 3, outputs: 2, uniform: true };
+/** A rewrite of the generated WGSL (tests: subgroup matrices emulated per lane on adapters without them). */
+export interface SourceRewrite { tag: string; rewrite(src: string): string }
+
+export function sgFlashProgram(v: SgFlashVariant, rw?: SourceRewrite): Program {
+  const key = sgFlashKey(v) + (rw ? `/${rw.tag}` : '');
+  return { key, source: () => (rw ? rw.rewrite(sgFlashSource(v)) : sgFlashSource(v)), inputs: 3, outputs: 2, uniform: true };
 }
 
 /** Runs one variant; the caller has checked that the adapter and the problem fit the subgroup-matrix path. */
-export function runSgFlash(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, variant: SgFlashVariant): { out: Tensor; lse: Tensor } {
+export function runSgFlash(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, variant: SgFlashVariant, rw?: SourceRewrite): { out: Tensor; lse: Tensor } {
   checkSgFlashVariant(variant, p.op);
   const lay = sgFlashLayout(variant);
   const limit = be.caps.maxComputeWorkgroupStorageSize;
@@ -352,7 +356,7 @@ export function runSgFlash(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, 
     scale2: p.scale * Math.LOG2E, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
   };
   be.dispatch({
-    program: sgFlashProgram(variant),
+    program: sgFlashProgram(variant, rw),
     inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
     outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
     uniforms: packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const)),

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { ArgumentError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { backendsForTests } from '@attnkit/tensor/testing';
+import { resolveProblem } from '../src/problem.js';
+import { checkSgFlashVariant, runSgFlash, sgFlashLayout, sgFlashSource, type SgFlashVariant } from '../src/webgpu/sgflash.js';
+import type { AttentionOptions } from '../src/options.js';
+import { emulateSubgroupMatrices } from './sg-emulate.js';
+import { causalVis, oracle, type Dims, type Visible } from './oracle.js';
+
+// The tiled subgroup-matrix kernel runs on hardware only where subgroup matrices exist
+// (the H200 probe benchmarks/gpu/probes/attn-sg-sweep.ts checks it there against the CPU).
+// Here its exact data flow runs on lavapipe with the matrices emulated per lane.
+const backends = await backendsForTests();
+const gpu = backends.find((b) => b.kind === 'webgpu') as WebGpuBackend | undefined;
+const EMU = { tag: 'emulated', rewrite: emulateSubgroupMatrices };
+
+function seeded(n: number, seed: number, scale: (i: number) => number): Float32Array {
+  let a = seed >>> 0;
+  return Float32Array.from({ length: n }, (_, i) => {
+    a = (a * 1664525 + 1013904223) >>> 0;
+    return ((a / 2 ** 32) * 2 - 1) * scale(i);
+  });
+}
+
+async function runCase(be: WebGpuBackend, v: Omit<SgFlashVariant, 'D' | 'sgSize'>, d: Dims, opts: AttentionOptions, vis: Visible): Promise<{ err: number; lseErr: number }> {
+  // Keys grow along the sequence so row maxima keep rising (the rescale path must be right).
+  const Q = seeded(d.B * d.Hq * d.S * d.D, 7, () => 2);
+  const K = seeded(d.B * d.Hkv * d.L * d.D, 8, (i) => 0.5 + (3 * (Math.floor(i / d.D) % d.L)) / d.L);
+  const V = seeded(d.B * d.Hkv * d.L * d.D, 9, () => 1);
+  const ts: Tensor[] = [tensor(be, Q, [d.B, d.Hq, d.S, d.D], 'f16'), tensor(be, K, [d.B, d.Hkv, d.L, d.D], 'f16'), tensor(be, V, [d.B, d.Hkv, d.L, d.D], 'f16')];
+  const [q, k, vv] = ts as [Tensor, Tensor, Tensor];
+  const read = async (t: Tensor) => (await t.toArray()) as Float32Array;
+  const want = oracle(await read(q), await read(k), await read(vv), d, 1 / Math.sqrt(d.D), vis);
+  const p = resolveProblem('attention', q, k, vv, { ...opts, kvLength: d.kvLength });
+  const { out, lse } = runSgFlash(be, p, q, k, vv, { ...v, D: d.D, sgSize: 32 }, EMU);
+  const got = await read(out);
+  const gotLse = await read(lse);
+  let err = 0;
+  for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i]! - want.out[i]!));
+  let lseErr = 0;
+  for (let i = 0; i < gotLse.length; i++) lseErr = Math.max(lseErr, Math.abs(gotLse[i]! - want.lse[i]!));
+  for (const t of [...ts, out, lse]) t.dispose();
+  return { err, lseErr };
+}
+
+describe('tiled subgroup-matrix prefill (sgflash)', () => {
+  it('generates one kernel per variant with the staging, padding and rescale asked for', () => {
+    const base: SgFlashVariant = { D: 128, NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, sgSize: 32 };
+    const lazy = sgFlashSource(base);
+    expect(lazy).toContain('@workgroup_size(128)');
+    expect(lazy).toContain('var<workgroup> ks: array<f16, 4352>;');
+    expect(lazy).toContain('workgroupUniformLoad(&flags)');
+    // O accumulators are declared once, outside every loop (a zero-init in a loop body was hoisted on the H200).
+    expect(lazy.match(/var o\d: subgroup_matrix_result<f32, 16, 16>;/g)?.length).toBe(8);
+    expect(lazy.indexOf('var o7:')).toBeLessThan(lazy.indexOf('for (var it'));
+    const two = sgFlashSource({ ...base, rescale: 'twopass' });
+    expect(two).not.toContain('workgroupUniformLoad');
+    expect(two.match(/for \(var it = 0u/g)?.length).toBe(2);
+    expect(sgFlashSource({ ...base, stage: 'smem' })).toContain('var<storage, read> kb: array<vec4<u32>>;');
+    expect(sgFlashSource({ ...base, stage: 'global' })).not.toContain('var<workgroup> ks');
+    expect(sgFlashLayout(base)).toMatchObject({ KS: 136, PS: 40, SS: 34, pInK: true });
+  });
+
+  it('rejects variants it cannot build with a typed error', () => {
+    const base: SgFlashVariant = { D: 128, NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, sgSize: 32 };
+    expect(() => checkSgFlashVariant({ ...base, KT: 24 })).toThrow(ArgumentError);
+    expect(() => checkSgFlashVariant({ ...base, NSG: 3 })).toThrow(/NSG/);
+    expect(() => checkSgFlashVariant({ ...base, pad: 4 })).toThrow(/pad/);
+    expect(() => checkSgFlashVariant({ ...base, D: 72 })).toThrow(/D/);
+  });
+
+  if (gpu) {
+    const cases: Array<[string, Omit<SgFlashVariant, 'D' | 'sgSize'>, Dims, AttentionOptions, (d: Dims) => Visible]> = [
+      ['frag 4x32 lazy, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 2, Hkv: 1, S: 80, L: 96, kvLength: 80, D: 32 }, { causal: true }, causalVis],
+      ['smem 2x32 twopass, dense, queries at the end', { NSG: 2, KT: 32, stage: 'smem', pad: 8, rescale: 'twopass', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 48, L: 96, kvLength: 72, D: 32 }, {}, () => () => true],
+      ['global 2x32 exact, causal queries at the end', { NSG: 2, KT: 32, stage: 'global', pad: 0, rescale: 'lazy', tau: 0 }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 96, kvLength: 72, D: 32 }, { causal: true }, causalVis],
+      ['frag 2x32 lazy, window 20 with 3 sinks', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
+        { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
+    ];
+    for (const [name, v, d, opts, vis] of cases) {
+      it(`on ${gpu.name} (matrices emulated): ${name} matches the float64 oracle`, async () => {
+        const { err, lseErr } = await runCase(gpu, v, d, opts, vis(d));
+        expect(err).toBeLessThan(4e-3);
+        expect(lseErr).toBeLessThan(1e-3);
+      });
+    }
+  }
+});
