@@ -21,16 +21,29 @@ export interface TiledConfig {
   BM: number; BN: number; BK: number; TM: number; TN: number;
   /** Two staging buffers: the next slice is staged while the current one is read, one barrier per slice. */
   DB?: boolean;
+  /**
+   * Workgroups walk the output tiles in groups of SW tile rows (column by column inside a
+   * group), so the workgroups resident at once share A rows and B columns in L2.
+   */
+  SW?: number;
+  /**
+   * K-contiguous operands read as vec4 are split over threads row-fastest: the transposed
+   * writes into the staged tile then land in consecutive banks instead of 4-way conflicts.
+   */
+  AR?: boolean;
+  /** Accumulators and prefetch registers as separate variables instead of arrays. */
+  VARS?: boolean;
 }
 
 export function tiledConfigName(c: TiledConfig): string {
-  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}`;
+  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}${c.SW ? `-sw${c.SW}` : ''}${c.AR ? '-ar' : ''}${c.VARS ? '-vars' : ''}`;
 }
 
 /** Checks a configuration's internal consistency; returns why it is invalid, or null. */
 export function tiledConfigProblem(c: TiledConfig): string | null {
   const { BM, BN, BK, TM, TN } = c;
   if ([BM, BN, BK, TM, TN].some((v) => !Number.isInteger(v) || v <= 0)) return 'all sizes must be positive integers';
+  if (c.SW !== undefined && (!Number.isInteger(c.SW) || c.SW < 0)) return 'the swizzle group SW must be a non-negative integer';
   if (TM % 4 || TN % 4 || BK % 4) return 'TM, TN and BK must be multiples of 4';
   if (BM % TM || BN % TN) return 'BM must be a multiple of TM and BN of TN';
   const threads = (BM / TM) * (BN / TN);
@@ -84,6 +97,22 @@ function loader(o: Operand): string {
   return `fn load4_${o.name}(i: u32) -> vec4<f32> { let w = ${o.name}[i >> 2u]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }`;
 }
 
+/** The i-th element of a register set: an array element, or its own variable under VARS. */
+function reg(c: TiledConfig, base: string, i: number): string {
+  return c.VARS ? `${base}_${i}` : `${base}[${i}]`;
+}
+
+/** Declarations of a register set of n values of type t. */
+function regDecl(c: TiledConfig, base: string, t: string, n: number, init = ''): string {
+  if (!c.VARS) return `var ${base}: array<${t}, ${n}>;`;
+  return Array.from({ length: n }, (_, i) => `var ${base}_${i}: ${t}${init ? ` = ${init}` : ''};`).join('\n  ');
+}
+
+/** Row-fastest split of a K-contiguous vec4 operand (see TiledConfig.AR). */
+function rowFastest(o: Operand, c: TiledConfig): boolean {
+  return !!c.AR && o.vec && o.kContig;
+}
+
 /** Statements fetching this thread's share of the K slice starting at `k0` into registers p<name>. */
 function units(o: Operand, c: TiledConfig): number {
   return o.vec ? (o.R * c.BK) / 4 : o.R * c.BK;
@@ -100,7 +129,9 @@ function fetch(o: Operand, c: TiledConfig, NT: number, checked: boolean): string
   for (let i = 0; i < per; i++) {
     const v = `lid + ${i * NT}u`;
     let rk: string;
-    if (o.vec) {
+    if (rowFastest(o, c)) {
+      rk = `let r = ${o.name}Row0 + (${v}) % ${o.R}u; let k = k0 + ((${v}) / ${o.R}u) * 4u;`;
+    } else if (o.vec) {
       rk = o.kContig
         ? `let r = ${o.name}Row0 + (${v}) / ${c.BK / 4}u; let k = k0 + ((${v}) % ${c.BK / 4}u) * 4u;`
         : `let k = k0 + (${v}) / ${o.R / 4}u; let r = ${o.name}Row0 + ((${v}) % ${o.R / 4}u) * 4u;`;
@@ -111,7 +142,8 @@ function fetch(o: Operand, c: TiledConfig, NT: number, checked: boolean): string
     }
     const load = o.vec ? `load4_${o.name}(${o.name}Off + ${o.index})` : `load_${o.name}(${o.name}Off + ${o.index})`;
     const zero = o.vec ? 'vec4<f32>(0.0)' : '0.0';
-    const body = checked ? `if (r < ${o.limit} && k < u.K) { p${o.name}[${i}] = ${load}; } else { p${o.name}[${i}] = ${zero}; }` : `p${o.name}[${i}] = ${load};`;
+    const p = reg(c, `p${o.name}`, i);
+    const body = checked ? `if (r < ${o.limit} && k < u.K) { ${p} = ${load}; } else { ${p} = ${zero}; }` : `${p} = ${load};`;
     lines.push(`    ${guard(o, c, NT, i, `{ ${rk} ${body} }`)}`);
   }
   return lines.join('\n');
@@ -124,14 +156,18 @@ function stage(o: Operand, c: TiledConfig, NT: number, off = '0u'): string {
   const lines: string[] = [];
   for (let i = 0; i < per; i++) {
     const v = `lid + ${i * NT}u`;
+    const p = reg(c, `p${o.name}`, i);
     if (o.vec && o.kContig) {
-      lines.push(`    ${guard(o, c, NT, i, `{ let r = (${v}) / ${c.BK / 4}u; let k = ((${v}) % ${c.BK / 4}u) * 4u; let q = p${o.name}[${i}];` +
+      const rk = rowFastest(o, c)
+        ? `let r = (${v}) % ${o.R}u; let k = ((${v}) / ${o.R}u) * 4u;`
+        : `let r = (${v}) / ${c.BK / 4}u; let k = ((${v}) % ${c.BK / 4}u) * 4u;`;
+      lines.push(`    ${guard(o, c, NT, i, `{ ${rk} let q = ${p};` +
         [0, 1, 2, 3].map((j) => ` ${t}[${off} + (((k + ${j}u) * ${o.R}u + r) >> 2u)][r & 3u] = q[${j}];`).join('') + ' }')}`);
     } else if (o.vec) {
-      lines.push(`    ${guard(o, c, NT, i, `{ let k = (${v}) / ${o.R / 4}u; let r = ((${v}) % ${o.R / 4}u) * 4u; ${t}[${off} + ((k * ${o.R}u + r) >> 2u)] = p${o.name}[${i}]; }`)}`);
+      lines.push(`    ${guard(o, c, NT, i, `{ let k = (${v}) / ${o.R / 4}u; let r = ((${v}) % ${o.R / 4}u) * 4u; ${t}[${off} + ((k * ${o.R}u + r) >> 2u)] = ${p}; }`)}`);
     } else {
       const rk = o.kContig ? `let r = (${v}) / ${c.BK}u; let k = (${v}) % ${c.BK}u;` : `let k = (${v}) / ${o.R}u; let r = (${v}) % ${o.R}u;`;
-      lines.push(`    ${guard(o, c, NT, i, `{ ${rk} ${t}[${off} + ((k * ${o.R}u + r) >> 2u)][r & 3u] = p${o.name}[${i}]; }`)}`);
+      lines.push(`    ${guard(o, c, NT, i, `{ ${rk} ${t}[${off} + ((k * ${o.R}u + r) >> 2u)][r & 3u] = ${p}; }`)}`);
     }
   }
   return lines.join('\n');
@@ -147,7 +183,10 @@ function compute(c: TiledConfig, TX: number, TY: number, offA = '', offB = ''): 
     for (let h = 0; h < H; h++) s.push(`let b${h} = tb[${offB}${(kk * c.BN) / 4 + h * TX}u + tx];`);
     for (let g = 0; g < G; g++) {
       for (let i = 0; i < 4; i++) {
-        for (let h = 0; h < H; h++) s.push(`acc[${(g * 4 + i) * H + h}] = fma(vec4<f32>(a${g}[${i}]), b${h}, acc[${(g * 4 + i) * H + h}]);`);
+        for (let h = 0; h < H; h++) {
+          const acc = reg(c, 'acc', (g * 4 + i) * H + h);
+          s.push(`${acc} = fma(vec4<f32>(a${g}[${i}]), b${h}, ${acc});`);
+        }
       }
     }
     lines.push(`    {\n      ${s.join('\n      ')}\n    }`);
@@ -162,7 +201,7 @@ function store(c: TiledConfig, TX: number, TY: number, checked: boolean): string
   for (let g = 0; g < G; g++) {
     for (let i = 0; i < 4; i++) {
       for (let h = 0; h < H; h++) {
-        const v = `acc[${(g * 4 + i) * H + h}]`;
+        const v = reg(c, 'acc', (g * 4 + i) * H + h);
         const row = `r0 + ${g * 4 * TY + i}u + ty * 4u`;
         const col = `c0 + ${h * 4 * TX}u + tx * 4u`;
         if (checked) {
@@ -175,6 +214,19 @@ function store(c: TiledConfig, TX: number, TY: number, checked: boolean): string
     }
   }
   return lines.join('\n');
+}
+
+/** WGSL defining r0/c0, the first output row and column of this workgroup's tile. */
+function tileOrigin(c: TiledConfig): string {
+  if (!c.SW) return `  let r0 = wid.y * ${c.BM}u;\n  let c0 = wid.x * ${c.BN}u;`;
+  // Tiles in groups of SW tile rows; inside a group consecutive workgroups go down a column.
+  return `  let lin = wid.y * nwg.x + wid.x;
+  let perGroup = ${c.SW}u * nwg.x;
+  let firstRow = (lin / perGroup) * ${c.SW}u;
+  let rows = min(${c.SW}u, nwg.y - firstRow);
+  let inGroup = lin % perGroup;
+  let r0 = (firstRow + inGroup % rows) * ${c.BM}u;
+  let c0 = (inGroup / rows) * ${c.BN}u;`;
 }
 
 export function tiledMatmul(a: Tensor, b: Tensor, p: MatmulParams, c: TiledConfig): Program {
@@ -238,19 +290,18 @@ ${loader(B)}
 var<workgroup> ta: array<vec4<f32>, ${stages * SA}>;
 var<workgroup> tb: array<vec4<f32>, ${stages * SB}>;
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let tx = lid % ${TX}u;
   let ty = lid / ${TX}u;
-  let r0 = wid.y * ${c.BM}u;
-  let c0 = wid.x * ${c.BN}u;
+${tileOrigin(c)}
   let aRow0 = r0;
   let bRow0 = c0;
   let aOff = wid.z * u.strideA;
   let bOff = wid.z * u.strideB;
   let outOff = wid.z * u.M * u.N;
-  var acc: array<vec4<f32>, ${(c.TM * c.TN) / 4}>;
-  var pa: array<${regType(A)}, ${perA}>;
-  var pb: array<${regType(B)}, ${perB}>;
+  ${regDecl(c, 'acc', 'vec4<f32>', (c.TM * c.TN) / 4, 'vec4<f32>(0.0)')}
+  ${regDecl(c, 'pa', regType(A), perA)}
+  ${regDecl(c, 'pb', regType(B), perB)}
   var k0 = 0u;
 ${fetch(A, c, NT, checked)}
 ${fetch(B, c, NT, checked)}

@@ -1,0 +1,206 @@
+// Sweeps the register-blocked f32 matmul (packages/tensor/src/webgpu/kernels/matmul-tiled.ts)
+// at 8192^3 and measures the f32 FMA ceiling it is judged against. The FMA probes vary what
+// could hold the earlier ceiling probe (8 dependent vec4 chains per thread) below the H200's
+// ~67 TFLOP/s: more independent chains, scalar chains, an unrolled body, workgroup size and
+// count. Each matmul variant is checked against the current default (TILED_LARGE) at 1024^3
+// (max abs difference) before it is timed; on --small also at a ragged shape (edge path).
+//   node .gpu/f32-sweep.mjs --out DIR [--small]
+import { createBackend, packUniforms, random, uniformStruct, WebGpuBackend, type Program, type Tensor } from '@attnkit/tensor';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { MatmulParams } from '../../../packages/tensor/src/backend.js';
+import { matmulUniforms } from '../../../packages/tensor/src/webgpu/kernels/matmul-common.js';
+import { matmulWith, TILED_LARGE } from '../../../packages/tensor/src/webgpu/kernels/matmul.js';
+import { tiledConfigName, tiledConfigProblem, tiledGrid, tiledMatmul, type TiledConfig } from '../../../packages/tensor/src/webgpu/kernels/matmul-tiled.js';
+import { timeIt } from '../../src/harness.js';
+
+const NAME = 'f32-sweep';
+const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
+/** The whole script must stay under a minute on the H200; variants past this are recorded as skipped. */
+const BUDGET_MS = 48_000;
+
+const { values: args } = parseArgs({ options: { out: { type: 'string', default: '.' }, small: { type: 'boolean', default: false } } });
+const small = !!args.small;
+const t0 = performance.now();
+const elapsed = () => performance.now() - t0;
+
+interface Row {
+  variant: string;
+  shape: string;
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  tflops?: number;
+  /** Max |difference| against the reference kernel at the check shape(s). */
+  maxAbsDiff?: number;
+  notes: string;
+}
+const rows: Row[] = [];
+const record = (r: Row) => {
+  rows.push(r);
+  const fig = Number.isFinite(r.medianMs) ? `${r.medianMs.toFixed(3)} ms (min ${r.minMs.toFixed(3)}, max ${r.maxMs.toFixed(3)})` : 'n/a';
+  console.log(`${r.variant} ${r.shape}: ${fig}${r.tflops ? ` ${r.tflops.toFixed(2)} TFLOP/s` : ''}${r.maxAbsDiff !== undefined ? ` maxAbsDiff ${r.maxAbsDiff.toExponential(2)}` : ''} ${r.notes}`);
+};
+const failed = (variant: string, shape: string, e: unknown) =>
+  record({ variant, shape, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `failed: ${String((e as Error)?.message ?? e).slice(0, 400)}` });
+
+const be = await createBackend({ backend: 'webgpu', dawnFlags: FLAGS });
+if (!(be instanceof WebGpuBackend)) throw new Error(`${NAME}: needs WebGPU`);
+console.log(`${NAME}: ${be.name}${small ? ' (--small)' : ''}`);
+
+// ---------------------------------------------------------------- FMA ceiling
+const FMA_U = uniformStruct('U', [['iters', 'u32']]);
+
+interface FmaProbe { width: 1 | 4; chains: number; unroll: number; wg: number; groups: number }
+
+/** `chains` independent FMA chains of `width` lanes per thread, the loop body repeated `unroll` times. */
+function fmaProgram(p: FmaProbe): Program {
+  const T = p.width === 4 ? 'vec4<f32>' : 'f32';
+  const pick = p.width === 4 ? '' : '.x';
+  const init = Array.from({ length: p.chains }, (_, i) => `var c${i}: ${T} = x + ${T}(${(i + 1) * 0.125}) * y;`);
+  const step = Array.from({ length: p.chains }, (_, i) => `c${i} = fma(c${i}, x, y);`).join(' ');
+  const body = Array.from({ length: p.unroll }, () => `    ${step}`).join('\n');
+  const sum = Array.from({ length: p.chains }, (_, i) => `c${i}`).join(' + ');
+  return {
+    key: `${NAME}/fma/${p.width}x${p.chains}u${p.unroll}/${p.wg}`, inputs: 1, outputs: 1, uniform: true,
+    source: () => `${FMA_U}
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> u: U;
+@compute @workgroup_size(${p.wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let x = a[lid % 8u]${pick};
+  let y = a[8u + lid % 8u]${pick};
+  ${init.join('\n  ')}
+  for (var it = 0u; it < u.iters; it++) {
+${body}
+  }
+  let s = ${sum};
+  // Never true for the zeroed input; the compiler cannot know that, so the chains stay live.
+  if (any(vec4<f32>(s) == vec4<f32>(12345.678))) { out[gid.x % 64u] = vec4<f32>(s); }
+}`,
+  };
+}
+
+const FMA: FmaProbe[] = [
+  { width: 4, chains: 8, unroll: 1, wg: 256, groups: 132 * 64 }, // the ceilings.ts probe
+  { width: 4, chains: 8, unroll: 8, wg: 256, groups: 132 * 64 },
+  { width: 4, chains: 16, unroll: 4, wg: 256, groups: 132 * 64 },
+  { width: 1, chains: 16, unroll: 8, wg: 256, groups: 132 * 64 },
+  { width: 1, chains: 32, unroll: 4, wg: 256, groups: 132 * 64 },
+  { width: 1, chains: 32, unroll: 4, wg: 128, groups: 132 * 128 },
+  { width: 1, chains: 32, unroll: 4, wg: 256, groups: 132 * 8 },
+  { width: 1, chains: 64, unroll: 2, wg: 256, groups: 132 * 64 },
+  { width: 1, chains: 8, unroll: 16, wg: 256, groups: 132 * 64 },
+];
+
+{
+  const inBuf = be.createBuffer(NAME, 1024);
+  const outBuf = be.createBuffer(NAME, 64 * 16);
+  for (const p of FMA) {
+    const name = `fma-${p.width === 4 ? 'vec4' : 'f32'}x${p.chains}-unroll${p.unroll}-wg${p.wg}`;
+    const groups = small ? 8 : p.groups;
+    const perIter = p.chains * p.width * p.unroll;
+    // Same work for every probe (the ceilings.ts probe: 4096 iterations of 32 FMAs).
+    const iters = Math.max(1, Math.round(((small ? 64 : 4096) * 32 * 256) / (perIter * p.wg)));
+    const flops = groups * p.wg * iters * perIter * 2;
+    try {
+      const program = fmaProgram(p);
+      const t = await timeIt(be, () => be.dispatch({ program, inputs: [inBuf], outputs: [outBuf], uniforms: packUniforms([['u32', iters]]), grid: [groups, 1, 1] }), { reps: 7 });
+      be.checkHealthy(name);
+      record({ variant: name, shape: `${groups}wg`, ...t, tflops: flops / (t.medianMs * 1e9), notes: `${p.chains} independent ${p.width === 4 ? 'vec4' : 'scalar'} FMA chains, body x${p.unroll}, ${p.wg} threads x ${groups} workgroups, ${iters} iterations` });
+    } catch (e) {
+      failed(name, `${groups}wg`, e);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- matmul variants
+const VARIANTS: TiledConfig[] = [
+  TILED_LARGE,
+  { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, AR: true },
+  { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, VARS: true },
+  { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, SW: 8 },
+  { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, AR: true },
+  { BM: 128, BN: 128, BK: 32, TM: 8, TN: 8, AR: true },
+  { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, AR: true, DB: true },
+  { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, AR: true },
+  { BM: 256, BN: 128, BK: 16, TM: 16, TN: 8, AR: true },
+  { BM: 128, BN: 128, BK: 16, TM: 8, TN: 16, AR: true },
+  { BM: 64, BN: 128, BK: 16, TM: 8, TN: 8, AR: true },
+  { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, AR: true, VARS: true, SW: 8 },
+  { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, AR: true, DB: true },
+  { BM: 128, BN: 64, BK: 16, TM: 8, TN: 8, AR: true },
+  { BM: 128, BN: 256, BK: 8, TM: 8, TN: 16, AR: true, DB: true },
+  TILED_LARGE, // again at the end: clock or thermal drift over the run shows as a difference
+];
+
+function params(M: number, N: number, K: number): MatmulParams {
+  return { transA: false, transB: false, outDtype: 'f32', batch: 1, batchA: 1, batchB: 1, M, N, K, outShape: [M, N] };
+}
+
+/** Max |variant - reference| on one shape (the reference: the current default configuration). */
+async function diff(c: TiledConfig, M: number, N: number, K: number): Promise<number> {
+  const a = random(be, [M, K], { seed: 5 });
+  const b = random(be, [K, N], { seed: 6 });
+  const p = params(M, N, K);
+  const got = matmulWith(be, a, b, p, { kind: 'tiled', config: c });
+  const want = matmulWith(be, a, b, p, { kind: 'tiled', config: TILED_LARGE });
+  const [g, w] = [await got.toArray(), await want.toArray()];
+  for (const t of [a, b, got, want]) t.dispose();
+  let m = 0;
+  for (let i = 0; i < g.length; i++) {
+    const d = Math.abs(g[i]! - w[i]!);
+    m = Number.isNaN(d) ? Infinity : Math.max(m, d);
+  }
+  return m;
+}
+
+{
+  const n = small ? 256 : 8192;
+  const checks: Array<[number, number, number]> = small ? [[128, 128, 128], [67, 61, 70]] : [[1024, 1024, 1024]];
+  const p = params(n, n, n);
+  let a: Tensor | null = null;
+  let b: Tensor | null = null;
+  let outBuf: GPUBuffer | null = null;
+  try {
+    a = random(be, [n, n], { seed: 1 });
+    b = random(be, [n, n], { seed: 2 });
+    outBuf = be.createBuffer(NAME, n * n * 4);
+  } catch (e) {
+    failed('setup', `${n}^3`, e);
+  }
+  for (const [i, c] of VARIANTS.entries()) {
+    const variant = `tiled-${tiledConfigName(c)}${i > 0 && c === TILED_LARGE ? ' (repeat)' : ''}`;
+    const shape = `${n}x${n}x${n}`;
+    if (!a || !b || !outBuf) break;
+    if (!small && elapsed() > BUDGET_MS) {
+      record({ variant, shape, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `skipped: ${(elapsed() / 1000).toFixed(1)} s spent` });
+      continue;
+    }
+    try {
+      const bad = tiledConfigProblem(c);
+      if (bad) throw new Error(bad);
+      let maxAbsDiff = 0;
+      for (const [M, N, K] of checks) maxAbsDiff = Math.max(maxAbsDiff, await diff(c, M, N, K));
+      const program = tiledMatmul(a, b, p, c);
+      const inputs = [be.buffer(a, NAME), be.buffer(b, NAME)];
+      const grid = tiledGrid(p, c);
+      const t = await timeIt(be, () => be.dispatch({ program, inputs, outputs: [outBuf], uniforms: matmulUniforms(p), grid }), { reps: small ? 3 : 7, maxInner: small ? 1 : 256 });
+      be.checkHealthy(variant);
+      record({
+        variant, shape, ...t, tflops: (2 * n ** 3) / (t.medianMs * 1e9), maxAbsDiff,
+        notes: `threads ${(c.BM / c.TM) * (c.BN / c.TN)}; diff vs ${tiledConfigName(TILED_LARGE)} at ${checks.map((s) => s.join('x')).join(', ')}`,
+      });
+    } catch (e) {
+      failed(variant, shape, e);
+    }
+  }
+}
+
+mkdirSync(args.out!, { recursive: true });
+const file = join(args.out!, `${NAME}.json`);
+writeFileSync(file, JSON.stringify({ device: be.name, small, seconds: elapsed() / 1000, rows }, null, 2) + '\n');
+console.log(`${NAME}: wrote ${file} (${(elapsed() / 1000).toFixed(1)} s)`);
+be.destroy();
