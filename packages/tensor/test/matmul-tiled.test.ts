@@ -47,6 +47,7 @@ const layouts: Array<Pick<Case, 'ta' | 'tb' | 'da' | 'db'>> = [
 const configs: TiledConfig[] = [
   { BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, AR: true, VARS: true, SW: 2 },
   { BM: 32, BN: 16, BK: 4, TM: 8, TN: 4, AR: true, DB: true, SW: 3 },
+  { BM: 16, BN: 32, BK: 8, TM: 4, TN: 8, VARS: true, DB: true },
 ];
 
 describe.runIf(gpu)('tiled matmul options on the WebGPU backend', () => {
