@@ -36,6 +36,8 @@ const VARIANTS: Variant[] = [
   V('smem-4x32-p8-lazy8', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8 }),
   V('global-4x32-lazy8', { NSG: 4, KT: 32, stage: 'global', pad: 8, rescale: 'lazy', tau: 8 }),
   V('frag-8x32-p8-lazy8', { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }),
+  V('frag-4x32-p8-lazy8-pf', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: true }, 'next tile prefetched into registers'),
+  V('frag-8x32-p8-lazy8-pf', { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: true }, 'next tile prefetched into registers'),
   V('frag-2x64-p8-lazy8', { NSG: 2, KT: 64, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }),
   V('frag-4x32-p8-twopass', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'twopass', tau: 8 }, 'exact max/sum sweep first; 1.5x the MMA work'),
   V('frag-4x32-p8-exact', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 0 }, 'rescale whenever a row max grows (textbook online softmax)'),

@@ -39,6 +39,8 @@ export interface SgFlashVariant {
   rescale: 'lazy' | 'twopass' | 'stats-only';
   /** Lazy rescale threshold in log2 units. */
   tau: number;
+  /** 'frag' staging only: load the next tile's fragments into registers while this tile computes. */
+  prefetch?: boolean;
   sgSize: number;
 }
 
@@ -76,7 +78,7 @@ export function sgFlashLayout(v: SgFlashVariant): Layout {
 }
 
 export function sgFlashKey(v: SgFlashVariant): string {
-  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}`;
+  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? '+pf' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}`;
 }
 
 export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
@@ -87,6 +89,7 @@ export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
   if (v.pad % 8 !== 0 || v.pad < 0) bad('pad', 'a multiple of 8 halves', v.pad);
   if (v.sgSize < 16 || v.sgSize % 16 !== 0) bad('subgroup size', 'a multiple of 16', v.sgSize);
   if (v.stage === 'frag' && ((v.KT / 16) * (v.D / 16)) % v.NSG !== 0) bad('stage', `'frag' with (KT/16)*(D/16) a multiple of NSG`, v.stage);
+  if (v.prefetch && v.stage !== 'frag') bad('prefetch', "stage 'frag'", v.stage);
   if (v.stage === 'smem' && ((v.KT * v.D) / 8) % (v.NSG * v.sgSize) !== 0) bad('stage', `'smem' with KT*D/8 a multiple of the workgroup size`, v.stage);
 }
 
@@ -118,6 +121,16 @@ export function sgFlashSource(v: SgFlashVariant): string {
   // Copies this tile's rows of K (and V) into workgroup memory.
   const stageTile = (withV: boolean): string => {
     const arrays: Array<[string, string]> = withV ? [['kb', 'ks'], ['vb', 'vs']] : [['kb', 'ks']];
+    if (stage === 'frag' && v.prefetch) {
+      const per = (NB * NF) / NSG;
+      const at = (t: number) => `(sg + ${t * NSG}u) / ${NF}u * 16u`;
+      const col = (t: number) => `(sg + ${t * NSG}u) % ${NF}u * 16u`;
+      return `${range(per).map((t) => arrays.map(([src, dst]) => `subgroupMatrixStore(&${dst}, ${at(t)} * KS + ${col(t)}, ${src}_pf${t}, false, KS);`).join('\n    ')).join('\n    ')}
+    if (it + 1u < n_tiles) {
+      let nbase = (kvbase + tile_kt(it + 1u, start2, n_sink)) * D;
+      ${range(per).map((t) => arrays.map(([src]) => `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, nbase + ${at(t)} * D + ${col(t)}, false, D);`).join('\n      ')).join('\n      ')}
+    }`;
+    }
     if (stage === 'frag') {
       const per = (NB * NF) / NSG;
       return range(per).map((t) => `{
@@ -193,9 +206,24 @@ ${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiply
     return chunks.join('');
   };
 
+  // Prefetch registers, filled with the first tile's fragments before a sweep starts.
+  const prefetchStart = (withV: boolean): string => {
+    if (!(stage === 'frag' && v.prefetch)) return '';
+    const per = (NB * NF) / NSG;
+    const arrays = withV ? ['kb', 'vb'] : ['kb'];
+    return `if (n_tiles > 0u) {
+    let nbase = (kvbase + tile_kt(0u, start2, n_sink)) * D;
+    ${range(per).map((t) => arrays.map((src) => `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, nbase + (sg + ${t * NSG}u) / ${NF}u * 16u * D + (sg + ${t * NSG}u) % ${NF}u * 16u, false, D);`).join('\n    ')).join('\n    ')}
+  }`;
+  };
+  const prefetchDecl = stage === 'frag' && v.prefetch
+    ? range((NB * NF) / NSG).map((t) => `  var kb_pf${t}: ${L};\n  var vb_pf${t}: ${L};`).join('\n')
+    : '';
+
   const mainLoop = `
+  ${prefetchStart(true)}
   for (var it = 0u; it < n_tiles; it++) {
-    let kt = select(start2 + it - n_sink, it, it < n_sink) * KT;
+    let kt = tile_kt(it, start2, n_sink);
     let kbase = (kvbase + kt) * D;
     ${stageTile(true)}
     ${staged ? 'workgroupBarrier();' : ''}
@@ -223,8 +251,9 @@ ${twoPass ? `${writeP('m')}
   }`;
 
   const statsLoop = `
+  ${prefetchStart(false)}
   for (var it = 0u; it < n_tiles; it++) {
-    let kt = select(start2 + it - n_sink, it, it < n_sink) * KT;
+    let kt = tile_kt(it, start2, n_sink);
     let kbase = (kvbase + kt) * D;
     ${stageTile(false)}
     ${staged ? 'workgroupBarrier();' : ''}
@@ -268,6 +297,8 @@ ${staged ? `var<workgroup> ks: array<f16, ${KT * KS}>;\nvar<workgroup> vs: array
 ${pInK ? '' : `var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;`}
 var<workgroup> ss: array<f32, ${NSG * 16 * SS}>;
 var<workgroup> flags: array<u32, ${NSG}>;
+
+fn tile_kt(it: u32, start2: u32, n_sink: u32) -> u32 { return select(start2 + it - n_sink, it, it < n_sink) * KT; }
 
 fn visible(j: u32, pos: i32) -> bool {
   var ok = j < u.kvLen;
@@ -322,6 +353,7 @@ ${range(NF).map((f) => `  var o${f}: ${A};`).join('\n')}
   var n_tiles = n_sink;
   if (end2 > start2) { n_tiles += end2 - start2; }
   let kvbase = (b * u.Hkv + hk) * u.cap;
+${prefetchDecl}
 ${twoPass ? statsLoop : ''}
 ${v.rescale === 'stats-only' ? '' : mainLoop}
 

@@ -108,6 +108,11 @@ export function sgPrefillSupported(be: WebGpuBackend, p: Problem, explain = fals
   if (Math.ceil(p.kvLength / KT) * KT > p.cap) reasons.push(`K/V capacity >= kvLength rounded up to ${KT}`);
   if (p.blocks || p.bias) reasons.push('no block-list or bias mask');
   if (sgKernel === 'tiled') {
+    try {
+      checkSgFlashVariant(tiledVariant(be, p.D), p.op);
+    } catch (e) {
+      reasons.push(`a head dim the tiled variant can be built for (${(e as Error).message})`);
+    }
     const need = sgFlashLayout(tiledVariant(be, p.D)).bytes;
     if (need > be.caps.maxComputeWorkgroupStorageSize) reasons.push(`${need} bytes of workgroup memory (the adapter allows ${be.caps.maxComputeWorkgroupStorageSize})`);
   }
