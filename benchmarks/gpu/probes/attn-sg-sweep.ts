@@ -11,7 +11,7 @@
 // kills the process (staged subgroup-matrix kernels crashed Dawn before), so one crash
 // costs one row.
 import { attention, configureSgPrefill, sgPrefillConfig, setPrefillPath, type SgTiledOptions } from '@attnkit/attention';
-import { createBackend, CpuBackend, mulberry32, random, tensor, WebGpuBackend, type Backend, type Tensor } from '@attnkit/tensor';
+import { createBackend, CpuBackend, mulberry32, packUniforms, random, tensor, WebGpuBackend, type Backend, type Program, type Tensor } from '@attnkit/tensor';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,7 +28,10 @@ const only = arg('--only')?.split(',');
 const child = args.includes('--child');
 const skip = Number(arg('--skip') ?? 0);
 
-interface Variant { name: string; kernel: 'tiled' | 'v1'; tiled?: SgTiledOptions; v1?: { keyTile: number; init: 'mul' | 'ctor' }; check: boolean; note?: string }
+/** A bare multiply-rate probe: resident left fragments times right fragments loaded every time. */
+interface Micro { from: 'workgroup' | 'storage'; colMajor: boolean; stride: number }
+interface Variant { name: string; kernel: 'tiled' | 'v1' | 'micro'; tiled?: SgTiledOptions; v1?: { keyTile: number; init: 'mul' | 'ctor' }; micro?: Micro; check: boolean; note?: string }
+const M = (name: string, micro: Micro, note: string): Variant => ({ name, kernel: 'micro', micro, check: false, note });
 
 const V = (name: string, tiled: SgTiledOptions, note?: string, check = true): Variant => ({ name, kernel: 'tiled', tiled, check, note });
 const VARIANTS: Variant[] = [
@@ -48,6 +51,10 @@ const VARIANTS: Variant[] = [
   V('frag-8x16-p8-lazy8', { NSG: 8, KT: 16, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }),
   V('global-8x16-lazy8', { NSG: 8, KT: 16, stage: 'global', pad: 8, rescale: 'lazy', tau: 8 }),
   V('frag-8x32-p8-twopass', { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'twopass', tau: 8 }, 'exact max/sum sweep first; 1.5x the MMA work'),
+  M('mma-wg-colmajor-s136', { from: 'workgroup', colMajor: true, stride: 136 }, 'ceiling of the Q.K^T pattern: 8 resident left fragments x right fragments loaded column-major from workgroup memory (row stride 136 halves), 1 load per MMA, 4 subgroups'),
+  M('mma-wg-rowmajor-s136', { from: 'workgroup', colMajor: false, stride: 136 }, 'ceiling of the P.V pattern: right fragments loaded row-major from workgroup memory, 1 load per MMA'),
+  M('mma-wg-colmajor-s128', { from: 'workgroup', colMajor: true, stride: 128 }, 'as mma-wg-colmajor-s136 without row padding'),
+  M('mma-storage-colmajor', { from: 'storage', colMajor: true, stride: 128 }, 'right fragments loaded column-major from a 1 MiB storage buffer (L1/L2 hits), 1 load per MMA'),
   V('frag-4x64-p0-lazy8', { NSG: 4, KT: 64, stage: 'frag', pad: 0, rescale: 'lazy', tau: 8 }, 'needs ~49.7 KB of workgroup memory'),
 ];
 
@@ -172,6 +179,57 @@ if (skip === 0) {
   writeRows(meta, rows);
 }
 
+function microProgram(m: Micro): Program {
+  const R = 'subgroup_matrix_right<f16, 16, 16>';
+  const Lt = 'subgroup_matrix_left<f16, 16, 16>';
+  const arr = m.from === 'workgroup' ? 'kw' : 'a';
+  // Each iteration: 4 column blocks x 8 depth blocks, one fragment load per MMA (the attention inner loops).
+  const body: string[] = [];
+  for (let nb = 0; nb < 4; nb++) {
+    for (let f = 0; f < 8; f++) {
+      const off = m.colMajor ? `${nb * 16 * m.stride + f * 16}u` : `${f * 16 * m.stride + nb * 16}u`;
+      body.push(`c${nb} = subgroupMatrixMultiplyAccumulate(l${f}, subgroupMatrixLoad<${R}>(&${arr}, base + ${off}, ${m.colMajor}, ${m.stride}u), c${nb});`);
+    }
+  }
+  return {
+    key: `attn-sg-sweep/micro/${m.from}/${m.colMajor}/${m.stride}`, inputs: 1, outputs: 1, uniform: true,
+    source: () => `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+struct U { iters: u32, p0: u32, p1: u32, p2: u32 }
+@group(0) @binding(0) var<storage, read> a: array<f16>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> u: U;
+var<workgroup> kw: array<f16, ${128 * m.stride}>;
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sg: u32, @builtin(local_invocation_index) lid: u32) {
+  for (var i = lid; i < ${128 * m.stride}u; i += 128u) { kw[i] = a[i]; }
+  workgroupBarrier();
+${range(8).map((f) => `  let l${f} = subgroupMatrixLoad<${Lt}>(&a, ${f * 16}u, false, 128u);`).join('\n')}
+${range(4).map((nb) => `  var c${nb} = subgroupMatrixMultiply<f32>(l0, subgroupMatrixLoad<${R}>(&a, ${nb * 256}u, false, 16u));`).join('\n')}
+  let base = ${m.from === 'workgroup' ? '0u' : '(wid.x % 32u) * 8192u'};
+  for (var it = 0u; it < u.iters; it++) {
+    ${body.join('\n    ')}
+  }
+  if (wid.x == 0u) {
+${range(4).map((nb) => `    subgroupMatrixStore(&out, sg * 1024u + ${nb * 256}u, c${nb}, false, 16u);`).join('\n')}
+  }
+}`,
+  };
+}
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+async function runMicro(m: Micro): Promise<{ t: Awaited<ReturnType<typeof timeIt>>; tflops: number }> {
+  const src = be.createBuffer('micro', 1 << 20);
+  const dst = be.createBuffer('micro', 1 << 16);
+  const wgs = 132 * 8;
+  const iters = 64;
+  const program = microProgram(m);
+  const t = await timeIt(be, () => be.dispatch({ program, inputs: [src], outputs: [dst], uniforms: packUniforms([['u32', iters], ['u32', 0], ['u32', 0], ['u32', 0]]), grid: [wgs, 1, 1] }), { reps: 5, targetMs: 10 });
+  be.checkHealthy('micro');
+  return { t, tflops: (wgs * 4 * iters * 32 * 2 * 16 ** 3) / (t.medianMs * 1e9) };
+}
+
 const progress = join(outDir, `${NAME}.progress`);
 // The round gives the whole script 60 s; variants are listed most telling first.
 const BUDGET_MS = Number(arg('--budget-s') ?? 50) * 1000;
@@ -184,6 +242,14 @@ for (let idx = skip; idx < VARIANTS.length; idx++) {
   try {
     if (Date.now() - started > BUDGET_MS) throw new Error(`skipped: past the ${BUDGET_MS / 1000} s budget`);
     if (!hasSg) throw new Error(`${be.name} offers no f16 subgroup matrices (the variant runs on the H200 only)`);
+    if (vr.micro) {
+      const { t, tflops } = await runMicro(vr.micro);
+      Object.assign(row, t, { tflops, shape: '132*8 workgroups x 4 subgroups x 64 iterations x 32 MMAs' });
+      rows.push(row);
+      writeRows(meta, rows);
+      console.log(`${vr.name}: ${t.medianMs.toFixed(3)} ms ${tflops.toFixed(1)} TFLOP/s`);
+      continue;
+    }
     configureSgPrefill(vr.kernel === 'tiled'
       ? { kernel: 'tiled', tiled: {}, windowMasks: true }
       : { kernel: 'v1', windowMasks: true, keyTile: vr.v1!.keyTile, init: vr.v1!.init, sync: 'barrier' });

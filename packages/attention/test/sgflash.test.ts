@@ -58,7 +58,7 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
     expect(two.match(/for \(var it = 0u/g)?.length).toBe(2);
     expect(sgFlashSource({ ...base, stage: 'smem' })).toContain('var<storage, read> kb: array<vec4<u32>>;');
     expect(sgFlashSource({ ...base, stage: 'global' })).not.toContain('var<workgroup> ks');
-    expect(sgFlashLayout(base)).toMatchObject({ KS: 136, PS: 40, SS: 34, pInK: true });
+    expect(sgFlashLayout(base)).toMatchObject({ KS: 136, PS: 40, SS: 36, pInK: true });
   });
 
   it('rejects variants it cannot build with a typed error', () => {
@@ -71,10 +71,11 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
 
   if (gpu) {
     const cases: Array<[string, Omit<SgFlashVariant, 'D' | 'sgSize'>, Dims, AttentionOptions, (d: Dims) => Visible]> = [
-      ['frag 4x32 lazy, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 2, Hkv: 1, S: 80, L: 96, kvLength: 80, D: 32 }, { causal: true }, causalVis],
-      ['smem 2x32 twopass, dense, queries at the end', { NSG: 2, KT: 32, stage: 'smem', pad: 8, rescale: 'twopass', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 48, L: 96, kvLength: 72, D: 32 }, {}, () => () => true],
+      ['frag 4x32 lazy prefetch, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: true }, { B: 1, Hq: 2, Hkv: 1, S: 80, L: 96, kvLength: 80, D: 16 }, { causal: true }, causalVis],
+      ['frag 2x32 twopass prefetch, dense, queries at the end', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'twopass', tau: 8, prefetch: true }, { B: 1, Hq: 1, Hkv: 1, S: 48, L: 96, kvLength: 72, D: 16 }, {}, () => () => true],
+      ['smem 2x32 lazy, causal', { NSG: 2, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 16 }, { causal: true }, causalVis],
       ['global 2x32 exact, causal queries at the end', { NSG: 2, KT: 32, stage: 'global', pad: 0, rescale: 'lazy', tau: 0 }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 96, kvLength: 72, D: 32 }, { causal: true }, causalVis],
-      ['frag 2x32 lazy, window 20 with 3 sinks', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
+      ['frag 2x32 lazy, window 20 with 3 sinks', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 16 },
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
     ];
     for (const [name, v, d, opts, vis] of cases) {
