@@ -45,7 +45,7 @@ export interface SgConfig {
    * loaded one block ahead of the MMAs that use them, so the loads overlap.
    */
   unroll?: boolean;
-  /** Subtiles per subgroup stacked along axis 1 sharing K/V fragment loads (1 or 2; sgstacked.ts). */
+  /** Subtiles per subgroup stacked along axis 1 sharing K/V fragment loads (1, 2, or 4 with f16 O; sgstacked.ts). */
   stack?: number;
 }
 
@@ -103,6 +103,7 @@ export function sgWorkgroupBytes(cfg: SgConfig, s: SgShape): number {
   const perSg = cfg.sDtype === 'f32'
     ? 16 * Math.max(width, s.D) * 4 + 16 * Math.max(width, s.D) * 2
     : 16 * Math.max(width, s.D) * 2 + (cfg.oDtype === 'f16' ? 0 : 16 * s.D * 4);
+  // (f32 S with f16 O stages O in the f16 P array: no extra space either.)
   return perSg * cfg.subgroups * (cfg.stack ?? 1);
 }
 
@@ -116,9 +117,10 @@ export function sgUnsupported(be: WebGpuBackend, p: Problem, cfg: SgConfig): str
   if (cfg.sub[0] * cfg.sub[1] * cfg.sub[2] !== 16) return 'subtile must hold 16 queries';
   const { span, chunks } = sgBox(cfg, s);
   const stack = cfg.stack ?? 1;
-  if (stack !== 1 && stack !== 2) return 'stack must be 1 or 2';
+  if (![1, 2, 4].includes(stack)) return 'stack must be 1, 2 or 4';
+  if (stack > 2 && cfg.oDtype !== 'f16') return 'more than 2 stacked subtiles need f16 O';
   if (stack > 1 && chunks !== 1) return 'stacked subtiles need the key box in one chunk';
-  if (cfg.oDtype === 'f16' && (chunks !== 1 || stack !== 1)) return 'f16 O needs the key box in one chunk (and no stacking)';
+  if (cfg.oDtype === 'f16' && chunks !== 1) return 'f16 O needs the key box in one chunk';
   for (let a = 0; a < 3; a++) {
     // The shortest dilation group must hold the whole key box.
     if (Math.floor(L[a]! / d[a]!) < span[a]!) return `axis ${a}: a dilation group is shorter than the ${span[a]}-key box`;

@@ -24,16 +24,19 @@ export function sgStackedSource(cfg: SgConfig, s: SgShape): string {
   const HALF = Math.max(W, D) * 16;
   const L = `subgroup_matrix_left<f16, 16, 16>`;
   const R = `subgroup_matrix_right<f16, 16, 16>`;
-  const A = `subgroup_matrix_result<f32, 16, 16>`;
+  // f16 O: P is normalized in the softmax (one chunk), O accumulates in f16 and is staged in the f16 array.
+  const oF16 = cfg.oDtype === 'f16';
+  if (!oF16 && MQ > 2) throw new Error('sgStackedSource: more than 2 stacked subtiles need f16 O');
+  const A = `subgroup_matrix_result<${oF16 ? 'f16' : 'f32'}, 16, 16>`;
   const perLane = W / 32;
   const hsName = f32S ? 'hs' : 'ss';
-  const osName = f32S ? 'ss' : 'os';
+  const osName = oF16 ? hsName : f32S ? 'ss' : 'os';
   const sStride = f32S ? Math.max(16 * W, 16 * D) : HALF;
-  const oStride = f32S ? sStride : 16 * D;
+  const oStride = oF16 ? HALF : f32S ? sStride : 16 * D;
   // Per subgroup: MQ slices of each array.
   const decls = f32S
     ? `var<workgroup> ss: array<f32, ${NSG * MQ * sStride}>;\nvar<workgroup> hs: array<f16, ${NSG * MQ * HALF}>;`
-    : `var<workgroup> ss: array<f16, ${NSG * MQ * HALF}>;\nvar<workgroup> os: array<f32, ${NSG * MQ * 16 * D}>;`;
+    : `var<workgroup> ss: array<f16, ${NSG * MQ * HALF}>;${oF16 ? '' : `\nvar<workgroup> os: array<f32, ${NSG * MQ * 16 * D}>;`}`;
   const ms = Array.from({ length: MQ }, (_, m) => m);
   const fs = Array.from({ length: NF }, (_, f) => f);
   const cols = Array.from({ length: perLane }, (_, j) => j);
@@ -145,7 +148,7 @@ ${ms.map((m) => `        {
   for (var mr = 0u; mr < ${MQ * 16}u; mr++) {
     let m = mr / 16u;
     let r = mr % 16u;
-    let lom = select(lo0, lo${MQ - 1}, m == ${MQ - 1}u);
+    let lom = ${ms.slice(1).reduce((acc, m) => `select(${acc}, lo${m}, m == ${m}u)`, 'lo0')};
     let iq = min(tileStart + qpos(m, r), lg - vec3<i32>(1));
     let lo = ws3(iq, lg, kk, cz) - lom;
     let hi = we3(iq, lg, kk, cz) - lom;
@@ -160,10 +163,11 @@ ${cols.map((j) => `    let c${j} = ${j * 32}u + lane;
     let mn = subgroupMax(mloc);
     var psum = 0.0;
 ${cols.map((j) => `    let p${j} = select(0.0, exp2(s${j} - mn), ok${j});
-    psum += p${j};
-    ${hsName}[hRow + c${j}] = f16(p${j});`).join('\n')}
+    psum += p${j};`).join('\n')}
     let lsum = subgroupAdd(psum);
-    if (lane == mr) { lrow = lsum; }
+    let pscale = ${oF16 ? '1.0 / lsum' : '1.0'};
+${cols.map((j) => `    ${hsName}[hRow + c${j}] = f16(p${j} * pscale);`).join('\n')}
+    if (lane == mr % 32u) { lrow = ${oF16 ? '1.0' : 'lsum'}; }
   }
   workgroupBarrier();
 ${ms.flatMap((m) => fs.map((f) => `  var o${m}_${f} = ${A}();`)).join('\n')}
@@ -193,11 +197,11 @@ ${ms.flatMap((m) => fs.map((f) => `  subgroupMatrixStore(&${osName}, oBase + ${m
     let m = e / ${16 * D}u;
     let r = (e / ${D}u) % 16u;
     let iqr = tileStart + qpos(m, r);
-    let inv = 1.0 / subgroupShuffle(lrow, m * 16u + r);
+    let inv = ${oF16 ? '1.0' : '1.0 / subgroupShuffle(lrow, m * 16u + r)'};
     if (live && all(iqr < lg)) {
       let x = g + dd * vec3<u32>(iqr);
       let qrow = ((b * u.H + h) * Lv.x + x.x) * Lv.y * Lv.z + x.y * Lv.z + x.z;
-      ob[qrow * ${D}u + e % ${D}u] = f16(${osName}[oBase + m * ${oStride}u + e % ${16 * D}u] * inv);
+      ob[qrow * ${D}u + e % ${D}u] = f16(f32(${osName}[oBase + m * ${oStride}u + e % ${16 * D}u]) * inv);
     }
   }
 }
