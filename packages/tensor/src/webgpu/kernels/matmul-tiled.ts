@@ -290,7 +290,7 @@ ${loader(B)}
 var<workgroup> ta: array<vec4<f32>, ${stages * SA}>;
 var<workgroup> tb: array<vec4<f32>, ${stages * SB}>;
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, ${c.SW ? '@builtin(num_workgroups) nwg: vec3<u32>, ' : ''}@builtin(local_invocation_index) lid: u32) {
   let tx = lid % ${TX}u;
   let ty = lid / ${TX}u;
 ${tileOrigin(c)}
