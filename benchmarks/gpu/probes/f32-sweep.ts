@@ -4,7 +4,7 @@
 // ~67 TFLOP/s: more independent chains, scalar chains, an unrolled body, workgroup size and
 // count. Each matmul variant is checked against the current default (TILED_LARGE) at 1024^3
 // (max abs difference) before it is timed; on --small also at a ragged shape (edge path).
-//   node .gpu/f32-sweep.mjs --out DIR [--small]
+//   node .gpu/f32-sweep.mjs --out DIR [--small] [--only SUBSTR]
 import { createBackend, packUniforms, random, uniformStruct, WebGpuBackend, type Program, type Tensor } from '@attnkit/tensor';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,7 +20,9 @@ const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvid
 /** The whole script must stay under a minute on the H200; variants past this are recorded as skipped. */
 const BUDGET_MS = 48_000;
 
-const { values: args } = parseArgs({ options: { out: { type: 'string', default: '.' }, small: { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({ options: { out: { type: 'string', default: '.' }, small: { type: 'boolean', default: false }, only: { type: 'string' } } });
+/** --only SUBSTR: just the variants (and FMA probes) whose name contains SUBSTR. */
+const only = (name: string) => !args.only || name.includes(args.only);
 const small = !!args.small;
 const t0 = performance.now();
 const elapsed = () => performance.now() - t0;
@@ -100,6 +102,7 @@ const FMA: FmaProbe[] = [
   const outBuf = be.createBuffer(NAME, 64 * 16);
   for (const p of FMA) {
     const name = `fma-${p.width === 4 ? 'vec4' : 'f32'}x${p.chains}-unroll${p.unroll}-wg${p.wg}`;
+    if (!only(name)) continue;
     const groups = small ? 8 : p.groups;
     const perIter = p.chains * p.width * p.unroll;
     // Same work for every probe (the ceilings.ts probe: 4096 iterations of 32 FMAs).
@@ -122,6 +125,8 @@ const VARIANTS: TiledConfig[] = [
   { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, AR: true },
   { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, VARS: true },
   { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, SW: 8 },
+  { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, WM: true },
+  { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, WM: true, AR: true },
   { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, AR: true },
   { BM: 128, BN: 128, BK: 32, TM: 8, TN: 8, AR: true },
   { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, AR: true, DB: true },
@@ -175,6 +180,7 @@ async function diff(c: TiledConfig, M: number, N: number, K: number): Promise<nu
     const variant = `tiled-${tiledConfigName(c)}${i > 0 && c === TILED_LARGE ? ' (repeat)' : ''}`;
     const shape = `${n}x${n}x${n}`;
     if (!a || !b || !outBuf) break;
+    if (!only(variant)) continue;
     if (!small && elapsed() > BUDGET_MS) {
       record({ variant, shape, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `skipped: ${(elapsed() / 1000).toFixed(1)} s spent` });
       continue;

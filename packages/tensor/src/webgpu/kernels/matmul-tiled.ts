@@ -33,10 +33,16 @@ export interface TiledConfig {
   AR?: boolean;
   /** Accumulators and prefetch registers as separate variables instead of arrays. */
   VARS?: boolean;
+  /**
+   * Each 32-thread subgroup covers 8 thread columns x 4 thread rows (instead of 16 x 2), so a
+   * subgroup's reads of a staged B row span 128 bytes (one shared-memory wavefront) and those
+   * of A 4 distinct vec4s. Needs BN/TN % 8 == 0 and BM/TM % 4 == 0.
+   */
+  WM?: boolean;
 }
 
 export function tiledConfigName(c: TiledConfig): string {
-  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}${c.SW ? `-sw${c.SW}` : ''}${c.AR ? '-ar' : ''}${c.VARS ? '-vars' : ''}`;
+  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}${c.SW ? `-sw${c.SW}` : ''}${c.AR ? '-ar' : ''}${c.VARS ? '-vars' : ''}${c.WM ? '-wm' : ''}`;
 }
 
 /** Checks a configuration's internal consistency; returns why it is invalid, or null. */
@@ -48,6 +54,7 @@ export function tiledConfigProblem(c: TiledConfig): string | null {
   if (BM % TM || BN % TN) return 'BM must be a multiple of TM and BN of TN';
   const threads = (BM / TM) * (BN / TN);
   if (threads > 256) return `needs ${threads} threads per workgroup (at most 256)`;
+  if (c.WM && ((BN / TN) % 8 || (BM / TM) % 4)) return 'the subgroup-shaped layout (WM) needs BN/TN % 8 == 0 and BM/TM % 4 == 0';
   return null;
 }
 
@@ -216,6 +223,17 @@ function store(c: TiledConfig, TX: number, TY: number, checked: boolean): string
   return lines.join('\n');
 }
 
+/** WGSL defining tx/ty, this thread's column and row in the workgroup's thread grid. */
+function threadOrigin(c: TiledConfig, TX: number): string {
+  if (!c.WM) return `  let tx = lid % ${TX}u;\n  let ty = lid / ${TX}u;`;
+  // Thread blocks of 8 x 4 (one subgroup of 32 on NVIDIA), laid out row-major over the grid.
+  const WX = TX / 8;
+  return `  let sgi = lid / 32u;
+  let lane = lid % 32u;
+  let tx = (sgi % ${WX}u) * 8u + lane % 8u;
+  let ty = (sgi / ${WX}u) * 4u + lane / 8u;`;
+}
+
 /** WGSL defining r0/c0, the first output row and column of this workgroup's tile. */
 function tileOrigin(c: TiledConfig): string {
   if (!c.SW) return `  let r0 = wid.y * ${c.BM}u;\n  let c0 = wid.x * ${c.BN}u;`;
@@ -291,8 +309,7 @@ var<workgroup> ta: array<vec4<f32>, ${stages * SA}>;
 var<workgroup> tb: array<vec4<f32>, ${stages * SB}>;
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, ${c.SW ? '@builtin(num_workgroups) nwg: vec3<u32>, ' : ''}@builtin(local_invocation_index) lid: u32) {
-  let tx = lid % ${TX}u;
-  let ty = lid / ${TX}u;
+${threadOrigin(c, TX)}
 ${tileOrigin(c)}
   let aRow0 = r0;
   let bRow0 = c0;
