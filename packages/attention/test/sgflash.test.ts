@@ -71,7 +71,7 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
 
   if (gpu) {
     const cases: Array<[string, Omit<SgFlashVariant, 'D' | 'sgSize'>, Dims, AttentionOptions, (d: Dims) => Visible]> = [
-      ['frag 4x32 lazy prefetch, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: true }, { B: 1, Hq: 2, Hkv: 1, S: 80, L: 96, kvLength: 80, D: 16 }, { causal: true }, causalVis],
+      ['frag 2x32 lazy prefetch, causal GQA, partial last tile', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: true }, { B: 1, Hq: 2, Hkv: 1, S: 80, L: 96, kvLength: 80, D: 16 }, { causal: true }, causalVis],
       ['frag 2x32 twopass prefetch, dense, queries at the end', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'twopass', tau: 8, prefetch: true }, { B: 1, Hq: 1, Hkv: 1, S: 48, L: 96, kvLength: 72, D: 16 }, {}, () => () => true],
       ['smem 2x32 lazy, causal', { NSG: 2, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 16 }, { causal: true }, causalVis],
       ['global 2x32 exact, causal queries at the end', { NSG: 2, KT: 32, stage: 'global', pad: 0, rescale: 'lazy', tau: 0 }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 96, kvLength: 72, D: 32 }, { causal: true }, causalVis],
