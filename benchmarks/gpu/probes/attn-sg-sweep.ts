@@ -55,7 +55,6 @@ const VARIANTS: Variant[] = [
   M('mma-wg-rowmajor-s136', { from: 'workgroup', colMajor: false, stride: 136 }, 'ceiling of the P.V pattern: right fragments loaded row-major from workgroup memory, 1 load per MMA'),
   M('mma-wg-colmajor-s128', { from: 'workgroup', colMajor: true, stride: 128 }, 'as mma-wg-colmajor-s136 without row padding'),
   M('mma-storage-colmajor', { from: 'storage', colMajor: true, stride: 128 }, 'right fragments loaded column-major from a 1 MiB storage buffer (L1/L2 hits), 1 load per MMA'),
-  V('frag-4x48-p8-lazy8-pf', { NSG: 4, KT: 48, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: true }, 'next tile prefetched into registers'),
   V('global-4x64-lazy8', { NSG: 4, KT: 64, stage: 'global', pad: 8, rescale: 'lazy', tau: 8 }),
   V('frag-4x64-p0-lazy8', { NSG: 4, KT: 64, stage: 'frag', pad: 0, rescale: 'lazy', tau: 8 }, 'needs ~49.7 KB of workgroup memory'),
 ];
