@@ -31,6 +31,12 @@ export interface TiledConfig {
    * writes into the staged tile then land in consecutive banks instead of 4-way conflicts.
    */
   AR?: boolean;
+  /**
+   * No register prefetch (single buffer only): each slice is loaded and staged right before
+   * it is multiplied. Fewer live registers, so more workgroups fit; the load latency is then
+   * hidden by the other workgroups instead.
+   */
+  NP?: boolean;
   /** Accumulators and prefetch registers as separate variables instead of arrays. */
   VARS?: boolean;
   /**
@@ -42,7 +48,7 @@ export interface TiledConfig {
 }
 
 export function tiledConfigName(c: TiledConfig): string {
-  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}${c.SW ? `-sw${c.SW}` : ''}${c.AR ? '-ar' : ''}${c.VARS ? '-vars' : ''}${c.WM ? '-wm' : ''}`;
+  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}${c.SW ? `-sw${c.SW}` : ''}${c.AR ? '-ar' : ''}${c.VARS ? '-vars' : ''}${c.WM ? '-wm' : ''}${c.NP ? '-np' : ''}`;
 }
 
 /** Checks a configuration's internal consistency; returns why it is invalid, or null. */
@@ -54,6 +60,7 @@ export function tiledConfigProblem(c: TiledConfig): string | null {
   if (BM % TM || BN % TN) return 'BM must be a multiple of TM and BN of TN';
   const threads = (BM / TM) * (BN / TN);
   if (threads > 256) return `needs ${threads} threads per workgroup (at most 256)`;
+  if (c.NP && c.DB) return 'NP (no register prefetch) applies to the single-buffered loop only, not with DB';
   if (c.WM && ((BN / TN) % 8 || (BM / TM) % 4)) return 'the subgroup-shaped layout (WM) needs BN/TN % 8 == 0 and BM/TM % 4 == 0';
   return null;
 }
@@ -270,6 +277,15 @@ ${fetchAll}
 ${compute(c, TX, TY)}
     workgroupBarrier();
   }`;
+  // No prefetch: load, stage, barrier, multiply, barrier.
+  const unprefetched = `  for (; k0 < u.K; k0 += ${c.BK}u) {
+${fetchAll}
+${stage(A, c, NT)}
+${stage(B, c, NT)}
+    workgroupBarrier();
+${compute(c, TX, TY)}
+    workgroupBarrier();
+  }`;
   // Two buffers: multiply from one while the other is filled; the single barrier also
   // guarantees nobody still reads the buffer being refilled (it was read one slice ago).
   const doubleBuffered = `${stage(A, c, NT)}
@@ -320,9 +336,7 @@ ${tileOrigin(c)}
   ${regDecl(c, 'pa', regType(A), perA)}
   ${regDecl(c, 'pb', regType(B), perB)}
   var k0 = 0u;
-${fetch(A, c, NT, checked)}
-${fetch(B, c, NT, checked)}
-${c.DB ? doubleBuffered : singleBuffered}
+${c.NP ? unprefetched : `${fetchAll}\n${c.DB ? doubleBuffered : singleBuffered}`}
 ${store(c, TX, TY, checked)}
 }`,
   };
