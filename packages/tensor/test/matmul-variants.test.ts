@@ -159,6 +159,7 @@ describe('variant specs', () => {
     expect(parseVariant('gemv:4,64')).toEqual({ kind: 'gemv', config: { R: 4, WG: 64 } });
     expect(parseVariant('sgstaged:2,2,4,4,32')).toEqual({ kind: 'sgstaged', config: { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32 } });
     expect(parseVariant('sgstaged:2,4,4,2,32,8,0')).toEqual({ kind: 'sgstaged', config: { SGR: 2, SGC: 4, FR: 4, FC: 2, BK: 32, PAD: 8, DB: false } });
+    expect(parseVariant('sgstaged:4,4,2,2,32,8,1,1')).toEqual({ kind: 'sgstaged', config: { SGR: 4, SGC: 4, FR: 2, FC: 2, BK: 32, PAD: 8, DB: true, FP: true } });
     expect(() => parseVariant('sgstaged:2,2,4,4,32,4')).toThrow(/multiple of 8/);
   });
   it('rejects unknown kinds and inconsistent configurations with ArgumentError', () => {
@@ -229,6 +230,14 @@ describe('staged subgroup-matrix WGSL (compiles only where the adapter has subgr
     // 128 x 32 halves = 512 16-byte loads over 128 invocations: 4 registers per side
     expect(count(src, /var ar\d+: vec4<u32>;/g)).toBe(4);
     expect(src).toContain('ar0 = a[(aOff + (r0 + r) * u.K + k1 + cc) / 8u];');
+  });
+  it('with FP issues the fragment loads of the next step before the multiplies of this one', () => {
+    const src = sgstagedSource({ transA: false, transB: false }, { ...cfg, FP: true }, 32);
+    const loadNext = src.indexOf('let l0_1 = ');
+    const firstMma = src.indexOf('acc0_0 = subgroupMatrixMultiplyAccumulate(l0_0, q0_0, acc0_0)');
+    expect(loadNext).toBeGreaterThan(0);
+    expect(firstMma).toBeGreaterThan(loadNext);
+    expect(src).toContain('acc3_3 = subgroupMatrixMultiplyAccumulate(l3_1, q3_1, acc3_3)');
   });
   it('keeps each operand in its own layout and loads fragments with the matching major order and padded stride', () => {
     const nt = sgstagedSource({ transA: false, transB: true }, cfg, 32);

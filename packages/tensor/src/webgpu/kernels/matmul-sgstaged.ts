@@ -21,13 +21,21 @@ import { FRAG } from './matmul-sgmatrix.js';
  *
  * Edges: none; used only when M, N, K are multiples of BM, BN, BK.
  */
-export interface SgstagedConfig { SGR: number; SGC: number; FR: number; FC: number; BK: number; PAD?: number; DB?: boolean }
+export interface SgstagedConfig {
+  SGR: number; SGC: number; FR: number; FC: number; BK: number;
+  /** halves of padding per staged row (default 8) */
+  PAD?: number;
+  /** two staging buffers, one barrier per slice (default true) */
+  DB?: boolean;
+  /** fragment loads one 16-wide step ahead of the multiplies (default false) */
+  FP?: boolean;
+}
 
 const pad = (c: SgstagedConfig): number => c.PAD ?? 8;
 const stages = (c: SgstagedConfig): number => (c.DB ?? true ? 2 : 1);
 
 export function sgstagedConfigName(c: SgstagedConfig): string {
-  return `sg${c.SGR}x${c.SGC}-frag${c.FR}x${c.FC}-bk${c.BK}-pad${pad(c)}${stages(c) === 2 ? '-db' : ''}`;
+  return `sg${c.SGR}x${c.SGC}-frag${c.FR}x${c.FC}-bk${c.BK}-pad${pad(c)}${stages(c) === 2 ? '-db' : ''}${c.FP ? '-fp' : ''}`;
 }
 
 export function sgstagedTile(c: SgstagedConfig): { BM: number; BN: number; BK: number } {
@@ -93,11 +101,21 @@ function staging(name: 'a' | 'b', s: Side, c: SgstagedConfig, WG: number): { dec
   return { decl: decl.join('\n  '), load: load.join('\n    '), store: (stage) => store.join('\n    ').replaceAll('STAGE', stage) };
 }
 
-/** The K slice's fragment loads and multiplies written out for each 16-wide step (kk a constant), in their own blocks. */
-function unrolled(body: string[], BK: number): string {
-  const steps: string[] = [];
-  for (let kk = 0; kk < BK; kk += FRAG) steps.push(`{\n      ${body.join('\n      ').replaceAll('kk', `${kk}u`)}\n    }`);
-  return steps.join('\n    ');
+/**
+ * The K slice's fragment loads and multiplies written out for each 16-wide step (kk a
+ * constant). With FP the loads of step s+1 are issued before the multiplies of step s, so
+ * a fragment load's latency overlaps tensor-core work instead of stalling the subgroup.
+ */
+function unrolled(loads: string[], mmas: string[], BK: number, FP: boolean): string {
+  const n = BK / FRAG;
+  const at = (lines: string[], s: number) => lines.map((l) => l.replaceAll('kk', `${s * FRAG}u`).replace(/\b([lq]\d+)\b/g, `$1_${s}`));
+  if (!FP) return Array.from({ length: n }, (_, s) => `{\n      ${[...at(loads, s), ...at(mmas, s)].join('\n      ')}\n    }`).join('\n    ');
+  const out = [...at(loads, 0)];
+  for (let s = 0; s < n; s++) {
+    if (s + 1 < n) out.push(...at(loads, s + 1));
+    out.push(...at(mmas, s));
+  }
+  return out.join('\n    ');
 }
 
 /** The WGSL of the kernel; exported for the structural test (it compiles only where subgroup matrices exist). */
@@ -114,16 +132,17 @@ export function sgstagedSource(p: Pick<MatmulParams, 'transA' | 'transB'>, c: Sg
   const sb = staging('b', B, c, WG);
   const L = `subgroup_matrix_left<f16, ${FRAG}, ${FRAG}>`;
   const R = `subgroup_matrix_right<f16, ${FRAG}, ${FRAG}>`;
-  const body: string[] = [];
-  for (let i = 0; i < c.FR; i++) body.push(`let l${i} = subgroupMatrixLoad<${L}>(&ta, sta + ${A.frag(`sr + ${i * FRAG}u`, 'kk', SA)}, ${A.colMajor}, ${SA}u);`);
-  for (let j = 0; j < c.FC; j++) body.push(`let q${j} = subgroupMatrixLoad<${R}>(&tb, stb + ${B.frag(`sc + ${j * FRAG}u`, 'kk', SB)}, ${B.colMajor}, ${SB}u);`);
+  const loads: string[] = [];
+  const mmas: string[] = [];
+  for (let i = 0; i < c.FR; i++) loads.push(`let l${i} = subgroupMatrixLoad<${L}>(&ta, sta + ${A.frag(`sr + ${i * FRAG}u`, 'kk', SA)}, ${A.colMajor}, ${SA}u);`);
+  for (let j = 0; j < c.FC; j++) loads.push(`let q${j} = subgroupMatrixLoad<${R}>(&tb, stb + ${B.frag(`sc + ${j * FRAG}u`, 'kk', SB)}, ${B.colMajor}, ${SB}u);`);
   const decl: string[] = [];
   const stores: string[] = [];
   for (let i = 0; i < c.FR; i++) {
     for (let j = 0; j < c.FC; j++) {
       // Declared at function scope: a declaration inside the loop had its zero-init hoisted.
       decl.push(`var acc${i}_${j}: subgroup_matrix_result<f32, ${FRAG}, ${FRAG}>;`);
-      body.push(`acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, q${j}, acc${i}_${j});`);
+      mmas.push(`acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, q${j}, acc${i}_${j});`);
       stores.push(`subgroupMatrixStore(&out, outOff + (r0 + sr + ${i * FRAG}u) * u.N + c0 + sc + ${j * FRAG}u, acc${i}_${j}, false, u.N);`);
     }
   }
@@ -166,7 +185,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       ${sa.load.replaceAll('k0', 'k1')}
       ${sb.load.replaceAll('k0', 'k1')}
     }
-    ${unrolled(body, BK)}
+    ${unrolled(loads, mmas, BK, c.FP ?? false)}
     ${NS === 1 ? 'workgroupBarrier();' : ''}
   }
   ${stores.join('\n  ')}

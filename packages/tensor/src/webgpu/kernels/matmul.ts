@@ -69,7 +69,8 @@ function nums(op: string, spec: string, n: number, optional = 0): number[] {
 
 /**
  * Parses `generic`, `tiled[:BM,BN,BK,TM,TN[,DB]]` (DB=1: double-buffered staging), `sgmatrix[:SGR,SGC,FR,FC,KU]`,
- * `sgstaged[:SGR,SGC,FR,FC,BK[,PAD[,DB]]]` (PAD halves of row padding, DB=0: one staging buffer), `gemv[:R,WG]`;
+ * `sgstaged[:SGR,SGC,FR,FC,BK[,PAD[,DB[,FP]]]]` (PAD halves of row padding, DB=0: one staging buffer,
+ * FP=1: fragment loads a step ahead), `gemv[:R,WG]`;
  * a bare kind means that kind's default configuration.
  */
 export function parseVariant(spec: string): MatmulVariant {
@@ -92,11 +93,12 @@ export function parseVariant(spec: string): MatmulVariant {
     }
     case 'sgstaged': {
       if (!cfg) return { kind, config: SGSTAGED_DEFAULT };
-      const [SGR, SGC, FR, FC, BK, PAD, DB] = nums(op, cfg, 5, 2) as [number, number, number, number, number, number?, number?];
+      const [SGR, SGC, FR, FC, BK, PAD, DB, FP] = nums(op, cfg, 5, 3) as [number, number, number, number, number, number?, number?, number?];
       if (BK % 16) throw new ArgumentError(op, 'variant', 'a K slice (BK) that is a multiple of 16', spec);
       if (PAD === undefined) return { kind, config: { SGR, SGC, FR, FC, BK } };
       if (!Number.isInteger(PAD) || PAD < 0 || PAD % 8) throw new ArgumentError(op, 'variant', 'a row padding (PAD) that is a multiple of 8 halves', spec);
-      return { kind, config: DB === undefined ? { SGR, SGC, FR, FC, BK, PAD } : { SGR, SGC, FR, FC, BK, PAD, DB: DB !== 0 } };
+      if (DB === undefined) return { kind, config: { SGR, SGC, FR, FC, BK, PAD } };
+      return { kind, config: FP === undefined ? { SGR, SGC, FR, FC, BK, PAD, DB: DB !== 0 } : { SGR, SGC, FR, FC, BK, PAD, DB: DB !== 0, FP: FP !== 0 } };
     }
     case 'gemv': {
       if (!cfg) return { kind, config: GEMV_DEFAULT };
