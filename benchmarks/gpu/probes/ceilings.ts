@@ -2,7 +2,7 @@
 // in the way: the subgroup-matrix (tensor-core) multiply rate, the f32 FMA rate, and the
 // read and copy bandwidth. These are the ceilings the matmul and attention kernels are judged
 // against in the closing notes: a target above a ceiling cannot be met by tiling alone.
-//   node .gpu/ceilings.mjs [outfile]
+//   node .gpu/ceilings.mjs [outfile | --out DIR]
 import { createBackend, packUniforms, uniformStruct, WebGpuBackend, type Program } from '@attnkit/tensor';
 import { writeFileSync } from 'node:fs';
 import { timeIt } from '../../src/harness.js';
@@ -43,6 +43,56 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sg: u32) {
   // Only workgroup 0 stores, so the store traffic is nil; the compiler cannot know that.
   if (wid.x == 0u) {
     let base = sg * ${256 * FR * FC}u;
+    ${stores.join('\n    ')}
+  }
+}`,
+  };
+}
+
+/**
+ * Like mmaProgram, but every iteration reloads its FR + FC fragments from workgroup memory
+ * (the offset moves with the iteration so the loads cannot be hoisted): the rate a kernel
+ * that feeds the tensor cores from staged tiles can reach at this fragment reuse, before
+ * any global traffic or barrier. STRIDE is the staged row length in halves.
+ */
+function mmaWorkgroupProgram(FR: number, FC: number, sgPerWg: number, sgSize: number, STRIDE: number): Program {
+  const L = 'subgroup_matrix_left<f16, 16, 16>';
+  const R = 'subgroup_matrix_right<f16, 16, 16>';
+  const rows = 64;
+  const first: string[] = [];
+  const body: string[] = [];
+  for (let i = 0; i < FR; i++) body.push(`let l${i} = subgroupMatrixLoad<${L}>(&sh, ${i * 16 * STRIDE}u + base, false, ${STRIDE}u);`);
+  for (let j = 0; j < FC; j++) body.push(`let r${j} = subgroupMatrixLoad<${R}>(&sh, ${rows * STRIDE}u + base * ${STRIDE}u + ${j * 16}u, false, ${STRIDE}u);`);
+  for (let i = 0; i < FR; i++) for (let j = 0; j < FC; j++) {
+    first.push(`var c${i}_${j} = subgroupMatrixMultiply<f32>(subgroupMatrixLoad<${L}>(&sh, ${i * 16 * STRIDE}u, false, ${STRIDE}u), subgroupMatrixLoad<${R}>(&sh, ${rows * STRIDE + j * 16}u, false, ${STRIDE}u));`);
+    body.push(`c${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, c${i}_${j});`);
+  }
+  const stores: string[] = [];
+  let f = 0;
+  for (let i = 0; i < FR; i++) for (let j = 0; j < FC; j++) stores.push(`subgroupMatrixStore(&out, base0 + ${256 * f++}u, c${i}_${j}, false, 16u);`);
+  return {
+    key: `ceiling/mma-wg/${FR}x${FC}/${sgPerWg}/${STRIDE}`,
+    inputs: 1, outputs: 1, uniform: true,
+    source: () => `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+${U}
+@group(0) @binding(0) var<storage, read> a: array<f16>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> u: U;
+var<workgroup> sh: array<f16, ${2 * rows * STRIDE}>;
+@compute @workgroup_size(${sgPerWg * sgSize})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sg: u32, @builtin(local_invocation_index) lid: u32) {
+  for (var e = lid; e < ${2 * rows * STRIDE}u; e += ${sgPerWg * sgSize}u) { sh[e] = a[e % 4096u]; }
+  workgroupBarrier();
+  ${first.join('\n  ')}
+  for (var it = 0u; it < u.iters; it++) {
+    // Column (left) and row (right) offset 0, 16 or 32: inside the staged rows, never hoistable.
+    let base = (it % 3u) * 16u;
+    ${body.join('\n    ')}
+  }
+  if (wid.x == 0u) {
+    let base0 = sg * ${256 * FR * FC}u;
     ${stores.join('\n    ')}
   }
 }`,
@@ -123,6 +173,12 @@ if (be.caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16')) {
     await run(`mma-${acc}-${FR}x${FC}-sg${sg}`, mmaProgram(acc, FR, FC, sg, sgSize), packUniforms([['u32', iters]]), wgs, { flops },
       `f16 x f16 -> ${acc} subgroup matrices, ${FR}x${FC} resident result fragments per subgroup, ${sg} subgroups per workgroup, ${wgs} workgroups, no memory traffic in the loop`);
   }
+  for (const [FR, FC, sg, stride] of [[1, 1, 4, 72], [2, 2, 4, 72], [4, 4, 4, 72], [2, 2, 16, 72], [4, 4, 4, 64], [2, 4, 8, 72]] as const) {
+    const iters = 256;
+    const flops = wgs * sg * iters * FR * FC * 2 * 16 ** 3;
+    await run(`mma-wgload-${FR}x${FC}-sg${sg}-stride${stride}`, mmaWorkgroupProgram(FR, FC, sg, sgSize, stride), packUniforms([['u32', iters]]), wgs, { flops },
+      `f16 x f16 -> f32 subgroup matrices, ${FR}+${FC} fragments reloaded from workgroup memory (rows of ${stride} halves) per ${FR}x${FC} multiplies, ${sg} subgroups per workgroup, ${wgs} workgroups`);
+  }
 } else {
   console.log('no f16 subgroup-matrix config on this adapter: MMA ceilings skipped');
 }
@@ -144,6 +200,8 @@ for (const copy of [false, true]) {
     record({ probe, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `failed: ${(e as Error).message.slice(0, 300)}` });
   }
 }
-const file = process.argv[2] ?? 'ceilings.json';
+// `--out DIR` (as benchmarks/gpu/round.sh passes it) or a file name.
+const outAt = process.argv.indexOf('--out');
+const file = outAt > 0 ? `${process.argv[outAt + 1]}/ceilings.json` : process.argv[2] ?? 'ceilings.json';
 writeFileSync(file, JSON.stringify({ device: be.name, rows }, null, 2) + '\n');
 be.destroy();
