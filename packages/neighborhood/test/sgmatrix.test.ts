@@ -24,7 +24,11 @@ describe('subgroup-matrix neighborhood kernel: host side', () => {
     expect(box.span).toEqual([1, 16, 16]);
     expect(box.blocks * 16).toBe(256);
     expect(box.chunks).toBe(1);
-    expect(sgWorkgroupBytes(CFG, { D: 64, k: [1, 13, 13] })).toBe(16 * 256 * 6);
+    // f32 S + f16 P, each row padded by 16 bytes against bank conflicts; unpadded 16 x 256 x 6 bytes.
+    expect(sgWorkgroupBytes(CFG, { D: 64, k: [1, 13, 13] })).toBe(16 * 260 * 4 + 16 * 264 * 2);
+    expect(sgWorkgroupBytes({ ...CFG, pad: false }, { D: 64, k: [1, 13, 13] })).toBe(16 * 256 * 6);
+    // f16 S with P in place and f16 O staged there too: one 16 x 264 f16 slice per subgroup.
+    expect(sgWorkgroupBytes({ ...CFG, sDtype: 'f16', oDtype: 'f16', subgroups: 2 }, { D: 64, k: [1, 13, 13] })).toBe(2 * 16 * 264 * 2);
     // 3-D 7x7x7 with 2x2x4 subtiles: 8 x 8 rows of 16 keys, four chunks of 16 blocks.
     const b3 = sgBox({ ...CFG, sub: [2, 2, 4] }, { D: 64, k: [7, 7, 7] });
     expect(b3.span).toEqual([8, 8, 16]);
