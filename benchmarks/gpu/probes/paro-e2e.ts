@@ -11,8 +11,8 @@
 //     for the kernel-only ones, and the max |difference| between paths that should agree.
 //   node --conditions=@attnkit/source --import tsx benchmarks/gpu/probes/paro-e2e.ts --small --out /tmp/x
 import {
-  blockSparseAttention, calibrate, denseAttention, gatherTokens, maskDensity, paroAttention, planFor, quantizeBlocks,
-  configureSgmatrixPV, releaseScratch, sgmatrixInt8Available, sgmatrixPVAvailable, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
+  blockSparseAttention, calibrate, denseAttention, gatherTokens, maskDensity, paroAttention, planFor, 
+  configurePackedDot, configureSgmatrixPV, sgmatrixInt8Available, sgmatrixPVAvailable, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
 } from '@attnkit/paro';
 import { CpuBackend, createBackend, random, tensor, WebGpuBackend, type Tensor } from '@attnkit/tensor';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -233,41 +233,28 @@ const reusedOut = be.empty('probe', 'f16', [1, H, N, D]);
 const keep = reusedOut.dispose.bind(reusedOut);
 reusedOut.dispose = () => {};
 const paro = (opts: ParoOptions) => () => paroAttention(q, k, v, cal, opts);
+/** Runs `fn` with the int8 kernel's packed dot product off (the unpacked f32 route). */
+const unpacked = (fn: () => Tensor) => (): Tensor => {
+  configurePackedDot(false);
+  try { return fn(); } finally { configurePackedDot(true); }
+};
 const variants: Variant[] = [
   { name: 'dense', withTimeIt: true, call: () => denseAttention(q, k, v), ref: Float32Array.from(denseOut), flops: denseFlops, notes: 'our fused dense f16 kernel, every block: the comparator' },
-  { name: 'e2e-separate-int8', withTimeIt: true, call: paro({ qk: 'int8', permute: 'separate' }), ref: denseOut as Float32Array, flops: sparseFlops, notes: 'the first implementation: gather Q, K, V (3 passes, 3 new tensors), int8 quantize (new tensors), kernel (auto path), gather the output back' },
-  { name: 'e2e-separate-float', call: paro({ qk: 'float', permute: 'separate' }), ref: denseOut as Float32Array, flops: sparseFlops, notes: 'first implementation, float Q.K' },
+  { name: 'e2e-separate-int8', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'plain', permute: 'separate' }), ref: denseOut as Float32Array, flops: sparseFlops, notes: 'the first implementation: gather Q, K, V (3 passes, 3 new tensors), int8 quantize (new tensors), plain kernel, gather the output back' },
+  { name: 'e2e-fused-int8', withTimeIt: true, call: paro({ qk: 'int8' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-separate-int8', notes: "the library default: order fused into two gathering int8 quantize passes (scratch reused) and the plain kernel ('auto'), packed dot4I8Packed Q.K" },
+  { name: 'e2e-fused-int8-unpacked', call: unpacked(paro({ qk: 'int8' })), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: 'as e2e-fused-int8 with the round-1 unpacked f32 Q.K route' },
+  { name: 'e2e-fused-int8-out-reused', call: () => paroAttention(q, k, v, cal, { qk: 'int8', out: reusedOut }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: 'e2e-fused-int8 writing into one output tensor kept across calls: no allocation at all per call' },
+  { name: 'e2e-fused-float', call: paro({ qk: 'float' }), ref: denseOut as Float32Array, flops: sparseFlops, notes: 'fused float: one dispatch, Q/K/V read and O written through the order' },
 ];
 if (hasSgm) {
-  variants.push({ name: 'e2e-fused-int8-sgmatrix', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'sgmatrix' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-separate-int8', notes: 'fused: K mean, two gathering int8 quantize passes into reused scratch, i8 subgroup-matrix kernel reading V and writing O through the order' });
+  variants.push({ name: 'e2e-fused-int8-sgmatrix', call: paro({ qk: 'int8', int8Path: 'sgmatrix' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: 'fused, Q.K on i8 subgroup matrices, scalar P.V' });
 }
 variants.push(
-  { name: 'e2e-fused-int8-plain', withTimeIt: !hasSgm, call: paro({ qk: 'int8', int8Path: 'plain' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-separate-int8', notes: 'fused, plain int8 kernel' },
-  {
-    name: 'e2e-fused-int8-out-reused', call: () => paroAttention(q, k, v, cal, { qk: 'int8', out: reusedOut }), ref: denseOut as Float32Array, flops: sparseFlops,
-    sameAs: hasSgm ? 'e2e-fused-int8-sgmatrix' : 'e2e-fused-int8-plain', notes: 'fused int8 (auto path) writing into one output tensor kept across calls: no allocation at all per call',
-  },
-  {
-    name: 'e2e-fused-int8-fresh-scratch', call: () => { releaseScratch(be); return paroAttention(q, k, v, cal, { qk: 'int8' }); }, ref: denseOut as Float32Array, flops: sparseFlops,
-    sameAs: hasSgm ? 'e2e-fused-int8-sgmatrix' : 'e2e-fused-int8-plain', notes: 'fused int8 (auto path) with its scratch buffers dropped before every call: the cost of allocating them per call',
-  },
-  { name: 'e2e-fused-float', call: paro({ qk: 'float' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-separate-float', notes: 'fused float: one dispatch, Q/K/V read and O written through the order' },
-  { name: 'stage-gather', call: () => gatherTokens(q, plan.forward, H), ref: Float32Array.from(await qp.toArray()), flops: 0, notes: 'one permutation pass (Q), new output tensor' },
-  {
-    name: 'stage-quantize-qk', call: () => { const a = quantizeBlocks(qp); const b = quantizeBlocks(kp, { smooth: true }); a.q.dispose(); a.scales.dispose(); b.scales.dispose(); return b.q; },
-    ref: new Float32Array(0), flops: 0, notes: 'quantizeBlocks of Q and (smoothed) K, tensors allocated per call as the first implementation did',
-  },
-);
-if (hasSgm) {
-  variants.push({ name: 'kernel-int8-sgmatrix', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'sgmatrix' }), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'quantize (scratch) + i8 subgroup-matrix kernel on pre-permuted tokens' });
-}
-variants.push(
-  { name: 'kernel-int8-plain', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: hasSgm ? 'kernel-int8-sgmatrix' : undefined, notes: 'quantize (scratch) + plain int8 kernel on pre-permuted tokens' },
+  { name: 'kernel-int8', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' }), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'quantize (scratch) + plain int8 kernel (packed Q.K) on pre-permuted tokens' },
+  { name: 'kernel-int8-unpacked', call: unpacked(() => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' })), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'as kernel-int8, unpacked f32 Q.K' },
   { name: 'kernel-float', call: () => blockSparseAttention(qp, kp, vp, plan.mask), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'float kernel on pre-permuted tokens' },
-  // Run again last: is the first implementation slow in itself, or only when it runs first?
-  { name: 'e2e-separate-int8-again', call: paro({ qk: 'int8', permute: 'separate' }), ref: denseOut as Float32Array, flops: sparseFlops, notes: 'the first implementation once more, after everything else' },
+  { name: 'stage-gather', call: () => gatherTokens(q, plan.forward, H), ref: Float32Array.from(await qp.toArray()), flops: 0, notes: 'one permutation pass (Q) into a new tensor: what each of the separate path\'s four gathers costs' },
 );
-
 for (const vr of variants) { await measure(vr); save(); }
 // Sync latency with nothing recorded: what every per-call figure carries on top of its work.
 {
@@ -282,8 +269,8 @@ for (const vr of variants) { await measure(vr); save(); }
 // subgroup-matrix trap in shared/gpu/README.md means it could take the process down).
 if (hasPV) {
   const pv: Variant[] = [
-    { name: 'kernel-int8-sgmatrix-pv', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8-plain', notes: 'quantize (scratch) + kernel with Q.K on i8 and P.V on f16 subgroup matrices, pre-permuted tokens' },
-    { name: 'e2e-fused-int8-sgmatrix-pv', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8-plain', notes: 'fused end to end with the Q.K i8 + P.V f16 subgroup-matrix kernel (V gathered into scratch first)' },
+    { name: 'kernel-int8-sgmatrix-pv', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'quantize (scratch) + kernel with Q.K on i8 and P.V on f16 subgroup matrices, pre-permuted tokens' },
+    { name: 'e2e-fused-int8-sgmatrix-pv', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: 'fused end to end with the Q.K i8 + P.V f16 subgroup-matrix kernel (V gathered into scratch first)' },
   ];
   for (const vr of pv) { await measure(vr); save(); }
   configureSgmatrixPV({ pad: 0 });

@@ -14,11 +14,13 @@ export interface SparseOptions {
   /** Logit scale; default 1/sqrt(D). */
   scale?: number;
   /**
-   * Which int8 kernel: 'plain' (int8 storage, exact integer products in f32) or the
-   * i8 subgroup-matrix Q.K path ('sgmatrix', where the adapter offers it). 'auto' (default)
-   * takes the subgroup-matrix path where it can run: on the H200 it matched the plain path
-   * exactly (max |difference| 0) and ran 3.8x faster
-   * (benchmarks/results/h200/paro-sgmatrix-webgpu-run2.json).
+   * Which int8 kernel: 'plain' (packed int8 Q/K, exact integer dot products, scalar P.V),
+   * 'sgmatrix' (Q.K on i8 subgroup matrices) or 'sgmatrix-pv' (Q.K on i8 and P.V on f16
+   * subgroup matrices), the last two where the adapter offers them. 'auto' (default) is
+   * 'plain': in the H200 probe (benchmarks/gpu/probes/paro-e2e.ts, round 1) the plain
+   * kernel's passes took 6.3 ms of GPU time against 6.85 ms for 'sgmatrix' and 9.7 ms for
+   * 'sgmatrix-pv'; the earlier "3.8x" for 'sgmatrix' compared it with a plain run caught in
+   * the slow mode of a bimodal timing.
    */
   int8Path?: 'auto' | 'plain' | 'sgmatrix' | 'sgmatrix-pv';
 }
@@ -276,7 +278,7 @@ export function runSparse(
     throw new ArgumentError(op, 'int8Path', "'auto' or 'plain' here: 'sgmatrix-pv' needs the 'sgmatrix' path's features, f16 tensors, an f16 16x16x16 config and workgroup memory for its tiles", path);
   }
   const usePV = canPV && path === 'sgmatrix-pv';
-  const useSgmatrix = canSgmatrix && path !== 'plain';
+  const useSgmatrix = canSgmatrix && path === 'sgmatrix';
   const out = into ?? be.empty(op, d.dtype, [d.B, d.H, d.N, d.D]);
   let vbuf = x.v;
   if (usePV && perm) {

@@ -6,5 +6,5 @@ export { calibrationFromJson, calibrationToJson, parseCalibration } from './json
 export { paroAttention, planFor, type ParoOptions, type ParoPlan } from './paro.js';
 export { syntheticVideoQK, type SyntheticOptions } from './synthetic.js';
 export { CalibrationFormatError, DensityError, LayoutError } from './errors.js';
-export { chunkFor, sparseProgram, CHUNK } from './kernels.js';
+export { chunkFor, configurePackedDot, sparseProgram, CHUNK } from './kernels.js';
 export { configureSgmatrixPV, sgmatrixInt8Available, sgmatrixProbeProgram, sgmatrixPVAvailable, sparseSgmatrixProgram, sparseSgmatrixPVProgram } from './kernels-sgmatrix.js';

@@ -135,6 +135,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   };
 }
 
+let packedDotDefault = true;
+/** Benchmarks switch the int8 kernel's packed dot product off to measure it (SparseConfig.packedDot). */
+export function configurePackedDot(on: boolean): void {
+  packedDotDefault = on;
+}
+
 export interface SparseConfig {
   /** 'float': Q, K in `dtype`; 'int8': Q, K int8 with per-block scales, P quantized to 1/127. */
   qk: 'float' | 'int8';
@@ -152,6 +158,13 @@ export interface SparseConfig {
    * mode Q/K come already permuted and expanded to H heads by the gathering quantizer.
    */
   gathered?: boolean;
+  /**
+   * int8 only: keep Q and K packed (four int8 per u32) and score with dot4I8Packed, the
+   * 4-way integer dot product (DP4A-class instructions): the same exact integer sums as
+   * the f32 route with a quarter of the workgroup-memory traffic and registers for K and Q.
+   * Default true; false keeps the unpacked f32 route (the H200 probe compares both).
+   */
+  packedDot?: boolean;
 }
 
 /**
@@ -166,6 +179,7 @@ export interface SparseConfig {
 export function sparseProgram(cfg: SparseConfig): Program {
   const { qk, dtype, headDim: D, dense, chunk } = cfg;
   const gathered = cfg.gathered ?? false;
+  const packed = qk === 'int8' && (cfg.packedDot ?? packedDotDefault);
   const D4 = D / 4;
   const C = chunk;
   const i8 = qk === 'int8';
@@ -199,6 +213,10 @@ export function sparseProgram(cfg: SparseConfig): Program {
   // exactly in f32 (|sum| <= D * 127^2 < 2^24), so the dot products are the exact integer
   // ones, dequantized once by sQ * sK.
   const score = (c: number): string => {
+    if (packed) {
+      const sum = slots.map((p) => `dot4I8Packed(q${p}, kp[${c * D4 + p}u])`).join(' + ');
+      return `let a${c} = ${sum}; let s${c} = select(${NEG}, f32(a${c}) * f, kvalid[${c}u] != 0u);`;
+    }
     const chain = slots.slice(1).reduce((acc, p) => `fma(q${p}, ks[${c * D4 + p}u], ${acc})`, `q0 * ks[${c * D4}u]`);
     return `let a${c} = ${chain}; let s${c} = select(${NEG}, (a${c}.x + a${c}.y + a${c}.z + a${c}.w)${i8 ? ' * f' : ''}, kvalid[${c}u] != 0u);`;
   };
@@ -208,7 +226,7 @@ export function sparseProgram(cfg: SparseConfig): Program {
       : `let p${c} = select(0.0, exp2(s${c} - mx), kvalid[${c}u] != 0u);`;
 
   return {
-    key: `paro/sparse/${qk}/${dtype}/d${D}/c${C}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}`,
+    key: `paro/sparse/${qk}/${dtype}/d${D}/c${C}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}${packed ? '/dp4' : ''}`,
     inputs, outputs: 1, uniform: true,
     source: () => `
 ${lines.join('\n')}
@@ -217,7 +235,7 @@ ${i8 ? '' : vecLoader('qb', dtype)}
 ${i8 ? '' : vecLoader('kb', dtype)}
 ${vecLoader('vb', dtype)}
 ${vecStorer('ob', dtype)}
-var<workgroup> ks: array<vec4<f32>, ${C * D4}>;
+${packed ? `var<workgroup> kp: array<u32, ${C * D4}>;` : `var<workgroup> ks: array<vec4<f32>, ${C * D4}>;`}
 var<workgroup> vs: array<vec4<f32>, ${C * D4}>;
 var<workgroup> kvalid: array<u32, ${C}>;
 
@@ -235,7 +253,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let qrow = bh * u.N + ${gathered ? 'perm[h * u.N + nc]' : 'nc'};
   let kh = ${gathered && i8 ? 'bh' : 'kvbh'};
 ${i8
-  ? `  let qsc = qscale[bh * u.nB + qblk] * u.scale;\n${slots.map((p) => `  let q${p} = vec4<f32>(unpack4xI8(qb[(bh * u.N + nc) * ${D4}u + ${p}u]));`).join('\n')}`
+  ? `  let qsc = qscale[bh * u.nB + qblk] * u.scale;\n${slots.map((p) => packed ? `  let q${p} = qb[(bh * u.N + nc) * ${D4}u + ${p}u];` : `  let q${p} = vec4<f32>(unpack4xI8(qb[(bh * u.N + nc) * ${D4}u + ${p}u]));`).join('\n')}`
   : slots.map((p) => `  let q${p} = ld_qb(qrow * ${D4}u + ${p}u) * u.scale;`).join('\n')}
 ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
   var m = ${NEG};
@@ -258,7 +276,7 @@ ${i8 ? '    let f = qsc * kscale[kh * u.nB + kblk];' : ''}
       for (var s = li; s < ${C * D4}u; s += ${WG}u) {
         let kn = min(key0 + s / ${D4}u, u.N - 1u);
         let kr = kh * u.N + ${gathered && !i8 ? 'perm[h * u.N + kn]' : 'kn'};
-        ks[s] = ${i8 ? `vec4<f32>(unpack4xI8(kb[kr * ${D4}u + s % ${D4}u]))` : `ld_kb(kr * ${D4}u + s % ${D4}u)`};
+        ${packed ? `kp[s] = kb[kr * ${D4}u + s % ${D4}u];` : `ks[s] = ${i8 ? `vec4<f32>(unpack4xI8(kb[kr * ${D4}u + s % ${D4}u]))` : `ld_kb(kr * ${D4}u + s % ${D4}u)`};`}
       }
       workgroupBarrier();
 ${keys.map((c) => `      ${score(c)}`).join('\n')}

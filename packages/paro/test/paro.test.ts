@@ -3,7 +3,7 @@ import { backendsForTests, compareClose, TOLERANCE } from '@attnkit/tensor/testi
 import * as E from 'fp-ts/lib/Either.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  AXIS_ORDERS, blockSparseAttention, calibrate, calibrationFromJson, calibrationToJson, CalibrationFormatError,
+  AXIS_ORDERS, blockSparseAttention, calibrate, configurePackedDot, calibrationFromJson, calibrationToJson, CalibrationFormatError,
   DensityError, denseAttention, fullMask, LayoutError, maskDensity, orderPermutation, paroAttention,
   syntheticVideoQK, tokenCount, type BlockMask, type Calibration, type VideoLayout,
 } from '../src/index.js';
@@ -121,6 +121,14 @@ describe('block-sparse kernels against the float64 reference', () => {
       const r = compareClose(got, ref8, 2e-2, 0);
       expect(r.ok, r.message).toBe(true);
       expect(relL1(got, ref)).toBeLessThan(0.05);
+      // The packed dot4I8Packed route and the unpacked f32 route sum the same integers exactly.
+      configurePackedDot(false);
+      try {
+        const unpacked = await blockSparseAttention(q, k, v, mask, { qk: 'int8' }).toArray();
+        expect(compareClose(unpacked, got, 0, 0).ok).toBe(true);
+      } finally {
+        configurePackedDot(true);
+      }
     }
   });
 });
