@@ -49,7 +49,8 @@ const configs: TiledConfig[] = [
   { BM: 32, BN: 16, BK: 4, TM: 8, TN: 4, AR: true, DB: true, SW: 3 },
   { BM: 16, BN: 32, BK: 8, TM: 4, TN: 8, VARS: true, DB: true },
   { BM: 32, BN: 64, BK: 8, TM: 4, TN: 8, WM: true, AR: true },
-  { BM: 32, BN: 32, BK: 8, TM: 4, TN: 8, NP: true, AR: true },
+  { BM: 32, BN: 32, BK: 8, TM: 4, TN: 8, NP: true, AR: true, SF: true },
+  { BM: 16, BN: 32, BK: 4, TM: 4, TN: 8, SF: true, VARS: true, DB: true },
 ];
 
 describe.runIf(gpu)('tiled matmul options on the WebGPU backend', () => {
@@ -74,6 +75,11 @@ describe.runIf(gpu)('tiled matmul options on the WebGPU backend', () => {
     expect(plain).toContain('var acc: array<vec4<f32>, 4>;');
     expect(vars).toContain('var acc_3: vec4<f32> = vec4<f32>(0.0);');
     expect(vars).not.toContain('acc[');
+    const sf = tiledMatmul(a, b, params(c), { ...base, SF: true }).source();
+    expect(sf).toContain('var acc: array<f32, 16>;');
+    expect(sf).toContain('acc[5] = fma(a0[1], b0[1], acc[5]);');
+    const sfv = tiledMatmul(a, b, params(c), { ...base, SF: true, VARS: true }).source();
+    expect(sfv).toContain('acc_1_1 = fma(a0[1], b0[1], acc_1_1);');
     const sw = tiledMatmul(a, b, params(c), { ...base, SW: 4 }).source();
     expect(sw).toContain('let perGroup = 4u * nwg.x;');
     expect(plain).toContain('let r0 = wid.y * 32u;');

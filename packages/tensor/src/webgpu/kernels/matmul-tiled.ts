@@ -37,6 +37,12 @@ export interface TiledConfig {
    * hidden by the other workgroups instead.
    */
   NP?: boolean;
+  /**
+   * Scalar FMAs on scalar accumulators instead of vec4 FMAs of a splatted A value: on the
+   * H200 through Dawn/Vulkan, independent scalar FMA chains reach ~63 TFLOP/s where vec4
+   * chains stop at ~43 (benchmarks/gpu/probes/f32-sweep.ts).
+   */
+  SF?: boolean;
   /** Accumulators and prefetch registers as separate variables instead of arrays. */
   VARS?: boolean;
   /**
@@ -48,7 +54,7 @@ export interface TiledConfig {
 }
 
 export function tiledConfigName(c: TiledConfig): string {
-  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}${c.SW ? `-sw${c.SW}` : ''}${c.AR ? '-ar' : ''}${c.VARS ? '-vars' : ''}${c.WM ? '-wm' : ''}${c.NP ? '-np' : ''}`;
+  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}${c.SW ? `-sw${c.SW}` : ''}${c.AR ? '-ar' : ''}${c.VARS ? '-vars' : ''}${c.WM ? '-wm' : ''}${c.NP ? '-np' : ''}${c.SF ? '-sf' : ''}`;
 }
 
 /** Checks a configuration's internal consistency; returns why it is invalid, or null. */
@@ -120,6 +126,19 @@ function reg(c: TiledConfig, base: string, i: number): string {
 function regDecl(c: TiledConfig, base: string, t: string, n: number, init = ''): string {
   if (!c.VARS) return `var ${base}: array<${t}, ${n}>;`;
   return Array.from({ length: n }, (_, i) => `var ${base}_${i}: ${t}${init ? ` = ${init}` : ''};`).join('\n  ');
+}
+
+/** Lane j of accumulator vec4 n (scalar accumulators under SF). */
+function accElem(c: TiledConfig, n: number, j: number): string {
+  if (!c.SF) return `${reg(c, 'acc', n)}[${j}]`;
+  return c.VARS ? `acc_${n}_${j}` : `acc[${n * 4 + j}]`;
+}
+
+function accDecl(c: TiledConfig): string {
+  const n = (c.TM * c.TN) / 4;
+  if (!c.SF) return regDecl(c, 'acc', 'vec4<f32>', n, 'vec4<f32>(0.0)');
+  if (!c.VARS) return `var acc: array<f32, ${n * 4}>;`;
+  return Array.from({ length: n * 4 }, (_, i) => `var acc_${i >> 2}_${i & 3}: f32 = 0.0;`).join('\n  ');
 }
 
 /** Row-fastest split of a K-contiguous vec4 operand (see TiledConfig.AR). */
@@ -198,8 +217,13 @@ function compute(c: TiledConfig, TX: number, TY: number, offA = '', offB = ''): 
     for (let g = 0; g < G; g++) {
       for (let i = 0; i < 4; i++) {
         for (let h = 0; h < H; h++) {
-          const acc = reg(c, 'acc', (g * 4 + i) * H + h);
-          s.push(`${acc} = fma(vec4<f32>(a${g}[${i}]), b${h}, ${acc});`);
+          const n = (g * 4 + i) * H + h;
+          if (c.SF) {
+            for (let j = 0; j < 4; j++) s.push(`${accElem(c, n, j)} = fma(a${g}[${i}], b${h}[${j}], ${accElem(c, n, j)});`);
+          } else {
+            const acc = reg(c, 'acc', n);
+            s.push(`${acc} = fma(vec4<f32>(a${g}[${i}]), b${h}, ${acc});`);
+          }
         }
       }
     }
@@ -215,14 +239,14 @@ function store(c: TiledConfig, TX: number, TY: number, checked: boolean): string
   for (let g = 0; g < G; g++) {
     for (let i = 0; i < 4; i++) {
       for (let h = 0; h < H; h++) {
-        const v = reg(c, 'acc', (g * 4 + i) * H + h);
+        const n = (g * 4 + i) * H + h;
         const row = `r0 + ${g * 4 * TY + i}u + ty * 4u`;
         const col = `c0 + ${h * 4 * TX}u + tx * 4u`;
         if (checked) {
           lines.push(`  { let row = ${row}; let col = ${col}; if (row < u.M) { let o = outOff + row * u.N + col;` +
-            [0, 1, 2, 3].map((j) => ` if (col + ${j}u < u.N) { out[o + ${j}u] = ${v}[${j}]; }`).join('') + ' } }');
+            [0, 1, 2, 3].map((j) => ` if (col + ${j}u < u.N) { out[o + ${j}u] = ${accElem(c, n, j)}; }`).join('') + ' } }');
         } else {
-          lines.push(`  { let o = outOff + (${row}) * u.N + ${col};` + [0, 1, 2, 3].map((j) => ` out[o + ${j}u] = ${v}[${j}];`).join('') + ' }');
+          lines.push(`  { let o = outOff + (${row}) * u.N + ${col};` + [0, 1, 2, 3].map((j) => ` out[o + ${j}u] = ${accElem(c, n, j)};`).join('') + ' }');
         }
       }
     }
@@ -332,7 +356,7 @@ ${tileOrigin(c)}
   let aOff = wid.z * u.strideA;
   let bOff = wid.z * u.strideB;
   let outOff = wid.z * u.M * u.N;
-  ${regDecl(c, 'acc', 'vec4<f32>', (c.TM * c.TN) / 4, 'vec4<f32>(0.0)')}
+  ${accDecl(c)}
   ${regDecl(c, 'pa', regType(A), perA)}
   ${regDecl(c, 'pb', regType(B), perB)}
   var k0 = 0u;
