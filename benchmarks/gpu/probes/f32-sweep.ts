@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { MatmulParams } from '../../../packages/tensor/src/backend.js';
 import { matmulUniforms } from '../../../packages/tensor/src/webgpu/kernels/matmul-common.js';
-import { matmulWith, TILED_LARGE } from '../../../packages/tensor/src/webgpu/kernels/matmul.js';
+import { matmulWith, TILED_LARGE, TILED_SMALL } from '../../../packages/tensor/src/webgpu/kernels/matmul.js';
 import { tiledConfigName, tiledConfigProblem, tiledGrid, tiledMatmul, type TiledConfig } from '../../../packages/tensor/src/webgpu/kernels/matmul-tiled.js';
 import { timeIt } from '../../src/harness.js';
 
@@ -145,6 +145,9 @@ const VARIANTS: TiledConfig[] = [
   TILED_LARGE,
   { ...L, SF: true },
   { ...W, SF: true },
+  // The small-output configuration, for whether SF helps it too.
+  TILED_SMALL,
+  { ...TILED_SMALL, SF: true },
 ];
 
 function params(M: number, N: number, K: number): MatmulParams {
