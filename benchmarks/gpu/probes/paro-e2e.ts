@@ -170,7 +170,7 @@ async function measure(vr: Variant): Promise<void> {
     const row: Row = { variant: vr.name, shape, ok: true, notes: vr.notes };
     if (vr.ref.length) row.relL1 = relL1(out, vr.ref);
     if (vr.sameAs && outputs.has(vr.sameAs)) row.maxAbsDiff = maxAbs(out, outputs.get(vr.sameAs)!);
-    for (let i = 0; i < 2; i++) { vr.call().dispose(); await be.sync(); }
+    for (let i = 0; i < 3; i++) { vr.call().dispose(); await be.sync(); }
     const perCall: number[] = [];
     const host: number[] = [];
     for (let r = 0; r < reps; r++) {
@@ -268,15 +268,16 @@ for (const vr of variants) { await measure(vr); save(); }
 // Last: both products on subgroup matrices (new kernel, first run on the H200; the staged
 // subgroup-matrix trap in shared/gpu/README.md means it could take the process down).
 if (hasPV) {
+  const pvKernel = () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'sgmatrix-pv' });
   const pv: Variant[] = [
-    { name: 'kernel-int8-sgmatrix-pv', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'quantize (scratch) + kernel with Q.K on i8 and P.V on f16 subgroup matrices, pre-permuted tokens' },
-    { name: 'e2e-fused-int8-sgmatrix-pv', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: 'fused end to end with the Q.K i8 + P.V f16 subgroup-matrix kernel (V gathered into scratch first)' },
+    { name: 'kernel-int8-sgmatrix-pv16', call: pvKernel, ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'quantize (scratch) + Q.K i8 / P.V f16 subgroup-matrix kernel, one subgroup per 16 query rows (~11 KB workgroup memory), pre-permuted tokens' },
+    { name: 'e2e-fused-int8-sgmatrix-pv16', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: 'fused end to end with the rows16 Q.K i8 + P.V f16 kernel (V gathered into scratch first)' },
   ];
   for (const vr of pv) { await measure(vr); save(); }
-  configureSgmatrixPV({ pad: 0 });
-  await measure({ ...pv[0]!, name: 'kernel-int8-sgmatrix-pv-nopad', withTimeIt: false, notes: `${pv[0]!.notes}; P.V tile rows not padded in workgroup memory` });
+  configureSgmatrixPV({ layout: 'rows64' });
+  await measure({ name: 'kernel-int8-sgmatrix-pv64', call: pvKernel, ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'the round-1 layout: two subgroups per 64-query block, ~41 KB workgroup memory' });
+  configureSgmatrixPV({ layout: 'rows16' });
   save();
-  configureSgmatrixPV({ pad: 4 });
 } else {
   console.log('sgmatrix-pv: not available on this adapter');
 }

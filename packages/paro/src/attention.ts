@@ -3,7 +3,9 @@ import {
   type Tensor, type WebGpuBackend,
 } from '@attnkit/tensor';
 import { channelMeanProgram, chunkFor, gatherProgram, quantizeProgram, sparseProgram } from './kernels.js';
-import { sgmatrixInt8Available, sgmatrixPVAvailable, sparseSgmatrixProgram, sparseSgmatrixPVProgram } from './kernels-sgmatrix.js';
+import {
+  sgmatrixInt8Available, sgmatrixPVAvailable, sgmatrixPVLayout, sparseSgmatrixPV16Program, sparseSgmatrixProgram, sparseSgmatrixPVProgram,
+} from './kernels-sgmatrix.js';
 import { BLOCK, blockCount, packMask, type BlockMask } from './mask.js';
 
 const LOG2E = 1.4426950408889634;
@@ -295,15 +297,18 @@ export function runSparse(
   }
   if (perm) inputs.push(perm);
   const gathered = perm !== null;
+  const rows16 = usePV && sgmatrixPVLayout() === 'rows16';
   be.dispatch({
-    program: usePV
+    program: rows16
+      ? sparseSgmatrixPV16Program(d.D, mask === 'dense', gathered)
+      : usePV
       ? sparseSgmatrixPVProgram(d.D, mask === 'dense', gathered)
       : useSgmatrix
       ? sparseSgmatrixProgram(d.dtype, d.D, mask === 'dense', gathered)
       : sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense', chunk: chunkFor(be.name), gathered }),
     inputs, outputs: [be.buffer(out, op)],
     uniforms: packUniforms([['u32', d.H], ['u32', d.Hkv], ['u32', d.N], ['u32', nB], ['f32', scale * LOG2E]]),
-    grid: [nB, 1, d.B * d.H],
+    grid: [rows16 ? nB * 4 : nB, 1, d.B * d.H],
   });
   return out;
 }

@@ -177,8 +177,18 @@ const PV_K = 16;
  * is refused. The H200 probe measures both.
  */
 let pvPad = 4;
-export function configureSgmatrixPV(opts: { pad?: 0 | 4 }): void {
+/**
+ * Which 'sgmatrix-pv' layout runs: 'rows16' (sparseSgmatrixPV16Program, one subgroup per
+ * 16 query rows) or 'rows64' (sparseSgmatrixPVProgram, two subgroups per 64-query block).
+ */
+export type SgmatrixPVLayout = 'rows16' | 'rows64';
+let pvLayout: SgmatrixPVLayout = 'rows16';
+export function configureSgmatrixPV(opts: { pad?: 0 | 4; layout?: SgmatrixPVLayout }): void {
   if (opts.pad !== undefined) pvPad = opts.pad;
+  if (opts.layout !== undefined) pvLayout = opts.layout;
+}
+export function sgmatrixPVLayout(): SgmatrixPVLayout {
+  return pvLayout;
 }
 
 /** Workgroup bytes of the P.V variant: S (i32), P (f16), and the P.V tile (f32, padded rows). */
@@ -329,6 +339,129 @@ ${slots.map((p) => `    o${p} = fma(o${p}, vec4<f32>(alpha), vec4<f32>(PV[li * $
   }
   let inv = 1.0 / (127.0 * l);
 ${slots.map((p) => `  st_ob(qrow * ${D4}u + ${p}u, o${p} * inv);`).join('\n')}
+}`,
+  };
+}
+
+/**
+ * 'sgmatrix-pv' laid out for occupancy: one subgroup per workgroup owning 16 query rows
+ * (four workgroups share a 64-query block and its mask list), so its workgroup memory is
+ * ~11 KB instead of ~41 KB and its barriers are subgroup-wide. Q.K: one i8 row fragment
+ * against four key fragments; softmax: two lanes per row, each over 32 columns, combined
+ * with subgroupShuffleXor; P.V: 16 f16 products into four f32 result fragments; each lane
+ * then folds half of its row (every other vec4, which keeps the reads conflict-free) into
+ * O in registers. Same arithmetic as sparseSgmatrixPVProgram.
+ */
+export function sparseSgmatrixPV16Program(D: number, dense: boolean, gathered: boolean): Program {
+  const D4 = D / 4;
+  const KS = D / FK;
+  const DS = D + 8;
+  const R = 16; // query rows per workgroup
+  const mine = Array.from({ length: D4 / 2 }, (_, j) => j); // this lane's vec4 slots: 2j + half
+  let b = 0;
+  const lines: string[] = [
+    `@group(0) @binding(${b++}) var<storage, read> qb: array<i32>;`,
+    `@group(0) @binding(${b++}) var<storage, read> kb: array<i32>;`,
+    `@group(0) @binding(${b++}) var<storage, read> vb: array<f16>;`,
+    `@group(0) @binding(${b++}) var<storage, read> qscale: array<f32>;`,
+    `@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`,
+  ];
+  if (!dense) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
+  }
+  if (gathered) lines.push(`@group(0) @binding(${b++}) var<storage, read> perm: array<u32>;`);
+  const inputs = b;
+  lines.push(vecBinding(b++, 'ob', 'f16', true));
+  lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
+  const L = `subgroup_matrix_left<i8, ${FK}, ${FM}>`;
+  const RT = `subgroup_matrix_right<i8, ${FM}, ${FK}>`;
+  const PL = `subgroup_matrix_left<f16, ${PV_K}, ${PV_K}>`;
+  const VR = `subgroup_matrix_right<f16, ${PV_K}, ${PV_K}>`;
+  const qLoads = Array.from({ length: KS }, (_, s) => `  let lq${s} = subgroupMatrixLoad<${L}>(&qb, qrow0 * ${D}u + ${s * FK}u, false, ${D}u);`);
+  const qk: string[] = [];
+  for (let ct = 0; ct < BLOCK / FM; ct++) {
+    qk.push('    {');
+    for (let s = 0; s < KS; s++) {
+      qk.push(`      let r${s} = subgroupMatrixLoad<${RT}>(&kb, (krow0 + ${ct * FM}u) * ${D}u + ${s * FK}u, true, ${D}u);`);
+      qk.push(s === 0 ? '      var a = subgroupMatrixMultiply<i32>(lq0, r0);' : `      a = subgroupMatrixMultiplyAccumulate(lq${s}, r${s}, a);`);
+    }
+    qk.push(`      subgroupMatrixStore(&S, ${ct * FM}u, a, false, ${BLOCK}u);`, '    }');
+  }
+  const pv: string[] = [];
+  for (let s = 0; s < BLOCK / PV_K; s++) pv.push(`    let p${s} = subgroupMatrixLoad<${PL}>(&P, ${s * PV_K}u, false, ${BLOCK}u);`);
+  for (let ct = 0; ct < D / PV_K; ct++) {
+    pv.push('    {');
+    for (let s = 0; s < BLOCK / PV_K; s++) {
+      pv.push(`      let v${s} = subgroupMatrixLoad<${VR}>(&vb, (vrow0 + ${s * PV_K}u) * ${D}u + ${ct * PV_K}u, false, ${D}u);`);
+      pv.push(s === 0 ? '      var c = subgroupMatrixMultiply<f32>(p0, v0);' : `      c = subgroupMatrixMultiplyAccumulate(p${s}, v${s}, c);`);
+    }
+    pv.push(`      subgroupMatrixStore(&PV, ${ct * PV_K}u, c, false, ${DS}u);`, '    }');
+  }
+  const pvAt = (j: number) => `row * ${DS}u + ${8 * j}u + 4u * hf`;
+  return {
+    key: `paro/sparse/int8-sgmatrix-pv16/d${D}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}`,
+    inputs, outputs: 1, uniform: true,
+    source: () => `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+${lines.join('\n')}
+${uniformStruct('U', [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']])}
+${vecStorer('ob', 'f16')}
+var<workgroup> S: array<i32, ${R * BLOCK}>;
+var<workgroup> P: array<f16, ${R * BLOCK}>;
+var<workgroup> PV: array<f32, ${R * DS}>;
+
+@compute @workgroup_size(32)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let qblk = wid.x / 4u;
+  let part = wid.x % 4u;
+  let bh = wid.z;
+  let h = bh % u.H;
+  let b = bh / u.H;
+  let kvbh = b * u.Hkv + h / (u.H / u.Hkv);
+  let kh = ${gathered ? 'bh' : 'kvbh'};
+  let row = li / 2u;
+  let hf = li % 2u;
+  let n0 = qblk * ${BLOCK}u + part * ${R}u;
+  let qrow0 = bh * u.N + n0;
+  let qrow = ${gathered ? 'bh * u.N + perm[h * u.N + n0 + row]' : 'qrow0 + row'};
+  let qsc = qscale[bh * u.nB + qblk] * u.scale;
+${qLoads.join('\n')}
+${mine.map((j) => `  var o${j} = vec4<f32>(0.0);`).join('\n')}
+  var m = ${NEG};
+  var l = 0.0;
+  let count = ${dense ? 'u.nB' : 'counts[h * u.nB + qblk]'};
+  for (var e = 0u; e < count; e++) {
+    let kblk = ${dense ? 'e' : 'lists[(h * u.nB + qblk) * u.nB + e]'};
+    let f = qsc * kscale[kh * u.nB + kblk];
+    let krow0 = kh * u.N + kblk * ${BLOCK}u;
+    let vrow0 = krow0;
+${qk.join('\n')}
+    workgroupBarrier();
+    // Lane li reads column hf*32 + (c + li) % 32 of its row: 32 lanes, 32 banks.
+    let base = row * ${BLOCK}u + hf * 32u;
+    var mx = m;
+    for (var c = 0u; c < 32u; c++) { mx = max(mx, f32(S[base + ((c + li) & 31u)]) * f); }
+    mx = max(mx, subgroupShuffleXor(mx, 1u));
+    let alpha = exp2(m - mx);
+    var rs = 0.0;
+    for (var c = 0u; c < 32u; c++) {
+      let j = base + ((c + li) & 31u);
+      let r = exp2(f32(S[j]) * f - mx);
+      rs += r;
+      P[j] = f16(floor(r * 127.0 + 0.5));
+    }
+    rs += subgroupShuffleXor(rs, 1u);
+    l = l * alpha + rs;
+    m = mx;
+    workgroupBarrier();
+${pv.join('\n')}
+    workgroupBarrier();
+${mine.map((j) => `    o${j} = fma(o${j}, vec4<f32>(alpha), vec4<f32>(PV[${pvAt(j)}], PV[${pvAt(j)} + 1u], PV[${pvAt(j)} + 2u], PV[${pvAt(j)} + 3u]));`).join('\n')}
+  }
+  let inv = 1.0 / (127.0 * l);
+${mine.map((j) => `  st_ob(qrow * ${D4}u + ${2 * j}u + hf, o${j} * inv);`).join('\n')}
 }`,
   };
 }
