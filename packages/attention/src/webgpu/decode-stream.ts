@@ -39,9 +39,14 @@ export function streamKey(v: StreamVariant): string {
   return `attention/decode-stream/D${v.D}/${v.dtype}/g${v.G}/ng${v.NG}/u${v.U}/rc${v.RC}/${v.selected ? 'sel' : 'contig'}`;
 }
 
+/** Slices of the workgroup that fold the key groups before the last merge step. */
+function mergeSlices(v: StreamVariant): number {
+  return Math.max(1, Math.min(v.NG, Math.floor((v.G * v.NG) / (v.RC * (v.D / 4)))));
+}
+
 /** Workgroup memory the merge of the NG key groups needs. */
 export function streamWorkgroupBytes(v: StreamVariant): number {
-  return v.NG > 1 ? v.NG * v.RC * (v.D * 4 + 8) : 0;
+  return v.NG > 1 ? v.NG * v.RC * (v.D * 4 + 8) + mergeSlices(v) * v.RC * 8 : 0;
 }
 
 export function streamSplitSource(v: StreamVariant, fields: ReadonlyArray<readonly [string, 'u32' | 'f32']>): string {
@@ -153,19 +158,43 @@ export function streamSplitSource(v: StreamVariant, fields: ReadonlyArray<readon
       w.push(`  if (p == 0u) { red_m[kg * ${RC}u + ${r}u] = m${r}; red_l[kg * ${RC}u + ${r}u] = l${r}; }`);
       for (const k of vals) w.push(`  red_o[(kg * ${RC}u + ${r}u) * ${D4}u + ${d4Of(k)}] = o${r}_${k};`);
     }
-    w.push(`  workgroupBarrier();
+    // Two levels: S slices of the workgroup each fold NG/S key groups in place (a slice
+    // owns its columns of red_o), then RC*D4 lanes fold the S slices: the last step of
+    // a workgroup is a chain of S workgroup-memory reads instead of NG.
+    const S = mergeSlices(v);
+    const first = S > 1 ? `  workgroupBarrier();
+  if (lid < ${S * RC * D4}u) {
+    let e = lid % ${RC * D4}u;
+    let sl = lid / ${RC * D4}u;
+    let r = e / ${D4}u;
+    let d4 = e % ${D4}u;
+    var mx = NEG;
+    for (var k = sl; k < ${NG}u; k += ${S}u) { mx = max(mx, red_m[k * ${RC}u + r]); }
+    var ls = 0.0;
+    var os = vec4<f32>(0.0);
+    for (var k = sl; k < ${NG}u; k += ${S}u) {
+      let w = exp(red_m[k * ${RC}u + r] - mx);
+      ls += red_l[k * ${RC}u + r] * w;
+      os += red_o[(k * ${RC}u + r) * ${D4}u + d4] * w;
+    }
+    red_o[(sl * ${RC}u + r) * ${D4}u + d4] = os;
+    if (d4 == 0u) { red_m2[sl * ${RC}u + r] = mx; red_l2[sl * ${RC}u + r] = ls; }
+  }
+` : '';
+    const [mArr, lArr, K] = S > 1 ? ['red_m2', 'red_l2', S] : ['red_m', 'red_l', NG];
+    w.push(`${first}  workgroupBarrier();
   for (var e = lid; e < ${RC * D4}u; e += ${WG}u) {
     let r = e / ${D4}u;
     let d4 = e % ${D4}u;
     let rr = chunk * ${RC}u + r;
     if (rr >= u.rowsPerKv) { continue; }
     var mx = NEG;
-    for (var k = 0u; k < ${NG}u; k++) { mx = max(mx, red_m[k * ${RC}u + r]); }
+    for (var k = 0u; k < ${K}u; k++) { mx = max(mx, ${mArr}[k * ${RC}u + r]); }
     var ls = 0.0;
     var os = vec4<f32>(0.0);
-    for (var k = 0u; k < ${NG}u; k++) {
-      let w = exp(red_m[k * ${RC}u + r] - mx);
-      ls += red_l[k * ${RC}u + r] * w;
+    for (var k = 0u; k < ${K}u; k++) {
+      let w = exp(${mArr}[k * ${RC}u + r] - mx);
+      ls += ${lArr}[k * ${RC}u + r] * w;
       os += red_o[(k * ${RC}u + r) * ${D4}u + d4] * w;
     }
     let pidx = (bk * u.nSplit + split) * u.rowsPerKv + rr;
@@ -182,6 +211,8 @@ const NEG = ${NEG};
 ${NG > 1 ? `var<workgroup> red_m: array<f32, ${NG * RC}>;
 var<workgroup> red_l: array<f32, ${NG * RC}>;
 var<workgroup> red_o: array<vec4<f32>, ${NG * RC * D4}>;` : ''}
+${mergeSlices(v) > 1 ? `var<workgroup> red_m2: array<f32, ${mergeSlices(v) * RC}>;
+var<workgroup> red_l2: array<f32, ${mergeSlices(v) * RC}>;` : ''}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

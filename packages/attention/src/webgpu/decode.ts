@@ -7,14 +7,20 @@ import { chunksPerRow, streamKey, streamSplitSource, streamWorkgroupBytes, type 
 /**
  * Split-K flash decode for a few query tokens over a long KV.
  *
- * Pass 1: a workgroup takes one (batch, KV head, split of 16-key blocks, chunk of query
- * rows). Every query head of the KV head's group is a row, so K and V are read once per
- * group (GQA/MQA). KG key groups of TPK invocations each take one key of every 16-key
- * block (so the workgroup reads each block's 16 rows contiguously), keep an online
- * (max, sum, P·V) per row, and are merged in workgroup memory into one partial
+ * Pass 1 (one workgroup per batch, KV head, split of 16-key blocks and chunk of query
+ * rows; every query head of the KV head's group is a row, so K and V are read once per
+ * group) comes in two layouts:
+ * - stream (the default, decode-stream.ts): G lanes per key reading 16-byte chunks,
+ *   U keys in flight per key group, 512-lane workgroups and few splits. On the H200 it
+ *   reads K/V at the plain read rate of the same buffers (decode-sweep probe).
+ * - legacy (below, kept as the measured baseline: tuneDecode({ kernel: 'legacy' })):
+ *   KG key groups of TPK lanes each take one key of every 16-key block with 8-byte
+ *   loads, and merge in workgroup memory.
+ * Either keeps an online (max, sum, P·V) per row and writes one partial
  * (max, sum, unnormalised output) per split. Blocks come either in order (contiguous KV)
  * or from a list of selected block ids in any order.
- * Pass 2: one workgroup per query row rescales the splits to the global max and divides.
+ * Pass 2: one workgroup per query row folds the splits (online, several slices in
+ * parallel), divides, and writes the output and optionally the lse.
  */
 interface DecodeVariant {
   D: number;
@@ -154,8 +160,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 `;
 }
 
-function reduceSource(v: DecodeVariant): string {
+/**
+ * Pass 2: one workgroup per query row. Its 128 lanes are SL slices of D/4 lanes; slice sl
+ * folds splits sl, sl+SL, ... into an online (max, sum, output) (each split's three loads
+ * are independent of the running state, so they overlap instead of forming a chain of
+ * dependent loads over the splits), and the SL slices are merged in workgroup memory.
+ */
+function reduceSource(v: { D: number; dtype: 'f32' | 'f16' }): string {
   const D4 = v.D / 4;
+  const SL = Math.max(1, Math.floor(REDUCE_WG / D4));
   return `${uniformStruct('U', FIELDS)}
 @group(0) @binding(0) var<storage, read> opart: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> mpart: array<f32>;
@@ -164,8 +177,13 @@ ${vec4Output(3, 'ob', v.dtype)}
 @group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
 @group(0) @binding(5) var<uniform> u: U;
 const NEG = ${NEG};
+const D4 = ${D4}u;
+const SL = ${SL}u;
 ${NEG_INF_FN}
-@compute @workgroup_size(64)
+var<workgroup> wm: array<f32, SL>;
+var<workgroup> wl: array<f32, SL>;
+var<workgroup> wo: array<vec4<f32>, ${SL * D4}>;
+@compute @workgroup_size(${SL * D4})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= u.B * u.Hq * u.Sq) { return; }
@@ -175,26 +193,45 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let hq = bh % u.Hq;
   let bk = b * u.Hkv + hq / u.group;
   let rr = (hq % u.group) * u.Sq + sq;
-  var mx = NEG;
-  for (var s = 0u; s < u.nSplit; s++) { mx = max(mx, mpart[(bk * u.nSplit + s) * u.rowsPerKv + rr]); }
-  var ls = 0.0;
-  for (var s = 0u; s < u.nSplit; s++) {
+  let sl = lid / D4;
+  let d4 = lid % D4;
+  var m = NEG;
+  var l = 0.0;
+  var o = vec4<f32>(0.0);
+  for (var s = sl; s < u.nSplit; s += SL) {
     let pidx = (bk * u.nSplit + s) * u.rowsPerKv + rr;
-    ls += lpart[pidx] * exp(mpart[pidx] - mx);
+    let ms = mpart[pidx];
+    let ls = lpart[pidx];
+    let os = opart[pidx * D4 + d4];
+    let mn = max(m, ms);
+    let a = exp(m - mn);
+    let c = exp(ms - mn);
+    l = l * a + ls * c;
+    o = o * a + os * c;
+    m = mn;
   }
-  let inv = select(0.0, 1.0 / ls, ls > 0.0);
-  for (var d4 = lid; d4 < ${D4}u; d4 += 64u) {
+  if (d4 == 0u) { wm[sl] = m; wl[sl] = l; }
+  wo[lid] = o;
+  workgroupBarrier();
+  if (sl == 0u) {
+    var mx = NEG;
+    for (var k = 0u; k < SL; k++) { mx = max(mx, wm[k]); }
+    var ls = 0.0;
     var os = vec4<f32>(0.0);
-    for (var s = 0u; s < u.nSplit; s++) {
-      let pidx = (bk * u.nSplit + s) * u.rowsPerKv + rr;
-      os += opart[pidx * ${D4}u + d4] * exp(mpart[pidx] - mx);
+    for (var k = 0u; k < SL; k++) {
+      let w = exp(wm[k] - mx);
+      ls += wl[k] * w;
+      os += wo[k * D4 + d4] * w;
     }
-    st_ob(row * ${D4}u + d4, os * inv);
+    st_ob(row * D4 + d4, os * select(0.0, 1.0 / ls, ls > 0.0));
+    if (d4 == 0u && u.wantLse != 0u) { lseb[row] = select(neg_inf(), mx + log(ls), ls > 0.0); }
   }
-  if (lid == 0u && u.wantLse != 0u) { lseb[row] = select(neg_inf(), mx + log(ls), ls > 0.0); }
 }
 `;
 }
+
+/** Pass-2 lanes per query row. */
+const REDUCE_WG = 128;
 
 export interface DecodePlan {
   nSplit: number;
@@ -254,6 +291,9 @@ export function tuneDecode(t: DecodeTuning): void {
   tuning = { ...t };
 }
 
+const STREAM_WG = 512;
+const STREAM_GROUPS = 256;
+
 export interface StreamPlan extends DecodePlan {
   variant: StreamVariant;
 }
@@ -263,7 +303,10 @@ export function planStream(be: WebGpuBackend, p: Problem, nList: number, selecte
   const sgMax = be.caps.subgroups && be.caps.subgroupMinSize >= 2 ? Math.min(16, be.caps.subgroupMinSize) : 1;
   let G = Math.min(t.G ?? 16, sgMax);
   while (G > 1 && NC % G !== 0) G >>= 1;
-  let NG = t.NG ?? Math.max(1, 128 / G);
+  // 512-lane workgroups, few splits (about 256 workgroups): the best of the H200 sweep
+  // (decode-sweep round 1: pass 1 at the plain read rate of the same K/V).
+  const maxWg = Math.min(STREAM_WG, be.device.limits.maxComputeInvocationsPerWorkgroup, be.device.limits.maxComputeWorkgroupSizeX);
+  let NG = Math.max(1, Math.min(t.NG ?? STREAM_WG / G, Math.floor(maxWg / G)));
   const U = t.U ?? 2;
   const rowsPerKv = (p.Hq / p.Hkv) * p.S;
   // About 64 query/output floats per lane for the rows held in registers.
@@ -276,7 +319,7 @@ export function planStream(be: WebGpuBackend, p: Problem, nList: number, selecte
   }
   const nChunks = Math.ceil(rowsPerKv / RC);
   const base = p.B * p.Hkv * nChunks;
-  let nSplit = splits ?? Math.max(1, Math.min(Math.ceil(nList / (t.minBlocks ?? 8)), Math.ceil((t.groups ?? 2048) / base)));
+  let nSplit = splits ?? Math.max(1, Math.min(Math.ceil(nList / (t.minBlocks ?? 8)), Math.ceil((t.groups ?? STREAM_GROUPS) / base)));
   nSplit = Math.max(1, Math.min(nSplit, nList));
   const perSplit = Math.ceil(nList / nSplit);
   nSplit = Math.ceil(nList / perSplit);
@@ -306,7 +349,7 @@ export function runDecode(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v
   const TPK: 1 | 4 = be.caps.subgroups && be.caps.subgroupMinSize >= 4 ? 4 : 1;
   const nb16 = Math.ceil(p.kvLength / POOL_BLOCK);
   const nList = selected ? selected.nSel : nb16;
-  const stream = tuning.kernel === 'stream' ? planStream(be, p, nList, !!selected, splits) : null;
+  const stream = tuning.kernel !== 'legacy' ? planStream(be, p, nList, !!selected, splits) : null;
   const plan = stream ?? planDecode(be, p, nList, splits);
   const variant: DecodeVariant = { D: p.D, dtype: p.dtype, TPK, RC: plan.RC, KB: plan.KB, selected: !!selected };
   const rowsPerKv = (p.Hq / p.Hkv) * p.S;
