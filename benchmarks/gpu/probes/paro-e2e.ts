@@ -252,6 +252,8 @@ if (hasSgm) {
 variants.push(
   { name: 'kernel-int8', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' }), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'quantize (scratch) + plain int8 kernel (packed Q.K) on pre-permuted tokens' },
   { name: 'kernel-int8-unpacked', call: unpacked(() => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' })), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'as kernel-int8, unpacked f32 Q.K' },
+  { name: 'e2e-fused-int8-int8pv', withTimeIt: true, call: paro({ qk: 'int8', pv: 'int8' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: "pv: 'int8': V quantized per 64-key block and channel (gathering pass), P.V as dot4I8Packed of the 0..127 P integers with int8 V" },
+  { name: 'kernel-int8-int8pv', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', pv: 'int8' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'quantize Q, K, V (scratch) + int8 P.V kernel on pre-permuted tokens' },
   { name: 'kernel-float', call: () => blockSparseAttention(qp, kp, vp, plan.mask), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'float kernel on pre-permuted tokens' },
   { name: 'stage-gather', call: () => gatherTokens(q, plan.forward, H), ref: Float32Array.from(await qp.toArray()), flops: 0, notes: 'one permutation pass (Q) into a new tensor: what each of the separate path\'s four gathers costs' },
 );

@@ -7,6 +7,7 @@ import {
   sgmatrixInt8Available, sgmatrixPVAvailable, sgmatrixPVLayout, sparseSgmatrixPV16Program, sparseSgmatrixProgram, sparseSgmatrixPVProgram,
 } from './kernels-sgmatrix.js';
 import { BLOCK, blockCount, packMask, type BlockMask } from './mask.js';
+import { quantizeVProgram, sparseInt8PVProgram } from './kernels-int8pv.js';
 
 const LOG2E = 1.4426950408889634;
 
@@ -25,6 +26,12 @@ export interface SparseOptions {
    * the slow mode of a bimodal timing.
    */
   int8Path?: 'auto' | 'plain' | 'sgmatrix' | 'sgmatrix-pv';
+  /**
+   * With `qk: 'int8'` and the plain kernel: 'int8' also quantizes V (per 64-key block and
+   * channel, symmetric) and computes P.V as exact integer dot products of the 0..127 P
+   * integers with int8 V (dot4I8Packed); 'float' (default) keeps V in its dtype.
+   */
+  pv?: 'float' | 'int8';
 }
 
 export interface Dims { B: number; H: number; Hkv: number; N: number; D: number; dtype: 'f32' | 'f16' }
@@ -231,10 +238,13 @@ export function blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, mask: Bloc
   if (qk !== 'float' && qk !== 'int8') throw new ArgumentError(op, 'qk', "'float' or 'int8'", qk);
   const scale = opts.scale ?? 1 / Math.sqrt(d.D);
   if (!Number.isFinite(scale)) throw new ArgumentError(op, 'scale', 'a finite number', scale);
-  if (q.backend.kind === 'cpu') return cpuBlockSparse(q, k, v, mask, qk, scale, d);
+  const pv = opts.pv ?? 'float';
+  if (pv !== 'float' && pv !== 'int8') throw new ArgumentError(op, 'pv', "'float' or 'int8'", pv);
+  if (pv === 'int8' && qk !== 'int8') throw new ArgumentError(op, 'pv', "'float' unless qk is 'int8'", pv);
+  if (q.backend.kind === 'cpu') return cpuBlockSparse(q, k, v, mask, qk, scale, d, pv);
 
   const be = gpu(q);
-  return runSparse(be, { q: be.buffer(q, op), k: be.buffer(k, op), v: be.buffer(v, op) }, d, mask, qk, scale, opts.int8Path ?? 'auto', null);
+  return runSparse(be, { q: be.buffer(q, op), k: be.buffer(k, op), v: be.buffer(v, op) }, d, mask, qk, scale, opts.int8Path ?? 'auto', null, undefined, pv);
 }
 
 /**
@@ -268,6 +278,7 @@ function quantizeQK(be: WebGpuBackend, q: GPUBuffer, k: GPUBuffer, d: Dims, perm
 export function runSparse(
   be: WebGpuBackend, x: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer }, d: Dims, mask: BlockMask | 'dense',
   qk: 'float' | 'int8', scale: number, path: NonNullable<SparseOptions['int8Path']>, perm: GPUBuffer | null, into?: Tensor,
+  pv: 'float' | 'int8' = 'float',
 ): Tensor {
   const op = 'blockSparseAttention';
   const nB = blockCount(d.N);
@@ -281,6 +292,8 @@ export function runSparse(
   }
   const usePV = canPV && path === 'sgmatrix-pv';
   const useSgmatrix = canSgmatrix && path === 'sgmatrix';
+  if (pv === 'int8' && (usePV || useSgmatrix)) throw new ArgumentError(op, 'pv', "'float' with the subgroup-matrix paths ('int8' runs on the plain kernel)", pv);
+  if (pv === 'int8') return runInt8PV(be, x, d, mask, scale, perm, into);
   const out = into ?? be.empty(op, d.dtype, [d.B, d.H, d.N, d.D]);
   let vbuf = x.v;
   if (usePV && perm) {
@@ -313,6 +326,36 @@ export function runSparse(
   return out;
 }
 
+/** The plain int8 kernel with int8 V and integer P.V (SparseOptions.pv = 'int8'). */
+function runInt8PV(be: WebGpuBackend, x: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer }, d: Dims, mask: BlockMask | 'dense', scale: number, perm: GPUBuffer | null, into?: Tensor): Tensor {
+  const op = 'blockSparseAttention';
+  const nB = blockCount(d.N);
+  const Hv = perm ? d.H : d.Hkv;
+  const chunk = chunkFor(be.name);
+  const out = into ?? be.empty(op, d.dtype, [d.B, d.H, d.N, d.D]);
+  const [q8, k8, qs, ks] = quantizeQK(be, x.q, x.k, d, perm);
+  const vt = scratchBuffer(be, 'vt8', d.B * Hv * nB * d.D * 64);
+  const vs = scratchBuffer(be, 'vscale', d.B * Hv * nB * d.D * 4);
+  be.dispatch({
+    program: quantizeVProgram(d.dtype, d.D, perm !== null),
+    inputs: perm ? [x.v, perm] : [x.v], outputs: [vt, vs],
+    uniforms: packUniforms([['u32', d.N], ['u32', nB], ['u32', Hv], ['u32', d.Hkv]]), grid: [nB, d.B * Hv, 1],
+  });
+  const inputs = [q8!, k8!, vt, qs!, ks!, vs];
+  if (mask !== 'dense') {
+    const m = maskOnDevice(be, mask);
+    inputs.push(m.counts, m.lists);
+  }
+  if (perm) inputs.push(perm);
+  be.dispatch({
+    program: sparseInt8PVProgram({ dtype: d.dtype, headDim: d.D, dense: mask === 'dense', chunk, gathered: perm !== null }),
+    inputs, outputs: [be.buffer(out, op)],
+    uniforms: packUniforms([['u32', d.H], ['u32', d.Hkv], ['u32', d.N], ['u32', nB], ['f32', scale * LOG2E]]),
+    grid: [nB, 1, d.B * d.H],
+  });
+  return out;
+}
+
 /** Checks a caller's output tensor: same backend, dtype and [B, H, N, D] as the query. */
 export function checkOut(op: string, out: Tensor, q: Tensor): void {
   out.storage(op);
@@ -331,14 +374,32 @@ export function denseAttention(q: Tensor, k: Tensor, v: Tensor, opts: SparseOpti
   return blockSparseAttention(q, k, v, 'dense', opts);
 }
 
+/** V as the int8 P.V path sees it: per (head, 64-key block, channel) symmetric int8, dequantized. */
+function int8BlockChannels(x: ArrayLike<number>, heads: number, N: number, D: number): Float64Array {
+  const out = new Float64Array(heads * N * D);
+  for (let hd = 0; hd < heads; hd++) for (let n0 = 0; n0 < N; n0 += BLOCK) {
+    const n1 = Math.min(N, n0 + BLOCK);
+    for (let e = 0; e < D; e++) {
+      let mx = 0;
+      for (let n = n0; n < n1; n++) mx = Math.max(mx, Math.abs(x[(hd * N + n) * D + e]!));
+      const sc = mx === 0 ? 1 : Math.fround(mx / 127);
+      for (let n = n0; n < n1; n++) {
+        const i = (hd * N + n) * D + e;
+        out[i] = Math.max(-127, Math.min(127, Math.round(x[i]! / sc))) * sc;
+      }
+    }
+  }
+  return out;
+}
+
 /** The float64 reference for blockSparseAttention, including the int8 recipe's rounding. */
-function cpuBlockSparse(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask | 'dense', qk: 'float' | 'int8', scale: number, d: Dims): Tensor {
+function cpuBlockSparse(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask | 'dense', qk: 'float' | 'int8', scale: number, d: Dims, pv: 'float' | 'int8' = 'float'): Tensor {
   const op = 'blockSparseAttention';
   const { B, H, Hkv, N, D } = d;
   const nB = blockCount(N);
   let qs = cpuValues(q, op);
   let kvals = cpuValues(k, op);
-  const vs = cpuValues(v, op);
+  const vs = pv === 'int8' ? int8BlockChannels(cpuValues(v, op), B * Hkv, N, D) : cpuValues(v, op);
   let qScale: Float32Array | null = null;
   let kScale: Float32Array | null = null;
   if (qk === 'int8') {

@@ -77,7 +77,10 @@ export function paroAttention(q: Tensor, k: Tensor, v: Tensor, calibration: Cali
     if (!Number.isFinite(scale)) throw new ArgumentError(op, 'scale', 'a finite number', scale);
     const be = q.backend as WebGpuBackend;
     const x = { q: be.buffer(q, op), k: be.buffer(k, op), v: be.buffer(v, op) };
-    return runSparse(be, x, d, plan.mask, qk, scale, opts.int8Path ?? 'auto', permOnDevice(be, plan.forward), opts.out);
+    const pv = opts.pv ?? 'float';
+    if (pv !== 'float' && pv !== 'int8') throw new ArgumentError(op, 'pv', "'float' or 'int8'", pv);
+    if (pv === 'int8' && qk !== 'int8') throw new ArgumentError(op, 'pv', "'float' unless qk is 'int8'", pv);
+    return runSparse(be, x, d, plan.mask, qk, scale, opts.int8Path ?? 'auto', permOnDevice(be, plan.forward), opts.out, pv);
   }
   if (opts.out) throw new ArgumentError(op, 'out', "unset: only the fused WebGPU path writes into a given tensor", `an out tensor with permute '${permute}' on ${q.backend.kind}`);
   const qp = gatherTokens(q, plan.forward, d.H);

@@ -131,6 +131,28 @@ describe('block-sparse kernels against the float64 reference', () => {
       }
     }
   });
+
+  it("int8 P.V (pv: 'int8') follows its float64 reference, dense and sparse, GQA", async () => {
+    const cpu = new CpuBackend();
+    for (const be of backends.filter((b) => b.kind !== 'cpu')) {
+      const q = random(be, [1, 4, N, 32], { seed: 14, dtype: 'f16' });
+      const k = random(be, [1, 2, N, 32], { seed: 15, dtype: 'f16' });
+      const v = random(be, [1, 2, N, 32], { seed: 16, dtype: 'f16' });
+      const [qa, ka, va] = await Promise.all([q.toArray(), k.toArray(), v.toArray()]);
+      const [qc, kc, vc] = [tensor(cpu, qa, q.shape), tensor(cpu, ka, k.shape), tensor(cpu, va, v.shape)];
+      for (const mask of [randomMask(4, 3), 'dense' as const]) {
+        const got = await blockSparseAttention(q, k, v, mask, { qk: 'int8', pv: 'int8' }).toArray();
+        const want = await blockSparseAttention(qc, kc, vc, mask, { qk: 'int8', pv: 'int8' }).toArray();
+        const r = compareClose(got, want, 2e-2, 0);
+        expect(r.ok, r.message).toBe(true);
+        // V's rounding moves the output only a little from the float-V int8 path.
+        const floatV = await blockSparseAttention(qc, kc, vc, mask, { qk: 'int8' }).toArray();
+        expect(relL1(got, floatV)).toBeLessThan(0.02);
+      }
+      expect(() => blockSparseAttention(q, k, v, 'dense', { pv: 'int8' })).toThrow(ArgumentError);
+      expect(() => blockSparseAttention(q, k, v, 'dense', { qk: 'int8', pv: 'int4' as 'int8' })).toThrow(ArgumentError);
+    }
+  });
 });
 
 describe('PARO end to end', () => {
@@ -179,12 +201,12 @@ describe('PARO end to end', () => {
       const q = random(be, [1, 4, n, 16], { seed: 23, dtype: 'f16' });
       const k = random(be, [1, 2, n, 16], { seed: 24, dtype: 'f16' });
       const v = random(be, [1, 2, n, 16], { seed: 25, dtype: 'f16' });
-      for (const qk of ['float', 'int8'] as const) {
-        const fused = await paroAttention(q, k, v, cal, { qk }).toArray();
-        const separate = await paroAttention(q, k, v, cal, { qk, permute: 'separate' }).toArray();
+      for (const [qk, pv] of [['float', 'float'], ['int8', 'float'], ['int8', 'int8']] as const) {
+        const fused = await paroAttention(q, k, v, cal, { qk, pv }).toArray();
+        const separate = await paroAttention(q, k, v, cal, { qk, pv, permute: 'separate' }).toArray();
         // int8: the K channel mean is summed in a different order (original vs permuted tokens).
         const r = compareClose(fused, separate, qk === 'float' ? 1e-6 : 2e-2, 0);
-        expect(r.ok, `${qk}: ${r.message}`).toBe(true);
+        expect(r.ok, `${qk}/${pv}: ${r.message}`).toBe(true);
       }
       expect(() => paroAttention(q, k, v, cal, { permute: 'inline' as 'fused' })).toThrow(ArgumentError);
       // A caller's output tensor is written and returned; wrong ones are refused.
