@@ -282,6 +282,8 @@ export interface DecodeTuning {
   groups?: number;
   /** Fewest 16-key blocks per split (stream). */
   minBlocks?: number;
+  /** Most query rows per workgroup (stream). */
+  RC?: number;
 }
 
 let tuning: DecodeTuning = {};
@@ -310,12 +312,14 @@ export function planStream(be: WebGpuBackend, p: Problem, nList: number, selecte
   const U = t.U ?? 2;
   const rowsPerKv = (p.Hq / p.Hkv) * p.S;
   // About 64 query/output floats per lane for the rows held in registers.
-  let RC = Math.max(1, Math.min(rowsPerKv, 8, Math.floor((64 * G) / p.D)));
+  let RC = Math.max(1, Math.min(rowsPerKv, 8, t.RC ?? 8, Math.floor((64 * G) / p.D)));
+  // The merge buffer must fit: fewer key groups first (down to 8), since fewer rows per
+  // workgroup means reading the KV head once per chunk of rows.
   const limit = be.caps.maxComputeWorkgroupStorageSize;
   const bytes = () => streamWorkgroupBytes({ D: p.D, dtype: p.dtype, G, NG, U, RC, selected });
   while (bytes() > limit) {
-    if (RC > 1) RC >>= 1;
-    else NG >>= 1;
+    if (NG > 8 || RC === 1) NG >>= 1;
+    else RC >>= 1;
   }
   const nChunks = Math.ceil(rowsPerKv / RC);
   const base = p.B * p.Hkv * nChunks;
