@@ -61,6 +61,22 @@ describe.each(backends.map((b) => [b.name, b] as const))('decode kernel shapes o
 });
 
 describe.each(gpu.map((b) => [b.name, b] as const))('decode stream plan on %s', (_, be) => {
+  it('back-to-back decodes whose partials outgrow the kept scratch buffers, read after both are recorded', async () => {
+    tuneDecode({});
+    const small: Dims = { B: 1, Hq: 2, Hkv: 1, S: 1, L: 64, kvLength: 64, D: 32 };
+    const big: Dims = { B: 2, Hq: 4, Hkv: 2, S: 3, L: 400, kvLength: 400, D: 32 };
+    const xs = await inputs(be, small, 'f32');
+    const xb = await inputs(be, big, 'f32');
+    const a = decode(xs.q, xs.k, xs.v, { scale: 0.2, splits: 1 });
+    const b = decode(xb.q, xb.k, xb.v, { scale: 0.2, splits: 20 });
+    const c = decode(xs.q, xs.k, xs.v, { scale: 0.2, splits: 3 });
+    const all = () => true;
+    expectClose(await b.toArray(), oracle(xb.Q, xb.K, xb.V, big, 0.2, all).out, tol('f32'), 'big');
+    const wantSmall = oracle(xs.Q, xs.K, xs.V, small, 0.2, all).out;
+    expectClose(await a.toArray(), wantSmall, tol('f32'), 'small before');
+    expectClose(await c.toArray(), wantSmall, tol('f32'), 'small after');
+  });
+
   it('the stream plan keeps lanes within a subgroup and dividing the row, and the merge within workgroup memory', () => {
     for (const [D, dtype] of [[16, 'f16'], [80, 'f16'], [80, 'f32'], [128, 'f16'], [256, 'f32']] as const) {
       const d: Dims = { B: 1, Hq: 8, Hkv: 1, S: 8, L: 64, kvLength: 64, D };
