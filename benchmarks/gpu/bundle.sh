@@ -6,11 +6,11 @@ root=$(git rev-parse --show-toplevel)
 cd "$root"
 shared=${ATTNKIT_SHARED:-$root/../shared}
 bash "$shared/gpu/pack.sh" >/dev/null
-npx esbuild benchmarks/src/run.ts --bundle --platform=node --format=esm --target=node20 \
+npx esbuild benchmarks/src/run.ts --bundle --platform=node --format=esm --target=node20 --minify \
   --conditions=@attnkit/source --external:webgpu --outfile=.gpu/bench.mjs --log-level=warning
 for extra in "$@"; do
   # extra entry points: path/to/script.ts -> .gpu/script.mjs
-  npx esbuild "$extra" --bundle --platform=node --format=esm --target=node20 \
+  npx esbuild "$extra" --bundle --platform=node --format=esm --target=node20 --minify \
     --conditions=@attnkit/source --external:webgpu --outfile=".gpu/$(basename "${extra%.*}").mjs" --log-level=warning
 done
 du -sh .gpu
