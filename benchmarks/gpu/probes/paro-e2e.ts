@@ -238,6 +238,12 @@ const unpacked = (fn: () => Tensor) => (): Tensor => {
   configurePackedDot(false);
   try { return fn(); } finally { configurePackedDot(true); }
 };
+/** Runs `fn` with 32 keys per workgroup-memory step (chunkFor reads the variable per call). */
+const chunk32 = (fn: () => Tensor) => (): Tensor => {
+  const before = process.env.ATTNKIT_ATTN_CHUNK;
+  process.env.ATTNKIT_ATTN_CHUNK = small ? '8' : '32';
+  try { return fn(); } finally { if (before === undefined) delete process.env.ATTNKIT_ATTN_CHUNK; else process.env.ATTNKIT_ATTN_CHUNK = before; }
+};
 const variants: Variant[] = [
   { name: 'dense', withTimeIt: true, call: () => denseAttention(q, k, v), ref: Float32Array.from(denseOut), flops: denseFlops, notes: 'our fused dense f16 kernel, every block: the comparator' },
   { name: 'e2e-separate-int8', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'plain', permute: 'separate' }), ref: denseOut as Float32Array, flops: sparseFlops, notes: 'the first implementation: gather Q, K, V (3 passes, 3 new tensors), int8 quantize (new tensors), plain kernel, gather the output back' },
@@ -254,6 +260,8 @@ variants.push(
   { name: 'kernel-int8-unpacked', call: unpacked(() => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' })), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'as kernel-int8, unpacked f32 Q.K' },
   { name: 'e2e-fused-int8-int8pv', withTimeIt: true, call: paro({ qk: 'int8', pv: 'int8' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: "pv: 'int8': V quantized per 64-key block and channel (gathering pass), P.V as dot4I8Packed of the 0..127 P integers with int8 V" },
   { name: 'kernel-int8-int8pv', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', pv: 'int8' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'quantize Q, K, V (scratch) + int8 P.V kernel on pre-permuted tokens' },
+  { name: 'kernel-int8-c32', call: chunk32(() => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' })), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'kernel-int8 with 32 keys per workgroup-memory step (16 by default)' },
+  { name: 'kernel-int8-int8pv-c32', call: chunk32(() => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', pv: 'int8' })), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8-int8pv', notes: 'kernel-int8-int8pv with 32 keys per step' },
   { name: 'kernel-float', call: () => blockSparseAttention(qp, kp, vp, plan.mask), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'float kernel on pre-permuted tokens' },
   { name: 'stage-gather', call: () => gatherTokens(q, plan.forward, H), ref: Float32Array.from(await qp.toArray()), flops: 0, notes: 'one permutation pass (Q) into a new tensor: what each of the separate path\'s four gathers costs' },
 );

@@ -5,12 +5,12 @@ export const CHUNK = 16;
 
 /**
  * Keys per workgroup-memory step, also the unroll factor. Software adapters (Mesa llvmpipe)
- * spend minutes compiling the 16-key kernels, so they get 4; `ATTNKIT_ATTN_CHUNK` (4, 8, 16)
- * forces a value (tests use it to cover the production setting).
+ * spend minutes compiling the 16-key kernels, so they get 4; `ATTNKIT_ATTN_CHUNK` (4, 8, 16,
+ * 32) forces a value (tests use it to cover the production setting, the H200 probe to try 32).
  */
 export function chunkFor(adapterName: string): number {
   const env = typeof process !== 'undefined' ? process.env.ATTNKIT_ATTN_CHUNK : undefined;
-  if (env === '4' || env === '8' || env === '16') return Number(env);
+  if (env === '4' || env === '8' || env === '16' || env === '32') return Number(env);
   return /llvmpipe|lavapipe|swiftshader/i.test(adapterName) ? 4 : CHUNK;
 }
 const NEG = -1e30;
