@@ -43,7 +43,7 @@ const batchInner = small ? 2 : 4;
 const { q: qa, k: ka } = syntheticVideoQK(layout, { heads: H, headDim: D, broad: ['F', 'H', 'W', 'HW'], seed: 5 });
 const cpu = new CpuBackend();
 const tCal = performance.now();
-const cal = await calibrate(tensor(cpu, qa, [H, N, D]), tensor(cpu, ka, [H, N, D]), layout, { density: 0.25, sampleRows: small ? 32 : 48, maskRowsPerBlock: 1 });
+const cal = await calibrate(tensor(cpu, qa, [H, N, D]), tensor(cpu, ka, [H, N, D]), layout, { density: 0.25, sampleRows: 32, maskRowsPerBlock: 1 });
 const calMs = performance.now() - tCal;
 const plan = planFor(cal);
 const density = maskDensity(plan.mask);
@@ -257,13 +257,11 @@ if (hasSgm) {
 }
 variants.push(
   { name: 'kernel-int8', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' }), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'quantize (scratch) + plain int8 kernel (packed Q.K) on pre-permuted tokens' },
-  { name: 'kernel-int8-unpacked', call: unpacked(() => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' })), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'as kernel-int8, unpacked f32 Q.K' },
-  { name: 'e2e-fused-int8-int8pv', withTimeIt: true, call: paro({ qk: 'int8', pv: 'int8' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: "pv: 'int8': V quantized per 64-key block and channel (gathering pass), P.V as dot4I8Packed of the 0..127 P integers with int8 V" },
+  { name: 'e2e-fused-int8-int8pv', call: paro({ qk: 'int8', pv: 'int8' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: "pv: 'int8': V quantized per 64-key block and channel (gathering pass), P.V as dot4I8Packed of the 0..127 P integers with int8 V" },
   { name: 'kernel-int8-int8pv', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', pv: 'int8' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'quantize Q, K, V (scratch) + int8 P.V kernel on pre-permuted tokens' },
   { name: 'kernel-int8-c32', call: chunk32(() => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' })), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'kernel-int8 with 32 keys per workgroup-memory step (16 by default)' },
   { name: 'kernel-int8-int8pv-c32', call: chunk32(() => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', pv: 'int8' })), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8-int8pv', notes: 'kernel-int8-int8pv with 32 keys per step' },
   { name: 'kernel-float', call: () => blockSparseAttention(qp, kp, vp, plan.mask), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'float kernel on pre-permuted tokens' },
-  { name: 'stage-gather', call: () => gatherTokens(q, plan.forward, H), ref: Float32Array.from(await qp.toArray()), flops: 0, notes: 'one permutation pass (Q) into a new tensor: what each of the separate path\'s four gathers costs' },
 );
 for (const vr of variants) { await measure(vr); save(); }
 // Sync latency with nothing recorded: what every per-call figure carries on top of its work.
