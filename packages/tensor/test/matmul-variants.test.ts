@@ -4,7 +4,7 @@ import { compareClose, gpuForTests } from '@attnkit/tensor/testing';
 import type { MatmulParams } from '../src/backend.js';
 import type { WebGpuBackend } from '../src/webgpu/backend.js';
 import {
-  chooseVariant, GEMV_DEFAULT, matmulWith, parseVariant, TILED_LARGE, TILED_SMALL, variantName, type MatmulVariant,
+  chooseVariant, GEMV_DEFAULT, matmulWith, parseVariant, SGSTAGED_DEFAULT, TILED_LARGE, TILED_SMALL, variantName, type MatmulVariant,
 } from '../src/webgpu/kernels/matmul.js';
 import { sgmatrixSource } from '../src/webgpu/kernels/matmul-sgmatrix.js';
 import { sgstagedSource } from '../src/webgpu/kernels/matmul-sgstaged.js';
@@ -130,6 +130,21 @@ describe.runIf(gpu)('matmul variants on the WebGPU backend', () => {
     expect(pick({ M: 1, K: 63, N: 4096, tb: true })).toBe('tiled');
     expect(pick({ M: 256, K: 64, N: 256 })).toBe('tiled');
     expect(pick({ M: 7, K: 64, N: 9 })).toBe('generic');
+  });
+
+  it('chooses staged subgroup matrices only on an adapter that has them with robustness off', () => {
+    // The same adapter seen three ways: as it is, with f16 subgroup matrices, and with them and robustness off.
+    const sg = [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }];
+    const as = (caps: object, robustAccess: boolean) => ({ caps: { ...be.caps, shaderF16: true, maxComputeWorkgroupStorageSize: 49152, ...caps }, robustAccess }) as unknown as WebGpuBackend;
+    const c: Case = { M: 256, K: 256, N: 256, da: 'f16', db: 'f16' };
+    const [a, b] = operands(be, c);
+    expect(chooseVariant(as({ subgroupMatrixConfigs: [] }, false), a, b, params(c)).kind).toBe('tiled');
+    expect(chooseVariant(as({ subgroupMatrixConfigs: sg }, true), a, b, params(c)).kind).toBe('sgmatrix');
+    expect(chooseVariant(as({ subgroupMatrixConfigs: sg }, false), a, b, params(c))).toEqual({ kind: 'sgstaged', config: SGSTAGED_DEFAULT });
+    // a shape the 128x128 staged tile does not divide falls back
+    const odd: Case = { M: 192, K: 256, N: 256, da: 'f16', db: 'f16' };
+    const [a2, b2] = operands(be, odd);
+    expect(chooseVariant(as({ subgroupMatrixConfigs: sg }, false), a2, b2, params(odd)).kind).not.toBe('sgstaged');
   });
 
   it('ATTNKIT_MATMUL_VARIANT forces a variant through the public matmul', async () => {

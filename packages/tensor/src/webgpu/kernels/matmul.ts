@@ -16,8 +16,8 @@ import { tiledConfigName, tiledConfigProblem, tiledGrid, tiledMatmul, type Tiled
  *   generic   matmul-generic.ts   16x16 tiles, one output per thread, any shape and dtype
  *   tiled     matmul-tiled.ts     register-blocked f32 accumulation, any shape
  *   sgmatrix  matmul-sgmatrix.ts  f16 subgroup matrices loaded from storage, shapes that divide the tile
- *   sgstaged  matmul-sgstaged.ts  the same with tiles staged in workgroup memory (forced only:
- *                                 fast only with Dawn's robustness transform off)
+ *   sgstaged  matmul-sgstaged.ts  the same with tiles staged in workgroup memory (chosen only
+ *                                 when Dawn's robustness transform is off: slow with it on)
  *   gemv      matmul-gemv.ts      M <= 16 against a transposed weight, K % 8 == 0
  * runMatmul picks one from shape, dtypes, transposes and the adapter; matmulWith forces
  * one (tests and benchmarks), and so does ATTNKIT_MATMUL_VARIANT (e.g. `tiled:128,128,8,8,8`)
@@ -31,7 +31,7 @@ export type MatmulVariant =
   | { kind: 'gemv'; config: GemvConfig };
 
 /** The tiled configuration for large outputs (the best of the H200 sweep, see benchmarks/results/h200/matmul-webgpu.json). */
-export const TILED_LARGE: TiledConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
+export const TILED_LARGE: TiledConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, WM: 8 };
 /** For outputs with few rows (short prompts) or few columns: less padding work per tile. */
 export const TILED_SMALL: TiledConfig = { BM: 32, BN: 64, BK: 16, TM: 4, TN: 4 };
 /** Subgroup-matrix configurations, largest tile first; the first that divides the shape is used. */
@@ -46,7 +46,12 @@ export const SGMATRIX_CONFIGS: readonly SgmatrixConfig[] = [
  * weights; the runs disagree on the order of the top four), and its reduction fits 16 KiB of
  * workgroup memory for 8 rows of x.
  */
-export const SGSTAGED_DEFAULT: SgstagedConfig = { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32 };
+/**
+ * The staged configuration: 128x128 tiles, 4 subgroups of 4x4 fragments, one staging
+ * buffer, fragment loads a step ahead (86.6 TFLOP/s at 8192^3 f16 on the H200, the best of
+ * the sweeps in benchmarks/results/h200/matmul-sgstaged-sweep.json).
+ */
+export const SGSTAGED_DEFAULT: SgstagedConfig = { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32, PAD: 8, DB: false, FP: true };
 export const GEMV_DEFAULT: GemvConfig = { R: 8, WG: 64 };
 
 export function variantName(v: MatmulVariant): string {
@@ -138,6 +143,9 @@ export function variantProblem(be: WebGpuBackend, a: Tensor, b: Tensor, p: Matmu
 export function chooseVariant(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams): MatmulVariant {
   const gemv: MatmulVariant = { kind: 'gemv', config: GEMV_DEFAULT };
   if (!variantProblem(be, a, b, p, gemv)) return gemv;
+  // Staged tiles win only without the robustness transform, which clamps every fragment load.
+  const staged: MatmulVariant = { kind: 'sgstaged', config: SGSTAGED_DEFAULT };
+  if (!be.robustAccess && !variantProblem(be, a, b, p, staged)) return staged;
   for (const config of SGMATRIX_CONFIGS) {
     const v: MatmulVariant = { kind: 'sgmatrix', config };
     // The 16x16 single-subgroup tile is slower than the tiled kernel; use only the multi-subgroup ones.
