@@ -50,23 +50,38 @@ const CASES: Case[] = small
   : [{ name: 'na2d', rank: 2, spatial: [128, 128], window: [13, 13], heads: 8, D: 64 }, { name: 'na3d', rank: 3, spatial: [16, 32, 32], window: [7, 7, 7], heads: 8, D: 64 }];
 
 type Variant = { name: string; kind: 'plain'; tile: [number, number, number] } | { name: string; kind: 'sg'; cfg: SgConfig } | { name: string; kind: 'library' };
-const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: number, sDtype: 'f32' | 'f16', stack = 1, oDtype: 'f32' | 'f16' = 'f32', unroll = false): Variant =>
-  ({ name: `sg-t${sub.join('x')}-cb${chunkBlocks}-sg${subgroups}-s${sDtype}-o${oDtype}${stack > 1 ? `-stack${stack}` : ''}${unroll ? '-unroll' : ''}`, kind: 'sg', cfg: { sub, chunkBlocks, subgroups, sDtype, stack, oDtype, unroll } });
+interface SgOpts { stack?: number; oDtype?: 'f32' | 'f16'; unroll?: boolean; pad?: boolean; share?: boolean; stageBlocks?: number }
+const sg = (sub: [number, number, number], chunkBlocks: number, subgroups: number, sDtype: 'f32' | 'f16', o: SgOpts = {}): Variant => {
+  const cfg: SgConfig = { sub, chunkBlocks, subgroups, sDtype, ...o };
+  const tags = [o.oDtype ? `o${o.oDtype}` : 'of32', o.stack ? `stack${o.stack}` : '', o.unroll ? 'unroll' : '', o.pad === false ? 'nopad' : '', o.share ? `share-cr${o.stageBlocks ?? 4}` : ''];
+  return { name: `sg-t${sub.join('x')}-cb${chunkBlocks}-sg${subgroups}-s${sDtype}-${tags.filter(Boolean).join('-')}`, kind: 'sg', cfg };
+};
+// Round 2: padded workgroup rows (round 1 had none), K/V shared by the workgroup, and the
+// library path itself (sg on by default). plain-* rows time the plain kernel for the ratio;
+// '(again)' repeats a row at the end of the case to show drift from other work on the GPU.
 const VARIANTS: Record<2 | 3, Variant[]> = {
   2: [
     { name: 'library na2d', kind: 'library' },
-    { name: 'plain-t1x8x16', kind: 'plain', tile: [1, 8, 16] },
-    sg([1, 4, 4], 16, 1, 'f32'), sg([1, 4, 4], 16, 2, 'f32'), sg([1, 4, 4], 8, 2, 'f32'),
-    sg([1, 4, 4], 16, 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16'),
-    sg([1, 4, 4], 16, 1, 'f16', 2), sg([1, 4, 4], 16, 2, 'f16', 2), sg([1, 4, 4], 16, 2, 'f16', 2, 'f16'), sg([1, 4, 4], 16, 1, 'f16', 4, 'f16'),
-    sg([1, 4, 4], 16, 1, 'f16', 1, 'f16'), sg([1, 4, 4], 16, 2, 'f16', 1, 'f16'), sg([1, 4, 4], 16, 4, 'f16', 1, 'f16'),
-    sg([1, 4, 4], 16, 1, 'f32', 1, 'f32', true), sg([1, 4, 4], 16, 2, 'f16', 1, 'f32', true),
-    sg([1, 4, 4], 16, 2, 'f16', 1, 'f16', true), sg([1, 4, 4], 16, 4, 'f16', 1, 'f16', true),
+    { name: 'plain-t1x8x8', kind: 'plain', tile: [1, 8, 8] },
+    sg([1, 4, 4], 16, 1, 'f16', { oDtype: 'f32', pad: false }),
+    sg([1, 4, 4], 16, 2, 'f16', { oDtype: 'f32' }),
+    sg([1, 4, 4], 16, 1, 'f16', { oDtype: 'f16' }), sg([1, 4, 4], 16, 2, 'f16', { oDtype: 'f16' }), sg([1, 4, 4], 16, 4, 'f16', { oDtype: 'f16' }),
+    sg([1, 4, 4], 16, 1, 'f32', { oDtype: 'f32' }),
+    sg([1, 4, 4], 16, 4, 'f16', { oDtype: 'f16', share: true, stageBlocks: 4 }),
+    sg([1, 4, 4], 16, 4, 'f16', { oDtype: 'f16', share: true, stageBlocks: 2 }),
+    sg([1, 4, 4], 16, 2, 'f16', { oDtype: 'f16', share: true, stageBlocks: 4 }),
+    sg([1, 4, 4], 16, 2, 'f16', { oDtype: 'f32', share: true, stageBlocks: 8 }),
+    sg([1, 4, 4], 16, 2, 'f16', { oDtype: 'f16', unroll: true }),
+    { name: 'library na2d (again)', kind: 'library' },
+    { name: 'plain-t1x8x8 (again)', kind: 'plain', tile: [1, 8, 8] },
   ],
   3: [
     { name: 'library na3d', kind: 'library' },
-    { name: 'plain-t2x8x8', kind: 'plain', tile: [2, 8, 8] },
-    sg([2, 2, 4], 16, 1, 'f32'), sg([2, 2, 4], 16, 2, 'f32'), sg([2, 2, 4], 8, 4, 'f32'), sg([2, 2, 4], 16, 2, 'f16'), sg([1, 2, 8], 16, 2, 'f32'), sg([2, 2, 4], 16, 1, 'f32', 1, 'f32', true),
+    { name: 'plain-t4x4x4', kind: 'plain', tile: [4, 4, 4] },
+    sg([2, 2, 4], 16, 1, 'f16', { oDtype: 'f32' }), sg([2, 2, 4], 16, 4, 'f16', { oDtype: 'f32' }),
+    sg([2, 2, 4], 8, 4, 'f16', { oDtype: 'f32' }), sg([1, 2, 8], 16, 2, 'f16', { oDtype: 'f32' }),
+    sg([2, 2, 4], 16, 2, 'f32', { oDtype: 'f32' }),
+    { name: 'library na3d (again)', kind: 'library' },
   ],
 };
 

@@ -1,6 +1,7 @@
 import { gridFor, LimitError, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import { packKernelUniforms, UFIELDS } from './kernel.js';
 import { paddedAxes, type Problem } from './options.js';
+import { sgSharedLayout, sgSharedSource } from './sgshared.js';
 import { sgStackedSource } from './sgstacked.js';
 
 /**
@@ -51,6 +52,12 @@ export interface SgConfig {
    * 256-wide S row hits one bank 16 times).
    */
   pad?: boolean;
+  /**
+   * The workgroup's subgroups take subtiles stacked along axis 1 and share K/V through
+   * workgroup memory, `stageBlocks` 16-key blocks at a time (sgshared.ts; f16 S, one chunk).
+   */
+  share?: boolean;
+  stageBlocks?: number;
   /** Subtiles per subgroup stacked along axis 1 sharing K/V fragment loads (1, 2, or 4 with f16 O; sgstacked.ts). */
   stack?: number;
 }
@@ -140,6 +147,7 @@ export function sgLayout(cfg: SgConfig, s: SgShape): SgLayout {
 }
 
 export function sgWorkgroupBytes(cfg: SgConfig, s: SgShape): number {
+  if (cfg.share) return sgSharedLayout(cfg, s).bytes;
   if ((cfg.stack ?? 1) > 1) {
     const { width } = sgBox(cfg, s);
     const perSg = cfg.sDtype === 'f32'
@@ -164,6 +172,7 @@ export function sgUnsupported(be: WebGpuBackend, p: Problem, cfg: SgConfig): str
   if (stack > 2 && cfg.oDtype !== 'f16') return 'more than 2 stacked subtiles need f16 O';
   if (stack > 1 && chunks !== 1) return 'stacked subtiles need the key box in one chunk';
   if (cfg.oDtype === 'f16' && chunks !== 1) return 'f16 O needs the key box in one chunk';
+  if (cfg.share && (chunks !== 1 || stack !== 1 || cfg.sDtype !== 'f16')) return 'shared K/V needs f16 S, the key box in one chunk and no stacking';
   for (let a = 0; a < 3; a++) {
     // The shortest dilation group must hold the whole key box.
     if (Math.floor(L[a]! / d[a]!) < span[a]!) return `axis ${a}: a dilation group is shorter than the ${span[a]}-key box`;
@@ -395,6 +404,10 @@ ${Array.from({ length: NF }, (_, f) => `  subgroupMatrixStore(&${osName}, oBase 
 export function sgProgram(cfg: SgConfig, s: SgShape): Program {
   const stack = cfg.stack ?? 1;
   const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}/o${cfg.oDtype ?? 'f32'}/stack${stack}${cfg.unroll ? '/unroll' : ''}${cfg.pad ?? true ? '/pad' : ''}`;
+  if (cfg.share) {
+    const k2 = `neighborhood/sgshared/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/sg${cfg.subgroups}/o${cfg.oDtype ?? 'f32'}/cr${cfg.stageBlocks ?? 4}`;
+    return { key: k2, inputs: 3, outputs: 1, uniform: true, source: () => sgSharedSource(cfg, s) };
+  }
   return { key, inputs: 3, outputs: 1, uniform: true, source: () => (stack > 1 ? sgStackedSource(cfg, s) : sgSource(cfg, s)) };
 }
 
@@ -406,11 +419,13 @@ export function runSg(p: Problem, q: Tensor, k: Tensor, v: Tensor, cfg: SgConfig
   const be = q.backend as WebGpuBackend;
   const ax = paddedAxes(p);
   const scaleLog2 = p.scale * Math.LOG2E;
-  const tpg = ax.L.map((len, a) => Math.ceil(Math.ceil(len / ax.d[a]!) / (cfg.sub[a]! * (a === 1 ? cfg.stack ?? 1 : 1))));
+  // Subtiles stacked along axis 1 (per subgroup, or per workgroup when K/V are shared).
+  const along1 = cfg.share ? cfg.subgroups : cfg.stack ?? 1;
+  const tpg = ax.L.map((len, a) => Math.ceil(Math.ceil(len / ax.d[a]!) / (cfg.sub[a]! * (a === 1 ? along1 : 1))));
   const subtiles = tpg.reduce((acc, t, a) => acc * t * ax.d[a]!, 1);
   if (p.batch * p.heads > 65535) throw new LimitError(p.op, 'maxComputeWorkgroupsPerDimension (batch x heads)', p.batch * p.heads, 65535);
   const out = be.empty(p.op, 'f16', q.shape);
-  const grid = gridFor(Math.ceil(subtiles / cfg.subgroups));
+  const grid = gridFor(cfg.share ? subtiles : Math.ceil(subtiles / cfg.subgroups));
   const shape: SgShape = { D: p.headDim, k: [ax.k[0]!, ax.k[1]!, ax.k[2]!] };
   be.dispatch({
     program: sgProgram(cfg, shape),
