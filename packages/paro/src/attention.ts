@@ -2,7 +2,9 @@ import {
   ArgumentError, BackendMismatchError, cpuValues, DTypeError, gridFor, LimitError, packUniforms, ShapeError, tensor,
   type Tensor, type WebGpuBackend,
 } from '@attnkit/tensor';
-import { channelMeanProgram, chunkFor, gatherProgram, quantizeProgram, sparseProgram } from './kernels.js';
+import {
+  channelMeanFromPartialsProgram, channelMeanProgram, channelPartialProgram, chunkFor, gatherProgram, quantizeProgram, sparseProgram,
+} from './kernels.js';
 import {
   sgmatrixInt8Available, sgmatrixPVAvailable, sgmatrixPVLayout, sparseSgmatrixPV16Program, sparseSgmatrixProgram, sparseSgmatrixPVProgram,
 } from './kernels-sgmatrix.js';
@@ -208,13 +210,7 @@ export function quantizeBlocks(x: Tensor, opts: { smooth?: boolean } = {}): Int8
   const be = gpu(x);
   const dtype = x.dtype as 'f32' | 'f16';
   const mean = be.empty(op, 'f32', [B, H, D]);
-  if (opts.smooth) {
-    be.dispatch({
-      program: channelMeanProgram(dtype, D),
-      inputs: [be.buffer(x, op)], outputs: [be.buffer(mean, op)],
-      uniforms: packUniforms([['u32', N]]), grid: [B * H, 1, 1],
-    });
-  }
+  if (opts.smooth) channelMeanInto(be, be.buffer(x, op), { B, H, N, D, dtype }, be.buffer(mean, op));
   const q = be.empty(op, 'i8', [B, H, N, D]);
   const scales = be.empty(op, 'f32', [B, H, nB]);
   be.dispatch({
@@ -251,6 +247,23 @@ export function blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, mask: Bloc
 }
 
 /**
+ * Per-(batch, head) channel mean of x [B, H, N, D] into `mean` [B, H, D] (f32): per-block
+ * partial sums over every 64-token block, then one small reduction (two passes that fill
+ * the GPU instead of one pass of B x H workgroups).
+ */
+function channelMeanInto(be: WebGpuBackend, x: GPUBuffer, d: { B: number; H: number; N: number; D: number; dtype: 'f32' | 'f16' }, mean: GPUBuffer): void {
+  const nB = blockCount(d.N);
+  if (d.D / 4 > 64) {
+    be.dispatch({ program: channelMeanProgram(d.dtype, d.D), inputs: [x], outputs: [mean], uniforms: packUniforms([['u32', d.N]]), grid: [d.B * d.H, 1, 1] });
+    return;
+  }
+  const partial = scratchBuffer(be, 'meanpartial', d.B * d.H * nB * d.D * 4);
+  const u = packUniforms([['u32', d.N], ['u32', nB]]);
+  be.dispatch({ program: channelPartialProgram(d.dtype, d.D), inputs: [x], outputs: [partial], uniforms: u, grid: [nB, d.B * d.H, 1] });
+  be.dispatch({ program: channelMeanFromPartialsProgram(d.D), inputs: [partial], outputs: [mean], uniforms: u, grid: [d.B * d.H, 1, 1] });
+}
+
+/**
  * Int8 Q and K with per-block scales into scratch buffers: the K channel mean (smoothing),
  * then one quantize pass each. With `perm`, the passes also apply the per-head PARO order
  * and expand K to one copy per query head (heads of a GQA group may pick different orders).
@@ -265,7 +278,7 @@ function quantizeQK(be: WebGpuBackend, q: GPUBuffer, k: GPUBuffer, d: Dims, perm
   const ks = scratchBuffer(be, 'kscale', B * Hk * nB * 4);
   const mean = scratchBuffer(be, 'kmean', B * Hkv * D * 4);
   const zero = scratchBuffer(be, 'zero', B * H * D * 4); // never written: WebGPU zero-fills new buffers
-  be.dispatch({ program: channelMeanProgram(dtype, D), inputs: [k], outputs: [mean], uniforms: packUniforms([['u32', N]]), grid: [B * Hkv, 1, 1] });
+  channelMeanInto(be, k, { B, H: Hkv, N, D, dtype }, mean);
   const extra = perm ? [perm] : [];
   const program = quantizeProgram(dtype, D, perm !== null);
   be.dispatch({ program, inputs: [q, zero, ...extra], outputs: [q8, qs], uniforms: packUniforms([['u32', N], ['u32', nB], ['u32', H], ['u32', H]]), grid: [nB, B * H, 1] });

@@ -81,6 +81,81 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 /**
+ * First half of the K channel mean, spread over every 64-token block (the one-pass
+ * channelMeanProgram runs B x H workgroups only, ~0.4 ms on the H200 for 16384 tokens):
+ * partial[bh, blk, :] = sum of the block's rows. Lane t sums vec4 slot t % D4 over every
+ * G-th row (G = 64 / D4 row groups), then the groups are added in workgroup memory.
+ * Needs D4 <= 64.
+ */
+export function channelPartialProgram(dtype: FloatDType, headDim: number): Program {
+  const D4 = headDim / 4;
+  const G = Math.floor(WG / D4);
+  return {
+    key: `paro/meanpart/${dtype}/d${headDim}`, inputs: 1, outputs: 1, uniform: true,
+    source: () => `
+${vecBinding(0, 'x', dtype, false)}
+@group(0) @binding(1) var<storage, read_write> partial: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> u: U;
+${uniformStruct('U', [['N', 'u32'], ['nB', 'u32']])}
+${vecLoader('x', dtype)}
+var<workgroup> part: array<vec4<f32>, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let blk = wid.x;
+  let bh = wid.y;
+  let p = li % ${D4}u;
+  let g = li / ${D4}u;
+  var acc = vec4<f32>(0.0);
+  if (g < ${G}u) {
+    for (var r = g; r < ${BLOCK}u; r += ${G}u) {
+      let n = blk * ${BLOCK}u + r;
+      if (n < u.N) { acc += ld_x((bh * u.N + n) * ${D4}u + p); }
+    }
+  }
+  part[li] = acc;
+  workgroupBarrier();
+  if (li < ${D4}u) {
+    var s = vec4<f32>(0.0);
+    for (var k = 0u; k < ${G}u; k++) { s += part[k * ${D4}u + li]; }
+    partial[(bh * u.nB + blk) * ${D4}u + li] = s;
+  }
+}`,
+  };
+}
+
+/** Second half: mean[bh, :] = (sum over blocks of partial[bh, blk, :]) / N. */
+export function channelMeanFromPartialsProgram(headDim: number): Program {
+  const D4 = headDim / 4;
+  const G = Math.floor(WG / D4);
+  return {
+    key: `paro/meanreduce/d${headDim}`, inputs: 1, outputs: 1, uniform: true,
+    source: () => `
+@group(0) @binding(0) var<storage, read> partial: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> mean: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> u: U;
+${uniformStruct('U', [['N', 'u32'], ['nB', 'u32']])}
+var<workgroup> part: array<vec4<f32>, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let bh = wid.x;
+  let p = li % ${D4}u;
+  let g = li / ${D4}u;
+  var acc = vec4<f32>(0.0);
+  if (g < ${G}u) {
+    for (var blk = g; blk < u.nB; blk += ${G}u) { acc += partial[(bh * u.nB + blk) * ${D4}u + p]; }
+  }
+  part[li] = acc;
+  workgroupBarrier();
+  if (li < ${D4}u) {
+    var s = vec4<f32>(0.0);
+    for (var k = 0u; k < ${G}u; k++) { s += part[k * ${D4}u + li]; }
+    mean[bh * ${D4}u + li] = s / f32(u.N);
+  }
+}`,
+  };
+}
+
+/**
  * Symmetric int8 quantization with one scale per 64-token block (per batch and head):
  * scale = max|x - mean| / 127, q = round((x - mean) / scale). The mean input is all zeros
  * when smoothing is off. With `gather`, the block is formed from the rows the per-head PARO

@@ -3,7 +3,7 @@ import { backendsForTests, compareClose, TOLERANCE } from '@attnkit/tensor/testi
 import * as E from 'fp-ts/lib/Either.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  AXIS_ORDERS, blockSparseAttention, calibrate, configurePackedDot, calibrationFromJson, calibrationToJson, CalibrationFormatError,
+  AXIS_ORDERS, blockSparseAttention, calibrate, configurePackedDot, quantizeBlocks, calibrationFromJson, calibrationToJson, CalibrationFormatError,
   DensityError, denseAttention, fullMask, LayoutError, maskDensity, orderPermutation, paroAttention,
   syntheticVideoQK, tokenCount, type BlockMask, type Calibration, type VideoLayout,
 } from '../src/index.js';
@@ -128,6 +128,21 @@ describe('block-sparse kernels against the float64 reference', () => {
         expect(compareClose(unpacked, got, 0, 0).ok).toBe(true);
       } finally {
         configurePackedDot(true);
+      }
+    }
+  });
+
+  it('quantizeBlocks (K smoothing by the channel mean) matches the CPU on every backend', async () => {
+    const cpu = new CpuBackend();
+    for (const be of backends.filter((b) => b.kind !== 'cpu')) {
+      for (const D of [32, 16 * 4 * 5]) { // 16 lanes per vec4 slot row group; and D4 = 80 > 64 (one-pass mean)
+        const x = random(be, [1, 3, N, D], { seed: 31, dtype: 'f16' });
+        const xc = tensor(cpu, await x.toArray(), x.shape, 'f16');
+        const got = quantizeBlocks(x, { smooth: true });
+        const want = quantizeBlocks(xc, { smooth: true });
+        expect(compareClose(await got.scales.toArray(), await want.scales.toArray(), 1e-5, 1e-4).ok).toBe(true);
+        // Rounding ties may land one step apart.
+        expect(compareClose(await got.q.toArray(), await want.q.toArray(), 1, 0).ok).toBe(true);
       }
     }
   });
