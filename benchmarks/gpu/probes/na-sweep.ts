@@ -71,6 +71,7 @@ const VARIANTS: Record<2 | 3, Variant[]> = {
     sg([1, 4, 4], 16, 4, 'f16', { oDtype: 'f16', share: true, stageBlocks: 2 }),
     sg([1, 4, 4], 16, 2, 'f16', { oDtype: 'f16', share: true, stageBlocks: 4 }),
     sg([1, 4, 4], 16, 2, 'f16', { oDtype: 'f32', share: true, stageBlocks: 8 }),
+    sg([1, 4, 4], 16, 2, 'f16', { oDtype: 'f16', share: true, stageBlocks: 8 }),
     sg([1, 4, 4], 16, 2, 'f16', { oDtype: 'f16', unroll: true }),
     { name: 'library na2d (again)', kind: 'library' },
     { name: 'plain-t1x8x8 (again)', kind: 'plain', tile: [1, 8, 8] },
