@@ -73,6 +73,7 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
     const cases: Array<[string, Omit<SgFlashVariant, 'D' | 'sgSize'>, Dims, AttentionOptions, (d: Dims) => Visible]> = [
       ['frag 2x32 lazy prefetch, causal GQA, partial last tile', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: true }, { B: 1, Hq: 2, Hkv: 1, S: 80, L: 96, kvLength: 80, D: 16 }, { causal: true }, causalVis],
       ['frag 2x32 twopass prefetch, dense, queries at the end', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'twopass', tau: 8, prefetch: true }, { B: 1, Hq: 1, Hkv: 1, S: 48, L: 96, kvLength: 72, D: 16 }, {}, () => () => true],
+      ['fragk 2x64 lazy, prefetch before P.V, scores reread, causal', { NSG: 2, KT: 64, stage: 'fragk', pad: 8, rescale: 'lazy', tau: 8, prefetch: 'pv', reread: true }, { B: 1, Hq: 1, Hkv: 1, S: 96, L: 128, kvLength: 96, D: 16 }, { causal: true }, causalVis],
       ['smem 2x32 lazy, causal', { NSG: 2, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 16 }, { causal: true }, causalVis],
       ['global 2x32 exact, causal queries at the end', { NSG: 2, KT: 32, stage: 'global', pad: 0, rescale: 'lazy', tau: 0 }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 96, kvLength: 72, D: 32 }, { causal: true }, causalVis],
       ['frag 2x32 lazy, window 20 with 3 sinks', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 16 },

@@ -32,15 +32,20 @@ export interface SgFlashVariant {
   KT: number;
   /** How K/V tiles reach the fragment loads. 'smem': 16-byte loads by every invocation;
    *  'frag': each subgroup copies whole 16x16 fragments (matrix load from storage, matrix
-   *  store to workgroup memory); 'global': no staging, fragments straight from storage. */
-  stage: 'global' | 'smem' | 'frag';
+   *  store to workgroup memory); 'fragk': K as 'frag', V fragments straight from storage;
+   *  'global': no staging, fragments straight from storage. */
+  stage: 'global' | 'smem' | 'frag' | 'fragk';
   /** f16 elements of padding per staged K/V row and per P row (bank spread). */
   pad: number;
   rescale: 'lazy' | 'twopass' | 'stats-only';
   /** Lazy rescale threshold in log2 units. */
   tau: number;
-  /** 'frag' staging only: load the next tile's fragments into registers while this tile computes. */
-  prefetch?: boolean;
+  /** 'frag'/'fragk' staging: load the next tile's fragments into registers while this tile
+   *  computes: `true` right after staging (registers live through the whole tile), 'pv' just
+   *  before P·V (live only across P·V and the barrier). */
+  prefetch?: boolean | 'pv';
+  /** Softmax reads each score twice from workgroup memory instead of holding KT/2 in registers. */
+  reread?: boolean;
   sgSize: number;
 }
 
@@ -74,7 +79,7 @@ export function sgFlashLayout(v: SgFlashVariant): Layout {
   const PS = v.KT + v.pad;
   const SS = v.KT + SPAD;
   const staged = v.stage !== 'global';
-  const kvBytes = staged ? 2 * v.KT * KS * 2 : 0;
+  const kvBytes = !staged ? 0 : v.stage === 'fragk' ? v.KT * KS * 2 : 2 * v.KT * KS * 2;
   const pBytes = v.NSG * 16 * PS * 2;
   const pInK = staged && v.NSG * 16 * PS <= v.KT * KS;
   const sBytes = v.NSG * 16 * SS * 4;
@@ -82,7 +87,7 @@ export function sgFlashLayout(v: SgFlashVariant): Layout {
 }
 
 export function sgFlashKey(v: SgFlashVariant): string {
-  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? '+pf' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}`;
+  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}`;
 }
 
 export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
@@ -92,8 +97,9 @@ export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
   if (![1, 2, 4, 8].includes(v.NSG)) bad('NSG', '1, 2, 4 or 8', v.NSG);
   if (v.pad % 8 !== 0 || v.pad < 0) bad('pad', 'a multiple of 8 halves', v.pad);
   if (v.sgSize < 16 || v.sgSize % 16 !== 0) bad('subgroup size', 'a multiple of 16', v.sgSize);
-  if (v.stage === 'frag' && ((v.KT / 16) * (v.D / 16)) % v.NSG !== 0) bad('stage', `'frag' with (KT/16)*(D/16) a multiple of NSG`, v.stage);
-  if (v.prefetch && v.stage !== 'frag') bad('prefetch', "stage 'frag'", v.stage);
+  const frag = v.stage === 'frag' || v.stage === 'fragk';
+  if (frag && ((v.KT / 16) * (v.D / 16)) % v.NSG !== 0) bad('stage', `'${v.stage}' with (KT/16)*(D/16) a multiple of NSG`, v.stage);
+  if (v.prefetch && !frag) bad('prefetch', "stage 'frag' or 'fragk'", v.stage);
   if (v.stage === 'smem' && ((v.KT * v.D) / 8) % (v.NSG * v.sgSize) !== 0) bad('stage', `'smem' with KT*D/8 a multiple of the workgroup size`, v.stage);
 }
 
@@ -116,26 +122,26 @@ export function sgFlashSource(v: SgFlashVariant): string {
   const twoPass = v.rescale !== 'lazy';
   const xor = range(Math.log2(LPR)).map((k) => 1 << k);
   const kvType = stage === 'smem' ? 'vec4<u32>' : 'f16';
+  const isFrag = stage === 'frag' || stage === 'fragk';
+  const vStaged = stage === 'frag' || stage === 'smem';
   const kArr = staged ? 'ks' : 'kb';
-  const vArr = staged ? 'vs' : 'vb';
+  const vArr = vStaged ? 'vs' : 'vb';
   const kStride = staged ? 'KS' : 'D';
+  const vStride = vStaged ? 'KS' : 'D';
   const kOff = (nb: string, f: number) => staged ? `${nb} * 16u * KS + ${f * 16}u` : `kbase + ${nb} * 16u * D + ${f * 16}u`;
   const pArr = pInK ? 'ks' : 'pw';
 
   // Copies this tile's rows of K (and V) into workgroup memory.
-  const stageTile = (withV: boolean): string => {
-    const arrays: Array<[string, string]> = withV ? [['kb', 'ks'], ['vb', 'vs']] : [['kb', 'ks']];
-    if (stage === 'frag' && v.prefetch) {
+  const stageTile = (withV: boolean, loadNext: boolean): string => {
+    const arrays: Array<[string, string]> = withV && vStaged ? [['kb', 'ks'], ['vb', 'vs']] : [['kb', 'ks']];
+    if (isFrag && v.prefetch) {
       const per = (NB * NF) / NSG;
       const at = (t: number) => `(sg + ${t * NSG}u) / ${NF}u * 16u`;
       const col = (t: number) => `(sg + ${t * NSG}u) % ${NF}u * 16u`;
-      return `${range(per).map((t) => arrays.map(([src, dst]) => `subgroupMatrixStore(&${dst}, ${at(t)} * KS + ${col(t)}, ${src}_pf${t}, false, KS);`).join('\n    ')).join('\n    ')}
-    if (it + 1u < n_tiles) {
-      let nbase = (kvbase + tile_kt(it + 1u, start2, n_sink)) * D;
-      ${range(per).map((t) => arrays.map(([src]) => `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, nbase + ${at(t)} * D + ${col(t)}, false, D);`).join('\n      ')).join('\n      ')}
-    }`;
+      const stores = range(per).map((t) => arrays.map(([src, dst]) => `subgroupMatrixStore(&${dst}, ${at(t)} * KS + ${col(t)}, ${src}_pf${t}, false, KS);`).join('\n    ')).join('\n    ');
+      return loadNext ? `${stores}\n    ${nextLoads(arrays.map(([src]) => src))}` : stores;
     }
-    if (stage === 'frag') {
+    if (isFrag) {
       const per = (NB * NF) / NSG;
       return range(per).map((t) => `{
       let e = sg + ${t * NSG}u;
@@ -162,6 +168,15 @@ ${arrays.map(([src, dst]) => `      {
     return '';
   };
 
+  // Loads the next tile's fragments into the prefetch registers.
+  function nextLoads(srcs: string[]): string {
+    const per = (NB * NF) / NSG;
+    return `if (it + 1u < n_tiles) {
+      let nbase = (kvbase + tile_kt(it + 1u, start2, n_sink)) * D;
+      ${range(per).map((t) => srcs.map((src) => `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, nbase + (sg + ${t * NSG}u) / ${NF}u * 16u * D + (sg + ${t * NSG}u) % ${NF}u * 16u, false, D);`).join('\n      ')).join('\n      ')}
+    }`;
+  }
+
   // S = Q·Kᵀ for this tile into the subgroup's score scratch.
   const scores = range(NB).map((nb) => `{
       var acc = subgroupMatrixMultiply<f32>(q0f, subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, 0)}, true, ${kStride}));
@@ -170,27 +185,38 @@ ${range(NF - 1).map((f) => `      acc = subgroupMatrixMultiplyAccumulate(q${f + 
     }`).join('\n    ');
 
   // Reads this lane's scores (log2-scaled, hidden keys at NEG) and their tile max.
-  const readScores = `
+  const readScores = (v.reread ? `
+    let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
+    let srow = sbase + r * SS + part;
+    var mt = NEG;
+    if (full) {
+${range(E).map((k) => `      mt = max(mt, ss[srow + ${k * LPR}u] * u.scale2);`).join('\n')}
+    } else {
+${range(E).map((k) => `      mt = max(mt, select(NEG, ss[srow + ${k * LPR}u] * u.scale2, visible(kt + part + ${k * LPR}u, pos)));`).join('\n')}
+    }` : `
     let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
     let srow = sbase + r * SS + part;
 ${range(E).map((k) => `    var x${k} = ss[srow + ${k * LPR}u] * u.scale2;`).join('\n')}
     if (!full) {
 ${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k * LPR}u, pos));`).join('\n')}
     }
-    var mt = ${range(E).reduce((acc, k) => (acc ? `max(${acc}, x${k})` : `x${k}`), '')};
+    var mt = ${range(E).reduce((acc, k) => (acc ? `max(${acc}, x${k})` : `x${k}`), '')};`) + `
     ${xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n    ')}
     let live = mt > HALF_NEG;`;
+
+  // This lane's k-th score of the tile (log2-scaled, hidden keys at NEG).
+  const xval = (k: number) => v.reread ? `select(NEG, ss[srow + ${k * LPR}u] * u.scale2, full || visible(kt + part + ${k * LPR}u, pos))` : `x${k}`;
 
   const writeP = (mExpr: string) => `
     let mu = select(-NEG, ${mExpr}, live);
     var ps = 0.0;
     let prow = pbase + r * PS + part;
-${range(E).map((k) => `    { let p = f16(exp2(x${k} - mu)); ${pArr}[prow + ${k * LPR}u] = p; ps += f32(p); }`).join('\n')}
+${range(E).map((k) => `    { let p = f16(exp2(${xval(k)} - mu)); ${pArr}[prow + ${k * LPR}u] = p; ps += f32(p); }`).join('\n')}
     ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
 
   const pv = `
 ${range(NB).map((nb) => `    let p${nb}f = subgroupMatrixLoad<${L}>(&${pArr}, pbase + ${nb * 16}u, false, PS);`).join('\n')}
-${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiplyAccumulate(p${nb}f, subgroupMatrixLoad<${R}>(&${vArr}, ${staged ? `${nb * 16}u * KS + ${f * 16}u` : `kbase + ${nb * 16}u * D + ${f * 16}u`}, false, ${kStride}), o${f});`).join('\n')).join('\n')}`;
+${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiplyAccumulate(p${nb}f, subgroupMatrixLoad<${R}>(&${vArr}, ${vStaged ? `${nb * 16}u * KS + ${f * 16}u` : `kbase + ${nb * 16}u * D + ${f * 16}u`}, false, ${vStride}), o${f});`).join('\n')).join('\n')}`;
 
   // Routes O through the score scratch (NB fragments at a time) to run `body` on its rows.
   const viaScratch = (body: (chunk: number, col: string) => string) => {
@@ -212,24 +238,25 @@ ${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiply
 
   // Prefetch registers, filled with the first tile's fragments before a sweep starts.
   const prefetchStart = (withV: boolean): string => {
-    if (!(stage === 'frag' && v.prefetch)) return '';
+    if (!(isFrag && v.prefetch)) return '';
     const per = (NB * NF) / NSG;
-    const arrays = withV ? ['kb', 'vb'] : ['kb'];
+    const arrays = withV && vStaged ? ['kb', 'vb'] : ['kb'];
     return `if (n_tiles > 0u) {
     let nbase = (kvbase + tile_kt(0u, start2, n_sink)) * D;
     ${range(per).map((t) => arrays.map((src) => `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, nbase + (sg + ${t * NSG}u) / ${NF}u * 16u * D + (sg + ${t * NSG}u) % ${NF}u * 16u, false, D);`).join('\n    ')).join('\n    ')}
   }`;
   };
-  const prefetchDecl = stage === 'frag' && v.prefetch
-    ? range((NB * NF) / NSG).map((t) => `  var kb_pf${t}: ${L};\n  var vb_pf${t}: ${L};`).join('\n')
+  const prefetchDecl = isFrag && v.prefetch
+    ? range((NB * NF) / NSG).map((t) => `  var kb_pf${t}: ${L};${vStaged ? `\n  var vb_pf${t}: ${L};` : ''}`).join('\n')
     : '';
+  const pvPrefetch = isFrag && v.prefetch === 'pv' ? nextLoads(vStaged ? ['kb', 'vb'] : ['kb']) : '';
 
   const mainLoop = `
   ${prefetchStart(true)}
   for (var it = 0u; it < n_tiles; it++) {
     let kt = tile_kt(it, start2, n_sink);
     let kbase = (kvbase + kt) * D;
-    ${stageTile(true)}
+    ${stageTile(true, v.prefetch === true)}
     ${staged ? 'workgroupBarrier();' : ''}
     ${scores}
     workgroupBarrier();
@@ -250,6 +277,7 @@ ${twoPass ? `${writeP('m')}
     if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
       ${viaScratch(() => 'ss[sbase + r * SS + cc] *= alpha;')}
     }`}
+    ${pvPrefetch}
     ${pv}
     ${staged ? 'workgroupBarrier();' : ''}
   }`;
@@ -259,7 +287,7 @@ ${twoPass ? `${writeP('m')}
   for (var it = 0u; it < n_tiles; it++) {
     let kt = tile_kt(it, start2, n_sink);
     let kbase = (kvbase + kt) * D;
-    ${stageTile(false)}
+    ${stageTile(false, true)}
     ${staged ? 'workgroupBarrier();' : ''}
     ${scores}
     workgroupBarrier();
@@ -267,7 +295,7 @@ ${twoPass ? `${writeP('m')}
     if (live) {
       let mn = max(m, mt);
       var ps = 0.0;
-${range(E).map((k) => `      ps += exp2(x${k} - mn);`).join('\n')}
+${range(E).map((k) => `      ps += exp2(${xval(k)} - mn);`).join('\n')}
       ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n      ')}
       l = l * exp2(m - mn) + ps;
       m = mn;
@@ -297,7 +325,8 @@ const HALF_NEG = -5.0e29;
 const TAU = ${v.tau.toFixed(1)};
 const LN2 = 0.6931471805599453;
 ${NEG_INF_FN}
-${staged ? `var<workgroup> ks: array<f16, ${KT * KS}>;\nvar<workgroup> vs: array<f16, ${KT * KS}>;` : ''}
+${staged ? `var<workgroup> ks: array<f16, ${KT * KS}>;` : ''}
+${vStaged ? `var<workgroup> vs: array<f16, ${KT * KS}>;` : ''}
 ${pInK ? '' : `var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;`}
 var<workgroup> ss: array<f32, ${NSG * 16 * SS}>;
 var<workgroup> flags: array<u32, ${NSG}>;
