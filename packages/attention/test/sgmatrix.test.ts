@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { attention, getPrefillPath, hasF16SubgroupMatrix, setPrefillPath, sgPrefillSource } from '@attnkit/attention';
+import { attention, configureSgPrefill, getPrefillPath, hasF16SubgroupMatrix, setPrefillPath, sgPrefillConfig, sgPrefillSource } from '@attnkit/attention';
 import { ArgumentError } from '@attnkit/tensor';
 import { backendsForTests } from '@attnkit/tensor/testing';
 import { expectClose, inputs, type Dims } from './oracle.js';
@@ -12,6 +12,24 @@ afterEach(() => setPrefillPath(defaultPath));
 describe('subgroup-matrix prefill', () => {
   it("is chosen automatically ('auto') where the adapter offers it", () => {
     expect(defaultPath).toBe('auto');
+  });
+
+  it('defaults to the tiled kernel; configuration is checked and reported', () => {
+    const before = sgPrefillConfig();
+    expect(before.kernel).toBe('tiled');
+    expect(before.tiled).toMatchObject({ NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy' });
+    try {
+      configureSgPrefill({ tiled: { NSG: 2, reread: true } });
+      expect(sgPrefillConfig().tiled).toMatchObject({ NSG: 2, KT: 32, reread: true });
+      expect(() => configureSgPrefill({ tiled: { KT: 40 } })).toThrow(ArgumentError);
+      expect(() => configureSgPrefill({ tiled: { stage: 'smem', prefetch: 'pv' } })).toThrow(/prefetch/);
+      expect(() => configureSgPrefill({ kernel: 'v2' as 'v1' })).toThrow(ArgumentError);
+      expect(() => configureSgPrefill({ keyTile: 48 })).toThrow(/keyTile/);
+      expect(sgPrefillConfig().tiled).toMatchObject({ NSG: 2, KT: 32 });
+    } finally {
+      configureSgPrefill({ tiled: {} });
+    }
+    expect(sgPrefillConfig()).toEqual(before);
   });
 
   it('generates WGSL that loads Q once, takes Kᵀ column-major from storage and zero-starts each score tile', () => {
