@@ -12,7 +12,7 @@
 //   node --conditions=@attnkit/source --import tsx benchmarks/gpu/probes/paro-e2e.ts --small --out /tmp/x
 import {
   blockSparseAttention, calibrate, denseAttention, gatherTokens, maskDensity, paroAttention, planFor, 
-  configureSgmatrixPV, sgmatrixInt8Available, sgmatrixPVAvailable, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
+  configureInt8PV, configureSgmatrixPV, sgmatrixInt8Available, sgmatrixPVAvailable, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
 } from '@attnkit/paro';
 import { CpuBackend, createBackend, random, tensor, WebGpuBackend, type Tensor } from '@attnkit/tensor';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -236,6 +236,11 @@ const reusedOut = be.empty('probe', 'f16', [1, H, N, D]);
 const keep = reusedOut.dispose.bind(reusedOut);
 reusedOut.dispose = () => {};
 const paro = (opts: ParoOptions) => () => paroAttention(q, k, v, cal, opts);
+/** Runs `fn` with the int8-P.V kernel staging whole key blocks. */
+const blockStaged = (fn: () => Tensor) => (): Tensor => {
+  configureInt8PV({ blockStaged: true });
+  try { return fn(); } finally { configureInt8PV({ blockStaged: false }); }
+};
 const variants: Variant[] = [
   { name: 'dense', withTimeIt: true, call: () => denseAttention(q, k, v), ref: Float32Array.from(denseOut), flops: denseFlops, notes: 'our fused dense f16 kernel, every block: the comparator' },
   { name: 'e2e-separate-int8', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'plain', permute: 'separate' }), ref: denseOut as Float32Array, flops: sparseFlops, notes: 'the first implementation: gather Q, K, V (3 passes, 3 new tensors), int8 quantize (new tensors), plain kernel, gather the output back' },
@@ -250,6 +255,7 @@ variants.push(
   { name: 'kernel-int8', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' }), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'quantize (scratch) + plain int8 kernel (packed Q.K) on pre-permuted tokens' },
   { name: 'e2e-fused-int8-int8pv', call: paro({ qk: 'int8', pv: 'int8' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: "pv: 'int8': V quantized per 64-key block and channel (gathering pass), P.V as dot4I8Packed of the 0..127 P integers with int8 V" },
   { name: 'kernel-int8-int8pv', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', pv: 'int8' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'quantize Q, K, V (scratch) + int8 P.V kernel on pre-permuted tokens' },
+  { name: 'e2e-fused-int8-int8pv-blockstaged', call: blockStaged(paro({ qk: 'int8', pv: 'int8' })), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8-int8pv', notes: 'as e2e-fused-int8-int8pv with a whole 64-key block of K and V staged per barrier pair' },
   { name: 'kernel-float', call: () => blockSparseAttention(qp, kp, vp, plan.mask), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'float kernel on pre-permuted tokens' },
 );
 for (const vr of variants) { await measure(vr); save(); }

@@ -7,7 +7,7 @@ export { paroAttention, planFor, type ParoOptions, type ParoPlan } from './paro.
 export { syntheticVideoQK, type SyntheticOptions } from './synthetic.js';
 export { CalibrationFormatError, DensityError, LayoutError } from './errors.js';
 export { chunkFor, configurePackedDot, sparseProgram, CHUNK } from './kernels.js';
-export { quantizeVProgram, sparseInt8PVProgram, type Int8PVConfig } from './kernels-int8pv.js';
+export { configureInt8PV, quantizeVProgram, sparseInt8PVProgram, type Int8PVConfig } from './kernels-int8pv.js';
 export {
   configureSgmatrixPV, sgmatrixInt8Available, sgmatrixProbeProgram, sgmatrixPVAvailable, sparseSgmatrixProgram, sparseSgmatrixPV16Program,
   sparseSgmatrixPVProgram, type SgmatrixPVLayout,

@@ -65,6 +65,17 @@ export interface Int8PVConfig {
   /** Keys per step, a multiple of 4 (chunkFor). */
   chunk: number;
   gathered: boolean;
+  /**
+   * Stage a whole 64-key block of K and V in workgroup memory at once (two barriers per
+   * block) instead of one chunk at a time (two per chunk).
+   */
+  blockStaged?: boolean;
+}
+
+let blockStagedDefault = false;
+/** Benchmarks switch block staging on (Int8PVConfig.blockStaged) to measure it. */
+export function configureInt8PV(opts: { blockStaged?: boolean }): void {
+  if (opts.blockStaged !== undefined) blockStagedDefault = opts.blockStaged;
 }
 
 /**
@@ -77,6 +88,11 @@ export interface Int8PVConfig {
  */
 export function sparseInt8PVProgram(cfg: Int8PVConfig): Program {
   const { dtype, headDim: D, dense, chunk: C, gathered } = cfg;
+  const staged = cfg.blockStaged ?? blockStagedDefault;
+  // Keys staged per barrier pair, and the index of chunk key 0 / key group 0 within them.
+  const SK = staged ? BLOCK : C;
+  const kOff = staged ? 'sub + ' : '';
+  const gOff = staged ? 'sub / 4u + ' : '';
   const D4 = D / 4;
   const G = C / 4;
   const keys = Array.from({ length: C }, (_, c) => c);
@@ -100,20 +116,21 @@ export function sparseInt8PVProgram(cfg: Int8PVConfig): Program {
   lines.push(vecBinding(b++, 'ob', dtype, true));
   lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
   const score = (c: number) =>
-    `let s${c} = select(${NEG}, f32(${slots.map((p) => `dot4I8Packed(q${p}, kp[${c * D4 + p}u])`).join(' + ')}) * f, kvalid[${c}u] != 0u);`;
+    `let s${c} = select(${NEG}, f32(${slots.map((p) => `dot4I8Packed(q${p}, kp[(${kOff}${c}u) * ${D4}u + ${p}u])`).join(' + ')}) * f, kvalid[${kOff}${c}u] != 0u);`;
   // Channel d's chunk sum: the G packed P words against its G transposed V words.
-  const chan = (d: number) => groups.map((g) => `dot4I8Packed(pk${g}, vt[${d * G + g}u])`).join(' + ');
+  const VW = staged ? 16 : G; // V words per channel in workgroup memory
+  const chan = (d: number) => groups.map((g) => `dot4I8Packed(pk${g}, vt[${d * VW}u + ${gOff}${g}u])`).join(' + ');
   return {
-    key: `paro/sparse/int8pv/${dtype}/d${D}/c${C}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}`,
+    key: `paro/sparse/int8pv/${dtype}/d${D}/c${C}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}${staged ? '/blockstaged' : ''}`,
     inputs, outputs: 1, uniform: true,
     source: () => `
 ${lines.join('\n')}
 ${uniformStruct('U', [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']])}
 ${vecStorer('ob', dtype)}
-var<workgroup> kp: array<u32, ${C * D4}>;
-var<workgroup> vt: array<u32, ${D * G}>;
+var<workgroup> kp: array<u32, ${SK * D4}>;
+var<workgroup> vt: array<u32, ${D * VW}>;
 var<workgroup> vsc: array<vec4<f32>, ${D4}>;
-var<workgroup> kvalid: array<u32, ${C}>;
+var<workgroup> kvalid: array<u32, ${SK}>;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -137,7 +154,19 @@ ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
     let kblk = ${dense ? 'e' : 'lists[(h * u.nB + qblk) * u.nB + e]'};
     let f = qsc * kscale[kh * u.nB + kblk];
     let vbase = (kh * u.nB + kblk) * ${D}u;
-    for (var sub = 0u; sub < ${BLOCK}u; sub += ${C}u) {
+${staged ? `    workgroupBarrier();
+    let key0 = kblk * ${BLOCK}u;
+    for (var s = li; s < ${BLOCK * D4}u; s += ${WG}u) {
+      let kr = kh * u.N + min(key0 + s / ${D4}u, u.N - 1u);
+      kp[s] = kb[kr * ${D4}u + s % ${D4}u];
+    }
+    for (var s = li; s < ${D * 16}u; s += ${WG}u) { vt[s] = vtb[vbase * 16u + s]; }
+    kvalid[li] = select(0u, 1u, key0 + li < u.N);
+    if (li < ${D4}u) { vsc[li] = vscale[vbase / 4u + li]; }
+    workgroupBarrier();
+    // A chunk counter, so the compiler sees sub as a multiple of ${C} (aligned vector reads).
+    for (var sq = 0u; sq < ${BLOCK / C}u; sq++) {
+      let sub = sq * ${C}u;` : `    for (var sub = 0u; sub < ${BLOCK}u; sub += ${C}u) {
       workgroupBarrier();
       let key0 = kblk * ${BLOCK}u + sub;
       for (var s = li; s < ${C * D4}u; s += ${WG}u) {
@@ -149,12 +178,12 @@ ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
       }
       if (li < ${C}u) { kvalid[li] = select(0u, 1u, key0 + li < u.N); }
       if (sub == 0u && li < ${D4}u) { vsc[li] = vscale[vbase / 4u + li]; }
-      workgroupBarrier();
+      workgroupBarrier();`}
 ${keys.map((c) => `      ${score(c)}`).join('\n')}
       var mx = m;
 ${keys.map((c) => `      mx = max(mx, s${c});`).join('\n')}
       let alpha = exp2(m - mx);
-${keys.map((c) => `      let r${c} = select(0.0, exp2(s${c} - mx), kvalid[${c}u] != 0u);`).join('\n')}
+${keys.map((c) => `      let r${c} = select(0.0, exp2(s${c} - mx), kvalid[${kOff}${c}u] != 0u);`).join('\n')}
       l = l * alpha + ${keys.map((c) => `r${c}`).join(' + ')};
 ${groups.map((g) => `      let pk${g} = pack4xI8(vec4<i32>(${[0, 1, 2, 3].map((i) => `i32(floor(r${4 * g + i} * 127.0 + 0.5))`).join(', ')}));`).join('\n')}
 ${slots.map((p) => `      o${p} = fma(o${p}, vec4<f32>(alpha), vec4<f32>(vec4<i32>(${[0, 1, 2, 3].map((i) => chan(4 * p + i)).join(', ')})) * vsc[${p}u]);`).join('\n')}

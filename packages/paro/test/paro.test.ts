@@ -3,7 +3,7 @@ import { backendsForTests, compareClose, TOLERANCE } from '@attnkit/tensor/testi
 import * as E from 'fp-ts/lib/Either.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  AXIS_ORDERS, blockSparseAttention, calibrate, configurePackedDot, quantizeBlocks, calibrationFromJson, calibrationToJson, CalibrationFormatError,
+  AXIS_ORDERS, blockSparseAttention, calibrate, configureInt8PV, configurePackedDot, quantizeBlocks, calibrationFromJson, calibrationToJson, CalibrationFormatError,
   DensityError, denseAttention, fullMask, LayoutError, maskDensity, orderPermutation, paroAttention,
   syntheticVideoQK, tokenCount, type BlockMask, type Calibration, type VideoLayout,
 } from '../src/index.js';
@@ -163,6 +163,14 @@ describe('block-sparse kernels against the float64 reference', () => {
         // V's rounding moves the output only a little from the float-V int8 path.
         const floatV = await blockSparseAttention(qc, kc, vc, mask, { qk: 'int8' }).toArray();
         expect(relL1(got, floatV)).toBeLessThan(0.02);
+        // Staging a whole key block per barrier pair changes the schedule, not the arithmetic.
+        configureInt8PV({ blockStaged: true });
+        try {
+          const staged = await blockSparseAttention(q, k, v, mask, { qk: 'int8', pv: 'int8' }).toArray();
+          expect(compareClose(staged, got, 0, 0).ok).toBe(true);
+        } finally {
+          configureInt8PV({ blockStaged: false });
+        }
       }
       expect(() => blockSparseAttention(q, k, v, 'dense', { pv: 'int8' })).toThrow(ArgumentError);
       expect(() => blockSparseAttention(q, k, v, 'dense', { qk: 'int8', pv: 'int4' as 'int8' })).toThrow(ArgumentError);
