@@ -17,7 +17,7 @@ afterAll(() => tuneDecode({}));
 const TUNINGS: DecodeTuning[] = [
   { kernel: 'legacy' },
   { kernel: 'stream' },
-  { kernel: 'stream', G: 2, NG: 4, U: 1 },
+  { kernel: 'stream', G: 2, NG: 4, U: 1, RC: 4 },
   { kernel: 'stream', G: 4, NG: 1, U: 3 },
   { kernel: 'stream', G: 1, NG: 4, U: 2, groups: 4 },
 ];

@@ -312,7 +312,9 @@ export function planStream(be: WebGpuBackend, p: Problem, nList: number, selecte
   const U = t.U ?? 2;
   const rowsPerKv = (p.Hq / p.Hkv) * p.S;
   // About 64 query/output floats per lane for the rows held in registers.
-  let RC = Math.max(1, Math.min(rowsPerKv, 8, t.RC ?? 8, Math.floor((64 * G) / p.D)));
+  // At most 2 rows per workgroup unless asked: on the H200 (GQA Hq32/Hkv8, round 2) two
+  // rows beat four (the per-key arithmetic grows with the rows) and one (K/V read 4 times).
+  let RC = Math.max(1, Math.min(rowsPerKv, 8, t.RC ?? 2, Math.floor((64 * G) / p.D)));
   // The merge buffer must fit: fewer key groups first (down to 8), since fewer rows per
   // workgroup means reading the KV head once per chunk of rows.
   const limit = be.caps.maxComputeWorkgroupStorageSize;
