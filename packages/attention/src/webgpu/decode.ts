@@ -294,6 +294,18 @@ export function tuneDecode(t: DecodeTuning): void {
 }
 
 const STREAM_WG = 512;
+const wgLimits = new WeakMap<WebGpuBackend, number>();
+
+/** Most lanes of a 1-D workgroup (read once per backend: decode runs every token). */
+function workgroupLimit(be: WebGpuBackend): number {
+  let n = wgLimits.get(be);
+  if (n === undefined) {
+    const l = be.device.limits;
+    n = Math.min(l.maxComputeInvocationsPerWorkgroup, l.maxComputeWorkgroupSizeX);
+    wgLimits.set(be, n);
+  }
+  return n;
+}
 const STREAM_GROUPS = 256;
 
 export interface StreamPlan extends DecodePlan {
@@ -307,7 +319,7 @@ export function planStream(be: WebGpuBackend, p: Problem, nList: number, selecte
   while (G > 1 && NC % G !== 0) G >>= 1;
   // 512-lane workgroups, few splits (about 256 workgroups): the best of the H200 sweep
   // (decode-sweep round 1: pass 1 at the plain read rate of the same K/V).
-  const maxWg = Math.min(STREAM_WG, be.device.limits.maxComputeInvocationsPerWorkgroup, be.device.limits.maxComputeWorkgroupSizeX);
+  const maxWg = Math.min(STREAM_WG, workgroupLimit(be));
   let NG = Math.max(1, Math.min(t.NG ?? STREAM_WG / G, Math.floor(maxWg / G)));
   const U = t.U ?? 2;
   const rowsPerKv = (p.Hq / p.Hkv) * p.S;
