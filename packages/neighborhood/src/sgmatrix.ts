@@ -26,7 +26,12 @@ import { sgStackedSource } from './sgstacked.js';
  * 256 keys, one chunk: no rescale at all.
  *
  * sDtype 'f32' accumulates S in f32 (separate f16 P array); 'f16' accumulates QKᵀ in f16
- * and writes P over S in place (half the workgroup memory, less precise logits).
+ * and writes P over S in place (half the workgroup memory, less precise logits). On the
+ * H200 the smaller footprint won clearly (more subgroups resident per SM): 1.37 ms against
+ * 2.5 ms at 128x128, 13x13, H8 D64, with max |err| 3.4e-4 against the float64 definition.
+ * Every workgroup row is padded by 16 bytes (`pad`) so a fragment's 16 rows spread over
+ * the banks. Variants: sgstacked.ts (two or four subtiles per subgroup sharing fragment
+ * loads) and sgshared.ts (K/V staged once per workgroup for stacked subtiles).
  */
 export interface SgConfig {
   /** Queries per subgroup per axis (axes padded to three in front); product 16. */
