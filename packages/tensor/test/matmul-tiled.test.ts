@@ -48,7 +48,8 @@ const configs: TiledConfig[] = [
   { BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, AR: true, VARS: true, SW: 2 },
   { BM: 32, BN: 16, BK: 4, TM: 8, TN: 4, AR: true, DB: true, SW: 3 },
   { BM: 16, BN: 32, BK: 8, TM: 4, TN: 8, VARS: true, DB: true },
-  { BM: 32, BN: 64, BK: 8, TM: 4, TN: 8, WM: true, AR: true },
+  { BM: 32, BN: 64, BK: 8, TM: 4, TN: 8, WM: 8, AR: true },
+  { BM: 64, BN: 32, BK: 8, TM: 4, TN: 8, WM: 2, SF: true },
   { BM: 32, BN: 32, BK: 8, TM: 4, TN: 8, NP: true, AR: true, SF: true },
   { BM: 16, BN: 32, BK: 4, TM: 4, TN: 8, SF: true, VARS: true, DB: true },
 ];
@@ -96,8 +97,9 @@ describe('tiled configuration checks', () => {
     expect(tiledConfigProblem({ BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, SW: 8 })).toBeNull();
     expect(tiledConfigProblem({ BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, SW: 1.5 })).toMatch(/swizzle/);
     expect(tiledConfigProblem({ BM: 128, BN: 256, BK: 16, TM: 8, TN: 8 })).toMatch(/threads/);
-    expect(tiledConfigProblem({ BM: 64, BN: 64, BK: 16, TM: 8, TN: 16, WM: true })).toMatch(/WM/);
+    expect(tiledConfigProblem({ BM: 64, BN: 64, BK: 16, TM: 8, TN: 16, WM: 8 })).toMatch(/WM=8/);
+    expect(tiledConfigProblem({ BM: 64, BN: 64, BK: 16, TM: 8, TN: 8, WM: 3 as 4 })).toMatch(/must be 1, 2, 4/);
     expect(tiledConfigProblem({ BM: 64, BN: 64, BK: 16, TM: 8, TN: 8, NP: true, DB: true })).toMatch(/NP/);
-    expect(tiledConfigName({ BM: 64, BN: 128, BK: 16, TM: 8, TN: 8, WM: true })).toBe('64x128x16-8x8-wm');
+    expect(tiledConfigName({ BM: 64, BN: 128, BK: 16, TM: 8, TN: 8, WM: 8 })).toBe('64x128x16-8x8-wm8');
   });
 });
