@@ -141,8 +141,8 @@ describe.runIf(gpu)('matmul variants on the WebGPU backend', () => {
     expect(chooseVariant(as({ subgroupMatrixConfigs: [] }, false), a, b, params(c)).kind).toBe('tiled');
     expect(chooseVariant(as({ subgroupMatrixConfigs: sg }, true), a, b, params(c)).kind).toBe('sgmatrix');
     expect(chooseVariant(as({ subgroupMatrixConfigs: sg }, false), a, b, params(c))).toEqual({ kind: 'sgstaged', config: SGSTAGED_DEFAULT });
-    // a shape the 128x128 staged tile does not divide falls back
-    const odd: Case = { M: 192, K: 256, N: 256, da: 'f16', db: 'f16' };
+    // a shape the 256x128 staged tile does not divide falls back
+    const odd: Case = { M: 384, K: 256, N: 256, da: 'f16', db: 'f16' };
     const [a2, b2] = operands(be, odd);
     expect(chooseVariant(as({ subgroupMatrixConfigs: sg }, false), a2, b2, params(odd)).kind).not.toBe('sgstaged');
   });

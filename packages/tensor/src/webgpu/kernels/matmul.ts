@@ -47,11 +47,11 @@ export const SGMATRIX_CONFIGS: readonly SgmatrixConfig[] = [
  * workgroup memory for 8 rows of x.
  */
 /**
- * The staged configuration: 128x128 tiles, 4 subgroups of 4x4 fragments, one staging
- * buffer, fragment loads a step ahead (86.6 TFLOP/s at 8192^3 f16 on the H200, the best of
- * the sweeps in benchmarks/results/h200/matmul-sgstaged-sweep.json).
+ * The staged configuration: 256x128 tiles, 8 subgroups of 4x4 fragments, one staging
+ * buffer, fragment loads a step ahead: 82.8 and 90.2 TFLOP/s at 8192^3 f16 in two H200
+ * sweeps, the best of both (benchmarks/results/h200/matmul-sgstaged-sweep.json).
  */
-export const SGSTAGED_DEFAULT: SgstagedConfig = { SGR: 2, SGC: 2, FR: 4, FC: 4, BK: 32, PAD: 8, DB: false, FP: true };
+export const SGSTAGED_DEFAULT: SgstagedConfig = { SGR: 4, SGC: 2, FR: 4, FC: 4, BK: 32, PAD: 8, DB: false, FP: true };
 export const GEMV_DEFAULT: GemvConfig = { R: 8, WG: 64 };
 
 export function variantName(v: MatmulVariant): string {
