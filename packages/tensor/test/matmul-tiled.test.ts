@@ -50,6 +50,7 @@ const configs: TiledConfig[] = [
   { BM: 16, BN: 32, BK: 8, TM: 4, TN: 8, VARS: true, DB: true },
   { BM: 32, BN: 64, BK: 8, TM: 4, TN: 8, WM: 8, AR: true },
   { BM: 64, BN: 32, BK: 8, TM: 4, TN: 8, WM: 2, SF: true },
+  { BM: 32, BN: 32, BK: 4, TM: 4, TN: 4, WM: 8, DB: true, U2: true },
   { BM: 32, BN: 32, BK: 8, TM: 4, TN: 8, NP: true, AR: true, SF: true },
   { BM: 16, BN: 32, BK: 4, TM: 4, TN: 8, SF: true, VARS: true, DB: true },
 ];
@@ -100,6 +101,7 @@ describe('tiled configuration checks', () => {
     expect(tiledConfigProblem({ BM: 64, BN: 64, BK: 16, TM: 8, TN: 16, WM: 8 })).toMatch(/WM=8/);
     expect(tiledConfigProblem({ BM: 64, BN: 64, BK: 16, TM: 8, TN: 8, WM: 3 as 4 })).toMatch(/must be 1, 2, 4/);
     expect(tiledConfigProblem({ BM: 64, BN: 64, BK: 16, TM: 8, TN: 8, NP: true, DB: true })).toMatch(/NP/);
+    expect(tiledConfigProblem({ BM: 64, BN: 64, BK: 16, TM: 8, TN: 8, U2: true })).toMatch(/U2/);
     expect(tiledConfigName({ BM: 64, BN: 128, BK: 16, TM: 8, TN: 8, WM: 8 })).toBe('64x128x16-8x8-wm8');
   });
 });

@@ -43,6 +43,11 @@ export interface TiledConfig {
    * chains stop at ~43 (benchmarks/gpu/probes/f32-sweep.ts).
    */
   SF?: boolean;
+  /**
+   * With DB: the K loop unrolled by two, so each half reads and fills buffers at constant
+   * offsets (no run-time buffer index in the shared-memory addresses).
+   */
+  U2?: boolean;
   /** Accumulators and prefetch registers as separate variables instead of arrays. */
   VARS?: boolean;
   /**
@@ -56,7 +61,7 @@ export interface TiledConfig {
 }
 
 export function tiledConfigName(c: TiledConfig): string {
-  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}${c.SW ? `-sw${c.SW}` : ''}${c.AR ? '-ar' : ''}${c.VARS ? '-vars' : ''}${c.WM ? `-wm${c.WM}` : ''}${c.NP ? '-np' : ''}${c.SF ? '-sf' : ''}`;
+  return `${c.BM}x${c.BN}x${c.BK}-${c.TM}x${c.TN}${c.DB ? '-db' : ''}${c.SW ? `-sw${c.SW}` : ''}${c.AR ? '-ar' : ''}${c.VARS ? '-vars' : ''}${c.WM ? `-wm${c.WM}` : ''}${c.NP ? '-np' : ''}${c.SF ? '-sf' : ''}${c.U2 ? '-u2' : ''}`;
 }
 
 /** Checks a configuration's internal consistency; returns why it is invalid, or null. */
@@ -68,6 +73,7 @@ export function tiledConfigProblem(c: TiledConfig): string | null {
   if (BM % TM || BN % TN) return 'BM must be a multiple of TM and BN of TN';
   const threads = (BM / TM) * (BN / TN);
   if (threads > 256) return `needs ${threads} threads per workgroup (at most 256)`;
+  if (c.U2 && !c.DB) return 'U2 (K loop unrolled by two) applies to the double-buffered loop (DB) only';
   if (c.NP && c.DB) return 'NP (no register prefetch) applies to the single-buffered loop only, not with DB';
   if (c.WM !== undefined) {
     if (![1, 2, 4, 8, 16, 32].includes(c.WM)) return 'WM (thread columns per 32-thread block) must be 1, 2, 4, 8, 16 or 32';
@@ -339,6 +345,27 @@ ${stage(B, c, NT, 'sb')}
     workgroupBarrier();
     cur = 1u - cur;
   }`;
+  // The same, unrolled by two: half h multiplies buffer h and fills buffer 1 - h.
+  const half = (h: number) => `    k0 += ${c.BK}u;
+    more = k0 < u.K;
+    if (more) {
+${fetchAll}
+    }
+${compute(c, TX, TY, `${h * SA}u + `, `${h * SB}u + `)}
+    if (more) {
+${stage(A, c, NT, `${(1 - h) * SA}u`)}
+${stage(B, c, NT, `${(1 - h) * SB}u`)}
+    }
+    workgroupBarrier();
+    if (!more) { break; }`;
+  const doubleBufferedU2 = `${stage(A, c, NT)}
+${stage(B, c, NT)}
+  workgroupBarrier();
+  var more = true;
+  loop {
+${half(0)}
+${half(1)}
+  }`;
   const key = `matmul/tiled/${tiledConfigName(c)}/${a.dtype}${p.transA ? 'T' : 'N'}${A.vec ? 'v' : 's'}/${b.dtype}${p.transB ? 'T' : 'N'}${B.vec ? 'v' : 's'}/${checked ? 'checked' : 'exact'}`;
   return {
     key, inputs: 2, outputs: 1, uniform: true,
@@ -365,7 +392,7 @@ ${tileOrigin(c)}
   ${regDecl(c, 'pa', regType(A), perA)}
   ${regDecl(c, 'pb', regType(B), perB)}
   var k0 = 0u;
-${c.NP ? unprefetched : `${fetchAll}\n${c.DB ? doubleBuffered : singleBuffered}`}
+${c.NP ? unprefetched : `${fetchAll}\n${c.DB ? (c.U2 ? doubleBufferedU2 : doubleBuffered) : singleBuffered}`}
 ${store(c, TX, TY, checked)}
 }`,
   };
