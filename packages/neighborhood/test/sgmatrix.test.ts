@@ -60,7 +60,14 @@ describe('subgroup-matrix neighborhood kernel: host side', () => {
     expect(sgUnsupported(fake, p, { ...CFG, stack: 2, chunkBlocks: 4 })).toMatch(/one chunk/);
     expect(sgUnsupported(fake, p, { ...CFG, oDtype: 'f16', chunkBlocks: 4 })).toMatch(/f16 O needs the key box in one chunk/);
     expect(sgUnsupported(fake, p, { ...CFG, oDtype: 'f16', sDtype: 'f16' })).toBe('');
-    for (const t of [q, small, f32]) t.dispose();
+    // Library choice on a capable adapter: K/V sharing for a 13x13 window, the chunked kernel when the box needs several chunks.
+    const big = random(be, [1, 2, 64, 64, 32], { dtype: 'f16' });
+    expect(sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 13 }), 2)?.share).toBe(true);
+    const wide = sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 17 }), 2);
+    expect(wide).not.toBeNull();
+    expect(wide?.share).toBeFalsy();
+    expect(sgConfigFor(fake, describeProblem('test', 2, small, small, small, { kernelSize: 3 }), 2)).toBeNull();
+    for (const t of [q, small, f32, big]) t.dispose();
   });
 
   it('generated WGSL: every barrier outside lane-dependent control flow, one program per configuration', () => {

@@ -38,6 +38,10 @@ const CASES: Array<[SgConfig, SgShape]> = [
   [{ ...base, sub: [2, 2, 4], sDtype: 'f32', oDtype: 'f32', subgroups: 2 }, S3],
   [{ ...base, share: true, subgroups: 4 }, { D: 32, k: [1, 9, 7] }],
   [{ ...base, share: true, subgroups: 2, oDtype: 'f32', stageBlocks: 8 }, { D: 32, k: [1, 5, 7] }],
+  [{ ...base, share: true, subgroups: 2, oDtype: 'f32', stageBlocks: 4 }, S2],
+  [{ ...base, sub: [2, 2, 4], oDtype: 'f32', subgroups: 2, chunkBlocks: 8 }, S3],
+  [{ ...base, sub: [1, 2, 8], oDtype: 'f32' }, S3],
+  [{ ...base, oDtype: 'f32', chunkBlocks: 16 }, { D: 32, k: [1, 17, 17] }],
 ];
 
 const which = process.argv[2];
