@@ -34,29 +34,24 @@ interface Variant { name: string; kernel: 'tiled' | 'v1' | 'micro'; tiled?: SgTi
 const M = (name: string, micro: Micro, note: string): Variant => ({ name, kernel: 'micro', micro, check: false, note });
 
 const V = (name: string, tiled: SgTiledOptions, note?: string, check = true): Variant => ({ name, kernel: 'tiled', tiled, check, note });
-// Round 2 (round 1: benchmarks/results/h200/attn-sg-sweep.r1.json): the round-1 winner
-// (frag 4x32, 38 TFLOP/s) against register-pressure cuts (scores reread from workgroup
-// memory, prefetch only across P.V), V straight from storage (which frees the room for
-// 64-key tiles with 4 subgroups), 2 subgroups, and a repeat of the winner for run-to-run spread.
+// Round 3. Round 1 (benchmarks/results/h200/attn-sg-sweep.r1.json): frag 4x32 38 TFLOP/s,
+// best by far. Round 2 (attn-sg-sweep.r2.json): every timing 2-4x slower (shared GPU), and
+// 2 subgroups per workgroup wrong on the hardware (now refused by the kernel builder). Here:
+// the candidates once more, then timed in interleaved turns (best median kept).
 const VARIANTS: Variant[] = [
-  V('frag-4x32-p8-lazy8', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, 'round-1 winner'),
-  V('frag-4x32-p8-lazy8-rr', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, reread: true }, 'scores read twice from workgroup memory, not held in registers'),
+  V('frag-4x32-p8-lazy8', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, 'the library default (round-1 winner)'),
+  V('frag-8x32-p8-lazy8', { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }),
+  V('frag-8x32-p8-lazy8-rr', { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, reread: true }, 'scores read twice from workgroup memory, not held in registers'),
   V('frag-4x32-p8-lazy8-pfpv', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: 'pv' }, 'next tile loaded into registers just before P.V'),
-  V('frag-4x32-p8-lazy8-pfpv-rr', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: 'pv', reread: true }),
+  V('frag-4x32-p8-lazy8-rr', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, reread: true }),
   V('fragk-4x32-p8-lazy8', { NSG: 4, KT: 32, stage: 'fragk', pad: 8, rescale: 'lazy', tau: 8 }, 'K staged, V fragments straight from storage'),
   V('fragk-4x64-p8-lazy8', { NSG: 4, KT: 64, stage: 'fragk', pad: 8, rescale: 'lazy', tau: 8 }, 'K staged, V from storage, 64-key tiles'),
-  V('fragk-4x64-p8-lazy8-rr', { NSG: 4, KT: 64, stage: 'fragk', pad: 8, rescale: 'lazy', tau: 8, reread: true }),
-  V('frag-2x32-p8-lazy8', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }),
-  V('frag-2x32-p8-lazy8-rr', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, reread: true }),
-  V('smem-4x32-p8-lazy8-rr', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, reread: true }),
-  V('frag-8x32-p8-lazy8-rr', { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, reread: true }),
-  V('fragk-4x64-p8-lazy8-pfpv-rr', { NSG: 4, KT: 64, stage: 'fragk', pad: 8, rescale: 'lazy', tau: 8, prefetch: 'pv', reread: true }),
-  V('frag-4x32-p8-twopass-rr', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'twopass', tau: 8, reread: true }, 'exact max/sum sweep first; 1.5x the MMA work'),
+  V('fragk-8x32-p8-lazy8', { NSG: 8, KT: 32, stage: 'fragk', pad: 8, rescale: 'lazy', tau: 8 }, 'K staged, V from storage, 128 query rows'),
+  V('smem-4x32-p8-lazy8', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8 }),
+  V('frag-4x32-p8-twopass', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'twopass', tau: 8 }, 'exact max/sum sweep first; 1.5x the MMA work'),
   V('frag-4x32-p8-statsonly', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'stats-only', tau: 8 }, 'ablation: Q.K^T + softmax statistics only (half the MMA work); TFLOP/s counts full attention FLOPs, output is not attention', false),
   M('mma-wg-colmajor-s136', { from: 'workgroup', colMajor: true, stride: 136 }, 'ceiling of the Q.K^T pattern: 8 resident left fragments x right fragments loaded column-major from workgroup memory (row stride 136 halves), 1 load per MMA, 4 subgroups'),
   M('mma-storage-colmajor', { from: 'storage', colMajor: true, stride: 128 }, 'right fragments loaded column-major from a 1 MiB storage buffer (L1/L2 hits), 1 load per MMA'),
-  V('frag-4x32-p8-lazy8#2', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, 'the round-1 winner again (run-to-run spread)'),
-  V('frag-2x64-p8-lazy8', { NSG: 2, KT: 64, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, 'wrong on the H200 in round 1 (right on lavapipe with matrices emulated): repeat'),
   { name: 'v1-kt64', kernel: 'v1', v1: { keyTile: 64, init: 'mul' }, check: true, note: 'the kernel the library used before: 1 subgroup per workgroup, O rescaled through workgroup memory every tile' },
 ];
 
@@ -65,6 +60,7 @@ interface Row {
   medianMs?: number; minMs?: number; maxMs?: number; tflops?: number;
   maxAbsErrVsCpu?: number; cpuChecks?: string; maxAbsErrVsPlain?: number;
   config?: unknown; notes: string; error?: string;
+  interleavedMedians?: number[]; bestInterleavedMs?: number; bestInterleavedTflops?: number;
 }
 
 function rowsFile(): string { return join(outDir, `${NAME}.json`); }
@@ -232,6 +228,13 @@ async function runMicro(m: Micro): Promise<{ t: Awaited<ReturnType<typeof timeIt
   return { t, tflops: (wgs * 4 * iters * 32 * 2 * 16 ** 3) / (t.medianMs * 1e9) };
 }
 
+function applyVariant(vr: Variant): void {
+  configureSgPrefill(vr.kernel === 'tiled'
+    ? { kernel: 'tiled', tiled: {}, windowMasks: true }
+    : { kernel: 'v1', windowMasks: true, keyTile: vr.v1!.keyTile, init: vr.v1!.init, sync: 'barrier' });
+  if (vr.tiled) configureSgPrefill({ tiled: vr.tiled });
+}
+
 const progress = join(outDir, `${NAME}.progress`);
 // The round gives the whole script 60 s; variants are listed most telling first.
 const BUDGET_MS = Number(arg('--budget-s') ?? 50) * 1000;
@@ -252,10 +255,7 @@ for (let idx = skip; idx < VARIANTS.length; idx++) {
       console.log(`${vr.name}: ${t.medianMs.toFixed(3)} ms ${tflops.toFixed(1)} TFLOP/s`);
       continue;
     }
-    configureSgPrefill(vr.kernel === 'tiled'
-      ? { kernel: 'tiled', tiled: {}, windowMasks: true }
-      : { kernel: 'v1', windowMasks: true, keyTile: vr.v1!.keyTile, init: vr.v1!.init, sync: 'barrier' });
-    if (vr.tiled) configureSgPrefill({ tiled: vr.tiled });
+    applyVariant(vr);
     row.config = sgPrefillConfig();
     setPrefillPath('subgroup-matrix');
     if (vr.check) {
@@ -278,7 +278,35 @@ for (let idx = skip; idx < VARIANTS.length; idx++) {
   writeRows(meta, rows);
   console.log(`${vr.name}: ${row.error ? `FAILED ${row.error}` : `${row.medianMs!.toFixed(3)} ms ${row.tflops!.toFixed(1)} TFLOP/s; vs CPU ${row.cpuChecks ?? 'n/a'}; vs plain ${row.maxAbsErrVsPlain?.toExponential(2) ?? 'n/a'}`}`);
 }
-configureSgPrefill({ kernel: 'tiled', tiled: {}, windowMasks: false });
+// Interleaved timing: the GPU was shared with other probes in round 2 (every figure 2-4x
+// slower than round 1, the same kernel 12.8 ms then 7.1 ms in one run), so the variants
+// that ran are timed again in turns, PASSES times, and each keeps its best median.
+const PASSES = 4;
+const timed = VARIANTS.map((vr, i) => ({ vr, row: rows.find((r) => r.variant === vr.name), i }))
+  .filter(({ vr, row }) => hasSg && !vr.micro && row && !row.error && row.medianMs !== undefined);
+if (hasSg && skip < VARIANTS.length && (!only || only.length > 1)) {
+  writeFileSync(progress, String(VARIANTS.length));
+  for (let pass = 0; pass < PASSES && Date.now() - started < BUDGET_MS + 5000; pass++) {
+    for (const { vr, row } of timed) {
+      try {
+        applyVariant(vr);
+        setPrefillPath('subgroup-matrix');
+        const t = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps: 3, targetMs: 10 });
+        (row!.interleavedMedians ??= []).push(Number(t.medianMs.toFixed(4)));
+      } catch (e) {
+        row!.notes += ` interleaved pass ${pass} failed: ${(e as Error).message.slice(0, 120)}`;
+      } finally {
+        setPrefillPath('plain');
+      }
+    }
+  }
+  for (const { row } of timed) {
+    const best = Math.min(...(row!.interleavedMedians ?? [Infinity]));
+    if (Number.isFinite(best)) { row!.bestInterleavedMs = best; row!.bestInterleavedTflops = flops / (best * 1e9); }
+  }
+  console.log(`${NAME}: interleaved (best of ${PASSES} turns): ${timed.map(({ row }) => `${row!.variant} ${row!.bestInterleavedMs?.toFixed(3)} ms ${row!.bestInterleavedTflops?.toFixed(1)} TF`).join('; ')}`);
+}
+configureSgPrefill({ kernel: 'tiled', tiled: {}, windowMasks: true });
 writeRows({ ...meta, status: 'complete' }, rows);
 be.destroy();
 process.exit(0);
