@@ -22,9 +22,9 @@ const VARIANTS: SgFlashVariant[] = [
   { ...base, rescale: 'twopass', reread: true },
   { ...base, rescale: 'stats-only' },
   { ...base, NSG: 8, KT: 16 },
-  { ...base, NSG: 2, KT: 64, pad: 0 },
+  { ...base, NSG: 8, KT: 64, pad: 0, stage: 'fragk' },
   { ...base, D: 64, KT: 64, tau: 0 },
-  { ...base, D: 80, NSG: 1, KT: 16 },
+  { ...base, D: 80, KT: 64, stage: 'global' },
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -32,9 +32,16 @@ const here = dirname(fileURLToPath(import.meta.url));
 describe('tiled subgroup-matrix prefill WGSL (Dawn null backend, Tint front end)', () => {
   for (const v of VARIANTS) {
     it(`is valid WGSL: ${JSON.stringify(v)}`, () => {
-      const r = spawnSync(process.execPath, ['--conditions=@attnkit/source', '--import', 'tsx', join(here, 'wgsl-check.ts'), JSON.stringify([v])], { encoding: 'utf8', timeout: 60_000 });
-      const line = r.stdout.split('\n').find((l) => l.startsWith('WGSL-CHECK '));
-      expect(line, `checker exited ${r.status}: ${r.stderr.slice(-500)}`).toBeDefined();
+      // Dawn's process itself aborts now and then (the futex error); that is retried, a
+      // validation message is not.
+      let line: string | undefined;
+      let last = '';
+      for (let attempt = 0; attempt < 3 && !line; attempt++) {
+        const r = spawnSync(process.execPath, ['--conditions=@attnkit/source', '--import', 'tsx', join(here, 'wgsl-check.ts'), JSON.stringify([v])], { encoding: 'utf8', timeout: 60_000 });
+        line = r.stdout.split('\n').find((l) => l.startsWith('WGSL-CHECK '));
+        last = `checker exited ${r.status} ${r.signal ?? ''}: ${r.stderr.slice(-300)}`;
+      }
+      expect(line, last).toBeDefined();
       const { errors } = JSON.parse(line!.slice('WGSL-CHECK '.length)) as { errors: string[][] };
       expect(errors[0]).toEqual([]);
     });

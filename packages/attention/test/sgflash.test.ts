@@ -65,18 +65,19 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
     const base: SgFlashVariant = { D: 128, NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, sgSize: 32 };
     expect(() => checkSgFlashVariant({ ...base, KT: 24 })).toThrow(ArgumentError);
     expect(() => checkSgFlashVariant({ ...base, NSG: 3 })).toThrow(/NSG/);
+    expect(() => checkSgFlashVariant({ ...base, NSG: 2 })).toThrow(/NSG/);
     expect(() => checkSgFlashVariant({ ...base, pad: 4 })).toThrow(/pad/);
     expect(() => checkSgFlashVariant({ ...base, D: 72 })).toThrow(/D/);
   });
 
   if (gpu) {
+    // Small on purpose: every lane multiplies whole 16x16 matrices here (1-3 s per case on an
+    // idle machine; a busy one made llvmpipe's compiles 10-20x slower).
     const cases: Array<[string, Omit<SgFlashVariant, 'D' | 'sgSize'>, Dims, AttentionOptions, (d: Dims) => Visible]> = [
-      ['frag 2x32 lazy prefetch, causal GQA, partial last tile', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: true }, { B: 1, Hq: 2, Hkv: 1, S: 80, L: 96, kvLength: 80, D: 16 }, { causal: true }, causalVis],
-      ['frag 2x32 twopass prefetch, dense, queries at the end', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'twopass', tau: 8, prefetch: true }, { B: 1, Hq: 1, Hkv: 1, S: 48, L: 96, kvLength: 72, D: 16 }, {}, () => () => true],
-      ['fragk 2x64 lazy, prefetch before P.V, scores reread, causal', { NSG: 2, KT: 64, stage: 'fragk', pad: 8, rescale: 'lazy', tau: 8, prefetch: 'pv', reread: true }, { B: 1, Hq: 1, Hkv: 1, S: 96, L: 128, kvLength: 96, D: 16 }, { causal: true }, causalVis],
-      ['smem 2x32 lazy, causal', { NSG: 2, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 16 }, { causal: true }, causalVis],
-      ['global 2x32 exact, causal queries at the end', { NSG: 2, KT: 32, stage: 'global', pad: 0, rescale: 'lazy', tau: 0 }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 96, kvLength: 72, D: 32 }, { causal: true }, causalVis],
-      ['frag 2x32 lazy, window 20 with 3 sinks', { NSG: 2, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 16 },
+      ['frag 4x32 lazy, prefetch before P.V, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: 'pv' }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
+      ['fragk 4x32 twopass, early prefetch, scores reread, dense, queries at the end', { NSG: 4, KT: 32, stage: 'fragk', pad: 8, rescale: 'twopass', tau: 8, prefetch: true, reread: true }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 64, kvLength: 48, D: 32 }, {}, () => () => true],
+      ['global 4x32 lazy, causal queries at the end', { NSG: 4, KT: 32, stage: 'global', pad: 0, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 16, L: 64, kvLength: 40, D: 16 }, { causal: true }, causalVis],
+      ['smem 4x32 exact rescale, window 20 with 3 sinks', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 0 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
     ];
     for (const [name, v, d, opts, vis] of cases) {

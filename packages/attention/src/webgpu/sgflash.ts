@@ -103,6 +103,9 @@ export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
   const frag = v.stage === 'frag' || v.stage === 'fragk';
   if (frag && ((v.KT / 16) * (v.D / 16)) % v.NSG !== 0) bad('stage', `'${v.stage}' with (KT/16)*(D/16) a multiple of NSG`, v.stage);
   if (v.prefetch && !frag) bad('prefetch', "stage 'frag' or 'fragk'", v.stage);
+  // Fragment copies per subgroup per tile: 16 (2 subgroups, K and V) gave wrong results on
+  // the H200, 8 and fewer were right in every check.
+  if (frag && (((v.KT / 16) * (v.D / 16)) / v.NSG) * (v.stage === 'frag' ? 2 : 1) > 8) bad('stage', `'${v.stage}' with at most 8 fragment copies per subgroup per tile`, v.stage);
   if (v.stage === 'smem' && ((v.KT * v.D) / 8) % (v.NSG * v.sgSize) !== 0) bad('stage', `'smem' with KT*D/8 a multiple of the workgroup size`, v.stage);
 }
 
