@@ -12,7 +12,7 @@
 //   node --conditions=@attnkit/source --import tsx benchmarks/gpu/probes/paro-e2e.ts --small --out /tmp/x
 import {
   blockSparseAttention, calibrate, denseAttention, gatherTokens, maskDensity, paroAttention, planFor, 
-  configureInt8PV, configureSgmatrixPV, sgmatrixInt8Available, sgmatrixPVAvailable, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
+  configureSparseStaging, sgmatrixInt8Available, sgmatrixPVAvailable, syntheticVideoQK, tokenCount, type ParoOptions, type VideoLayout,
 } from '@attnkit/paro';
 import { CpuBackend, createBackend, random, tensor, WebGpuBackend, type Tensor } from '@attnkit/tensor';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -236,10 +236,10 @@ const reusedOut = be.empty('probe', 'f16', [1, H, N, D]);
 const keep = reusedOut.dispose.bind(reusedOut);
 reusedOut.dispose = () => {};
 const paro = (opts: ParoOptions) => () => paroAttention(q, k, v, cal, opts);
-/** Runs `fn` with the int8-P.V kernel staging whole key blocks. */
-const blockStaged = (fn: () => Tensor) => (): Tensor => {
-  configureInt8PV({ blockStaged: true });
-  try { return fn(); } finally { configureInt8PV({ blockStaged: false }); }
+/** Runs `fn` with the plain/float kernel staging whole key blocks. */
+const sparseStaged = (fn: () => Tensor) => (): Tensor => {
+  configureSparseStaging(true);
+  try { return fn(); } finally { configureSparseStaging(false); }
 };
 const variants: Variant[] = [
   { name: 'dense', withTimeIt: true, call: () => denseAttention(q, k, v), ref: Float32Array.from(denseOut), flops: denseFlops, notes: 'our fused dense f16 kernel, every block: the comparator' },
@@ -253,9 +253,9 @@ if (hasSgm) {
 }
 variants.push(
   { name: 'kernel-int8', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'plain' }), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'quantize (scratch) + plain int8 kernel (packed Q.K) on pre-permuted tokens' },
-  { name: 'e2e-fused-int8-int8pv', call: paro({ qk: 'int8', pv: 'int8' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: "pv: 'int8': V quantized per 64-key block and channel (gathering pass), P.V as dot4I8Packed of the 0..127 P integers with int8 V" },
-  { name: 'kernel-int8-int8pv', call: () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', pv: 'int8' }), ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'quantize Q, K, V (scratch) + int8 P.V kernel on pre-permuted tokens' },
-  { name: 'e2e-fused-int8-int8pv-blockstaged', call: blockStaged(paro({ qk: 'int8', pv: 'int8' })), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8-int8pv', notes: 'as e2e-fused-int8-int8pv with a whole 64-key block of K and V staged per barrier pair' },
+  { name: 'e2e-fused-int8-blockstaged', call: sparseStaged(paro({ qk: 'int8' })), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: 'e2e-fused-int8 with the plain kernel staging a whole 64-key block of K and V per barrier pair' },
+  { name: 'e2e-fused-float-blockstaged', call: sparseStaged(paro({ qk: 'float' })), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-float', notes: 'e2e-fused-float with whole-block staging' },
+  { name: 'e2e-fused-int8-int8pv', withTimeIt: true, call: paro({ qk: 'int8', pv: 'int8' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: "pv: 'int8': V quantized per 64-key block and channel (gathering pass), P.V as dot4I8Packed of the 0..127 P integers with int8 V" },
   { name: 'kernel-float', call: () => blockSparseAttention(qp, kp, vp, plan.mask), ref: densePermuted as Float32Array, flops: sparseFlops, notes: 'float kernel on pre-permuted tokens' },
 );
 for (const vr of variants) { await measure(vr); save(); }
@@ -271,15 +271,7 @@ for (const vr of variants) { await measure(vr); save(); }
 // Last: both products on subgroup matrices (new kernel, first run on the H200; the staged
 // subgroup-matrix trap in shared/gpu/README.md means it could take the process down).
 if (hasPV) {
-  const pvKernel = () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8', int8Path: 'sgmatrix-pv' });
-  const pv: Variant[] = [
-    { name: 'kernel-int8-sgmatrix-pv16', call: pvKernel, ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'quantize (scratch) + Q.K i8 / P.V f16 subgroup-matrix kernel, one subgroup per 16 query rows (~11 KB workgroup memory), pre-permuted tokens' },
-    { name: 'e2e-fused-int8-sgmatrix-pv16', withTimeIt: true, call: paro({ qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: 'fused end to end with the rows16 Q.K i8 + P.V f16 kernel (V gathered into scratch first)' },
-  ];
-  for (const vr of pv) { await measure(vr); save(); }
-  configureSgmatrixPV({ layout: 'rows64' });
-  await measure({ name: 'kernel-int8-sgmatrix-pv64', call: pvKernel, ref: densePermuted as Float32Array, flops: sparseFlops, sameAs: 'kernel-int8', notes: 'the round-1 layout: two subgroups per 64-query block, ~41 KB workgroup memory' });
-  configureSgmatrixPV({ layout: 'rows16' });
+  await measure({ name: 'e2e-fused-int8-sgmatrix-pv16', call: paro({ qk: 'int8', int8Path: 'sgmatrix-pv' }), ref: denseOut as Float32Array, flops: sparseFlops, sameAs: 'e2e-fused-int8', notes: 'fused end to end with the rows16 Q.K i8 + P.V f16 subgroup-matrix kernel (V gathered into scratch first)' });
   save();
 } else {
   console.log('sgmatrix-pv: not available on this adapter');

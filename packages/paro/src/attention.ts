@@ -3,7 +3,7 @@ import {
   type Tensor, type WebGpuBackend,
 } from '@attnkit/tensor';
 import {
-  channelMeanFromPartialsProgram, channelMeanProgram, channelPartialProgram, chunkFor, gatherProgram, quantizeProgram, sparseProgram,
+  channelMeanFromPartialsProgram, channelMeanProgram, channelPartialProgram, chunkFor, gatherProgram, quantizeProgram, sparseProgram, sparseStaging,
 } from './kernels.js';
 import {
   sgmatrixInt8Available, sgmatrixPVAvailable, sgmatrixPVLayout, sparseSgmatrixPV16Program, sparseSgmatrixProgram, sparseSgmatrixPVProgram,
@@ -334,7 +334,10 @@ export function runSparse(
       ? sparseSgmatrixPVProgram(d.D, mask === 'dense', gathered)
       : useSgmatrix
       ? sparseSgmatrixProgram(d.dtype, d.D, mask === 'dense', gathered)
-      : sparseProgram({ qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense', chunk: chunkFor(be.name), gathered }),
+      : sparseProgram({
+        qk, dtype: d.dtype, headDim: d.D, dense: mask === 'dense', chunk: chunkFor(be.name), gathered,
+        blockStaged: sparseStaging({ qk, headDim: d.D }, be.caps.maxComputeWorkgroupStorageSize),
+      }),
     inputs, outputs: [be.buffer(out, op)],
     uniforms: packUniforms([['u32', d.H], ['u32', d.Hkv], ['u32', d.N], ['u32', nB], ['f32', scale * LOG2E]]),
     grid: [rows16 ? nB * 4 : nB, 1, d.B * d.H],

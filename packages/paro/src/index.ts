@@ -6,7 +6,7 @@ export { calibrationFromJson, calibrationToJson, parseCalibration } from './json
 export { paroAttention, planFor, type ParoOptions, type ParoPlan } from './paro.js';
 export { syntheticVideoQK, type SyntheticOptions } from './synthetic.js';
 export { CalibrationFormatError, DensityError, LayoutError } from './errors.js';
-export { chunkFor, configurePackedDot, sparseProgram, CHUNK } from './kernels.js';
+export { chunkFor, configurePackedDot, configureSparseStaging, sparseProgram, CHUNK } from './kernels.js';
 export { configureInt8PV, quantizeVProgram, sparseInt8PVProgram, type Int8PVConfig } from './kernels-int8pv.js';
 export {
   configureSgmatrixPV, sgmatrixInt8Available, sgmatrixProbeProgram, sgmatrixPVAvailable, sparseSgmatrixProgram, sparseSgmatrixPV16Program,

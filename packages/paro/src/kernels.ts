@@ -240,6 +240,28 @@ export interface SparseConfig {
    * Default true; false keeps the unpacked f32 route (the H200 probe compares both).
    */
   packedDot?: boolean;
+  /**
+   * Stage a whole 64-key block of K and V per barrier pair instead of one chunk (as the
+   * int8-P.V kernel does by default). Off by default here until measured on the H200.
+   */
+  blockStaged?: boolean;
+}
+
+let blockStagedDefault = false;
+/** Benchmarks switch whole-block staging of the plain/float kernel on (SparseConfig.blockStaged). */
+export function configureSparseStaging(on: boolean): void {
+  blockStagedDefault = on;
+}
+
+/**
+ * Whether sparseProgram stages whole key blocks for this configuration: the setting, and
+ * only where the block's K and V fit the adapter's workgroup memory (float K and V of a
+ * 64-dim head need 33 KB, past the 32 KB some adapters offer).
+ */
+export function sparseStaging(cfg: Pick<SparseConfig, 'qk' | 'headDim'>, maxWorkgroupBytes: number): boolean {
+  const D4 = cfg.headDim / 4;
+  const kBytes = cfg.qk === 'int8' && packedDotDefault ? 4 : 16;
+  return blockStagedDefault && BLOCK * D4 * (kBytes + 16) + BLOCK * 4 <= maxWorkgroupBytes;
 }
 
 /**
@@ -255,6 +277,11 @@ export function sparseProgram(cfg: SparseConfig): Program {
   const { qk, dtype, headDim: D, dense, chunk } = cfg;
   const gathered = cfg.gathered ?? false;
   const packed = qk === 'int8' && (cfg.packedDot ?? packedDotDefault);
+  const staged = cfg.blockStaged ?? blockStagedDefault;
+  const SK = staged ? BLOCK : cfg.chunk; // keys in workgroup memory per barrier pair
+  // Workgroup-memory index of chunk key c, slot p (and of key c's valid flag).
+  const at = (c: number, p: number) => (staged ? `(sub + ${c}u) * ${cfg.headDim / 4}u + ${p}u` : `${c * (cfg.headDim / 4) + p}u`);
+  const kv = (c: number) => (staged ? `sub + ${c}u` : `${c}u`);
   const D4 = D / 4;
   const C = chunk;
   const i8 = qk === 'int8';
@@ -289,19 +316,19 @@ export function sparseProgram(cfg: SparseConfig): Program {
   // ones, dequantized once by sQ * sK.
   const score = (c: number): string => {
     if (packed) {
-      const sum = slots.map((p) => `dot4I8Packed(q${p}, kp[${c * D4 + p}u])`).join(' + ');
-      return `let a${c} = ${sum}; let s${c} = select(${NEG}, f32(a${c}) * f, kvalid[${c}u] != 0u);`;
+      const sum = slots.map((p) => `dot4I8Packed(q${p}, kp[${at(c, p)}])`).join(' + ');
+      return `let a${c} = ${sum}; let s${c} = select(${NEG}, f32(a${c}) * f, kvalid[${kv(c)}] != 0u);`;
     }
-    const chain = slots.slice(1).reduce((acc, p) => `fma(q${p}, ks[${c * D4 + p}u], ${acc})`, `q0 * ks[${c * D4}u]`);
-    return `let a${c} = ${chain}; let s${c} = select(${NEG}, (a${c}.x + a${c}.y + a${c}.z + a${c}.w)${i8 ? ' * f' : ''}, kvalid[${c}u] != 0u);`;
+    const chain = slots.slice(1).reduce((acc, p) => `fma(q${p}, ks[${at(c, p)}], ${acc})`, `q0 * ks[${at(c, 0)}]`);
+    return `let a${c} = ${chain}; let s${c} = select(${NEG}, (a${c}.x + a${c}.y + a${c}.z + a${c}.w)${i8 ? ' * f' : ''}, kvalid[${kv(c)}] != 0u);`;
   };
   const prob = (c: number): string =>
     i8
-      ? `let r${c} = select(0.0, exp2(s${c} - mx), kvalid[${c}u] != 0u); let p${c} = floor(r${c} * 127.0 + 0.5) * (1.0 / 127.0);`
-      : `let p${c} = select(0.0, exp2(s${c} - mx), kvalid[${c}u] != 0u);`;
+      ? `let r${c} = select(0.0, exp2(s${c} - mx), kvalid[${kv(c)}] != 0u); let p${c} = floor(r${c} * 127.0 + 0.5) * (1.0 / 127.0);`
+      : `let p${c} = select(0.0, exp2(s${c} - mx), kvalid[${kv(c)}] != 0u);`;
 
   return {
-    key: `paro/sparse/${qk}/${dtype}/d${D}/c${C}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}${packed ? '/dp4' : ''}`,
+    key: `paro/sparse/${qk}/${dtype}/d${D}/c${C}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}${packed ? '/dp4' : ''}${staged ? '/blockstaged' : ''}`,
     inputs, outputs: 1, uniform: true,
     source: () => `
 ${lines.join('\n')}
@@ -310,9 +337,9 @@ ${i8 ? '' : vecLoader('qb', dtype)}
 ${i8 ? '' : vecLoader('kb', dtype)}
 ${vecLoader('vb', dtype)}
 ${vecStorer('ob', dtype)}
-${packed ? `var<workgroup> kp: array<u32, ${C * D4}>;` : `var<workgroup> ks: array<vec4<f32>, ${C * D4}>;`}
-var<workgroup> vs: array<vec4<f32>, ${C * D4}>;
-var<workgroup> kvalid: array<u32, ${C}>;
+${packed ? `var<workgroup> kp: array<u32, ${SK * D4}>;` : `var<workgroup> ks: array<vec4<f32>, ${SK * D4}>;`}
+var<workgroup> vs: array<vec4<f32>, ${SK * D4}>;
+var<workgroup> kvalid: array<u32, ${SK}>;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -337,10 +364,11 @@ ${slots.map((p) => `  var o${p} = vec4<f32>(0.0);`).join('\n')}
   for (var e = 0u; e < count; e++) {
     let kblk = ${dense ? 'e' : 'lists[(h * u.nB + qblk) * u.nB + e]'};
 ${i8 ? '    let f = qsc * kscale[kh * u.nB + kblk];' : ''}
-    for (var sub = 0u; sub < ${BLOCK}u; sub += ${C}u) {
+${staged ? `    workgroupBarrier();
+    let key0 = kblk * ${BLOCK}u;` : `    for (var sub = 0u; sub < ${BLOCK}u; sub += ${C}u) {
       workgroupBarrier();
-      let key0 = kblk * ${BLOCK}u + sub;
-      for (var s = li; s < ${C * D4}u; s += ${WG}u) {
+      let key0 = kblk * ${BLOCK}u + sub;`}
+      for (var s = li; s < ${SK * D4}u; s += ${WG}u) {
         let c = s / ${D4}u;
         let p = s % ${D4}u;
         let key = key0 + c;
@@ -348,12 +376,14 @@ ${i8 ? '    let f = qsc * kscale[kh * u.nB + kblk];' : ''}
         vs[s] = select(vec4<f32>(0.0), ld_vb(kr * ${D4}u + p), key < u.N);
         if (p == 0u) { kvalid[c] = select(0u, 1u, key < u.N); }
       }
-      for (var s = li; s < ${C * D4}u; s += ${WG}u) {
+      for (var s = li; s < ${SK * D4}u; s += ${WG}u) {
         let kn = min(key0 + s / ${D4}u, u.N - 1u);
         let kr = kh * u.N + ${gathered && !i8 ? 'perm[h * u.N + kn]' : 'kn'};
         ${packed ? `kp[s] = kb[kr * ${D4}u + s % ${D4}u];` : `ks[s] = ${i8 ? `vec4<f32>(unpack4xI8(kb[kr * ${D4}u + s % ${D4}u]))` : `ld_kb(kr * ${D4}u + s % ${D4}u)`};`}
       }
       workgroupBarrier();
+${staged ? `    for (var sq = 0u; sq < ${BLOCK / C}u; sq++) {
+      let sub = sq * ${C}u;` : ''}
 ${keys.map((c) => `      ${score(c)}`).join('\n')}
       var mx = m;
 ${keys.map((c) => `      mx = max(mx, s${c});`).join('\n')}
@@ -361,7 +391,7 @@ ${keys.map((c) => `      mx = max(mx, s${c});`).join('\n')}
 ${keys.map((c) => `      ${prob(c)}`).join('\n')}
       l = l * alpha + ${keys.map((c) => (i8 ? `r${c}` : `p${c}`)).join(' + ')};
 ${slots.map((p) => `      o${p} = o${p} * alpha;`).join('\n')}
-${keys.map((c) => `      ${slots.map((p) => `o${p} = fma(vec4<f32>(p${c}), vs[${c * D4 + p}u], o${p});`).join(' ')}`).join('\n')}
+${keys.map((c) => `      ${slots.map((p) => `o${p} = fma(vec4<f32>(p${c}), vs[${at(c, p)}], o${p});`).join(' ')}`).join('\n')}
       m = mx;
     }
   }

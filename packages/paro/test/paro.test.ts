@@ -3,7 +3,7 @@ import { backendsForTests, compareClose, TOLERANCE } from '@attnkit/tensor/testi
 import * as E from 'fp-ts/lib/Either.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  AXIS_ORDERS, blockSparseAttention, calibrate, configureInt8PV, configurePackedDot, quantizeBlocks, calibrationFromJson, calibrationToJson, CalibrationFormatError,
+  AXIS_ORDERS, blockSparseAttention, calibrate, configureInt8PV, configurePackedDot, configureSparseStaging, quantizeBlocks, calibrationFromJson, calibrationToJson, CalibrationFormatError,
   DensityError, denseAttention, fullMask, LayoutError, maskDensity, orderPermutation, paroAttention,
   syntheticVideoQK, tokenCount, type BlockMask, type Calibration, type VideoLayout,
 } from '../src/index.js';
@@ -128,6 +128,15 @@ describe('block-sparse kernels against the float64 reference', () => {
         expect(compareClose(unpacked, got, 0, 0).ok).toBe(true);
       } finally {
         configurePackedDot(true);
+      }
+      // Whole-block staging of K and V changes the schedule, not the arithmetic (int8 and float).
+      const floatGot = await blockSparseAttention(q, k, v, mask).toArray();
+      configureSparseStaging(true);
+      try {
+        expect(compareClose(await blockSparseAttention(q, k, v, mask, { qk: 'int8' }).toArray(), got, 0, 0).ok).toBe(true);
+        expect(compareClose(await blockSparseAttention(q, k, v, mask).toArray(), floatGot, 0, 0).ok).toBe(true);
+      } finally {
+        configureSparseStaging(false);
       }
     }
   });
