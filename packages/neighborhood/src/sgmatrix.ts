@@ -63,6 +63,13 @@ export interface SgConfig {
    */
   share?: boolean;
   stageBlocks?: number;
+  /**
+   * Probe-only ablations (wrong results, for timing the phases): drop S = Q·Kᵀ, the
+   * softmax pass, O += P·V, or all three ('io': staging and output only).
+   */
+  ablate?: 'nos' | 'nosoftmax' | 'nopv' | 'io';
+  /** Emit the softmax's 16-row loop straight-line so rows can overlap. */
+  unrollRows?: boolean;
   /** Subtiles per subgroup stacked along axis 1 sharing K/V fragment loads (1, 2, or 4 with f16 O; sgstacked.ts). */
   stack?: number;
 }
@@ -81,14 +88,12 @@ const FRAG = 16;
  * benchmarks/gpu/probes/na-sweep.ts). Rank 1 stays on the plain kernel until it has been measured.
  */
 export const SG_DEFAULTS: Partial<Record<1 | 2 | 3, SgConfig[]>> = {
-  2: [
-    // H200 round 2: K/V shared by 4 subgroups (16x4 queries per workgroup), f16 O: 1.56 ms
-    // median against 3.2-4.1 ms for the one-subgroup kernel below in the same (shared-GPU) run.
-    { sub: [1, 4, 4], chunkBlocks: 16, subgroups: 4, sDtype: 'f16', oDtype: 'f16', share: true, stageBlocks: 4 },
-    // Any window (several chunks, online rescale): round 1, 1.37 ms against 4.95 ms for the plain kernel.
-    { sub: [1, 4, 4], chunkBlocks: 16, subgroups: 1, sDtype: 'f16', oDtype: 'f32' },
-  ],
-  3: [{ sub: [2, 2, 4], chunkBlocks: 16, subgroups: 1, sDtype: 'f16', oDtype: 'f32' }],
+  // H200, round-robin timing in one process (na-sweep r4): 0.96 ms min against 1.56 ms for the
+  // plain kernel; padded rows (1.19 ms), K/V shared by 4 subgroups (1.19-1.31 ms) and f32 S
+  // (2.3 ms) were slower. Any window: boxes over 16 blocks take several chunks (online rescale).
+  2: [{ sub: [1, 4, 4], chunkBlocks: 16, subgroups: 1, sDtype: 'f16', oDtype: 'f32', pad: false }],
+  // 3-D 16x32x32, 7x7x7: every sg configuration timed within 5% of the plain kernel (2.5-2.6 ms
+  // vs 2.63 ms), so 3-D keeps the plain kernel (f32 accumulation throughout).
 };
 
 /**
@@ -261,6 +266,39 @@ ${fs.slice(1).map((f) => `        acc = subgroupMatrixMultiplyAccumulate(qf[${f}
     sPhase = s1.join('\n');
     pvPhase = p1.join('\n');
   }
+  const rowBody = `      let iq = min(tileStart + qpos(r), lg - vec3<i32>(1));
+      let lo = ws3(iq, lg, kk, cz) - boxLo;
+      let hi = we3(iq, lg, kk, cz) - boxLo;
+      var mloc = NEG;
+${softmaxCols.map((j) => `      let c${j} = ${j * 32}u + lane;
+      let k${j} = kpos(ch, c${j});
+      let ok${j} = ch * ${CB}u + c${j} / 16u < ${box.blocks}u && all(k${j} >= lo) && all(k${j} <= hi);
+      let s${j} = select(NEG, f32(ss[sBase + r * ${SR}u + c${j}]) * u.scale, ok${j});
+      mloc = max(mloc, s${j});`).join('\n')}
+      let mold = subgroupShuffle(mrow, r);
+      let mn = max(mold, subgroupMax(mloc));
+      let alpha = exp2(mold - mn);
+      var psum = 0.0;
+${softmaxCols.map((j) => `      let p${j} = select(0.0, exp2(s${j} - mn), ok${j});
+      psum += p${j};${oF16 ? '' : `
+      ${hsName}[hBase + r * ${PR}u + c${j}] = f16(p${j});`}`).join('\n')}
+      let lsum = subgroupAdd(psum);${oF16 ? `
+      // One chunk: the row sum is final, so P is normalized here and O needs no rescale.
+      let inv = 1.0 / lsum;
+${softmaxCols.map((j) => `      ${hsName}[hBase + r * ${PR}u + c${j}] = f16(p${j} * inv);`).join('\n')}` : ''}
+      if (lane == r) {
+        mrow = mn;
+        lrow = ${oF16 ? '1.0' : 'lrow * alpha + lsum'};
+        arow = alpha;
+      }
+`;
+  let softmaxPhase = cfg.unrollRows
+    ? Array.from({ length: 16 }, (_, r) => `    {\n      let r = ${r}u;\n${rowBody}    }`).join('\n')
+    : `    for (var r = 0u; r < 16u; r++) {\n${rowBody}    }`;
+  const ab = cfg.ablate;
+  if (ab === 'nos' || ab === 'io') sPhase = '';
+  if (ab === 'nosoftmax' || ab === 'io') softmaxPhase = '';
+  if (ab === 'nopv' || ab === 'io') pvPhase = '';
   return `enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -351,33 +389,7 @@ ${Array.from({ length: NF }, (_, f) => `  var o${f} = ${A}();`).join('\n')}
     workgroupBarrier();
 ${sPhase}
     workgroupBarrier();
-    for (var r = 0u; r < 16u; r++) {
-      let iq = min(tileStart + qpos(r), lg - vec3<i32>(1));
-      let lo = ws3(iq, lg, kk, cz) - boxLo;
-      let hi = we3(iq, lg, kk, cz) - boxLo;
-      var mloc = NEG;
-${softmaxCols.map((j) => `      let c${j} = ${j * 32}u + lane;
-      let k${j} = kpos(ch, c${j});
-      let ok${j} = ch * ${CB}u + c${j} / 16u < ${box.blocks}u && all(k${j} >= lo) && all(k${j} <= hi);
-      let s${j} = select(NEG, f32(ss[sBase + r * ${SR}u + c${j}]) * u.scale, ok${j});
-      mloc = max(mloc, s${j});`).join('\n')}
-      let mold = subgroupShuffle(mrow, r);
-      let mn = max(mold, subgroupMax(mloc));
-      let alpha = exp2(mold - mn);
-      var psum = 0.0;
-${softmaxCols.map((j) => `      let p${j} = select(0.0, exp2(s${j} - mn), ok${j});
-      psum += p${j};${oF16 ? '' : `
-      ${hsName}[hBase + r * ${PR}u + c${j}] = f16(p${j});`}`).join('\n')}
-      let lsum = subgroupAdd(psum);${oF16 ? `
-      // One chunk: the row sum is final, so P is normalized here and O needs no rescale.
-      let inv = 1.0 / lsum;
-${softmaxCols.map((j) => `      ${hsName}[hBase + r * ${PR}u + c${j}] = f16(p${j} * inv);`).join('\n')}` : ''}
-      if (lane == r) {
-        mrow = mn;
-        lrow = ${oF16 ? '1.0' : 'lrow * alpha + lsum'};
-        arow = alpha;
-      }
-    }
+${softmaxPhase}
     workgroupBarrier();
 ${box.chunks > 1 ? `    if (ch > 0u) {
 ${Array.from({ length: NF }, (_, f) => `      subgroupMatrixStore(&${osName}, oBase + ${f * 16}u, o${f}, false, ${OR}u);`).join('\n')}
@@ -411,7 +423,7 @@ ${Array.from({ length: NF }, (_, f) => `  subgroupMatrixStore(&${osName}, oBase 
 
 export function sgProgram(cfg: SgConfig, s: SgShape): Program {
   const stack = cfg.stack ?? 1;
-  const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}/o${cfg.oDtype ?? 'f32'}/stack${stack}${cfg.unroll ? '/unroll' : ''}${cfg.pad ?? true ? '/pad' : ''}`;
+  const key = `neighborhood/sgmatrix/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/cb${cfg.chunkBlocks}/sg${cfg.subgroups}/${cfg.sDtype}/o${cfg.oDtype ?? 'f32'}/stack${stack}${cfg.unroll ? '/unroll' : ''}${cfg.pad ?? true ? '/pad' : ''}${cfg.unrollRows ? '/rows' : ''}${cfg.ablate ? `/ablate-${cfg.ablate}` : ''}`;
   if (cfg.share) {
     const k2 = `neighborhood/sgshared/d${s.D}/k${s.k.join('x')}/t${cfg.sub.join('x')}/sg${cfg.subgroups}/o${cfg.oDtype ?? 'f32'}/cr${cfg.stageBlocks ?? 4}`;
     return { key: k2, inputs: 3, outputs: 1, uniform: true, source: () => sgSharedSource(cfg, s) };

@@ -60,13 +60,14 @@ describe('subgroup-matrix neighborhood kernel: host side', () => {
     expect(sgUnsupported(fake, p, { ...CFG, stack: 2, chunkBlocks: 4 })).toMatch(/one chunk/);
     expect(sgUnsupported(fake, p, { ...CFG, oDtype: 'f16', chunkBlocks: 4 })).toMatch(/f16 O needs the key box in one chunk/);
     expect(sgUnsupported(fake, p, { ...CFG, oDtype: 'f16', sDtype: 'f16' })).toBe('');
-    // Library choice on a capable adapter: K/V sharing for a 13x13 window, the chunked kernel when the box needs several chunks.
+    // Library choice on a capable adapter: 2-D takes the sg kernel for any window whose box fits the groups; 3-D keeps the plain kernel.
     const big = random(be, [1, 2, 64, 64, 32], { dtype: 'f16' });
-    expect(sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 13 }), 2)?.share).toBe(true);
-    const wide = sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 17 }), 2);
-    expect(wide).not.toBeNull();
-    expect(wide?.share).toBeFalsy();
+    expect(sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 13 }), 2)?.sub).toEqual([1, 4, 4]);
+    expect(sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 17 }), 2)).not.toBeNull();
     expect(sgConfigFor(fake, describeProblem('test', 2, small, small, small, { kernelSize: 3 }), 2)).toBeNull();
+    const vol = random(be, [1, 2, 8, 16, 16, 32], { dtype: 'f16' });
+    expect(sgConfigFor(fake, describeProblem('test', 3, vol, vol, vol, { kernelSize: 3 }), 3)).toBeNull();
+    vol.dispose();
     for (const t of [q, small, f32, big]) t.dispose();
   });
 

@@ -42,6 +42,14 @@ const CASES: Array<[SgConfig, SgShape]> = [
   [{ ...base, sub: [2, 2, 4], oDtype: 'f32', subgroups: 2, chunkBlocks: 8 }, S3],
   [{ ...base, sub: [1, 2, 8], oDtype: 'f32' }, S3],
   [{ ...base, oDtype: 'f32', chunkBlocks: 16 }, { D: 32, k: [1, 17, 17] }],
+  [{ ...base, oDtype: 'f32', pad: false, unrollRows: true }, S2],
+  [{ ...base, oDtype: 'f32', pad: false, unroll: true }, S2],
+  [{ ...base, oDtype: 'f32', pad: false, ablate: 'nos' }, S2],
+  [{ ...base, oDtype: 'f32', pad: false, ablate: 'nosoftmax' }, S2],
+  [{ ...base, oDtype: 'f32', pad: false, ablate: 'nopv' }, S2],
+  [{ ...base, oDtype: 'f32', pad: false, ablate: 'io' }, S2],
+  [{ ...base, sub: [2, 2, 4], oDtype: 'f32', pad: false, ablate: 'io' }, S3],
+  [{ ...base, sub: [2, 2, 4], oDtype: 'f32', pad: false, chunkBlocks: 8, subgroups: 2 }, S3],
 ];
 
 const which = process.argv[2];
