@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { MatmulParams } from '../../../packages/tensor/src/backend.js';
 import { matmulUniforms } from '../../../packages/tensor/src/webgpu/kernels/matmul-common.js';
-import { matmulWith, TILED_SMALL } from '../../../packages/tensor/src/webgpu/kernels/matmul.js';
+import { matmulWith } from '../../../packages/tensor/src/webgpu/kernels/matmul.js';
 import { tiledConfigName, tiledConfigProblem, tiledGrid, tiledMatmul, type TiledConfig } from '../../../packages/tensor/src/webgpu/kernels/matmul-tiled.js';
 import { timeIt } from '../../src/harness.js';
 
@@ -115,44 +115,41 @@ const FMA: FmaProbe[] = [
 }
 
 // ---------------------------------------------------------------- matmul variants
-// Round 2 (git history has its list): SF alone changed nothing (41.0 vs 41.3), WM=8 gave
-// 43.7, 128x256 AR VARS SF 43.7. The default (TILED_LARGE) becomes 128x128x16-8x8-wm8 (M8);
-// round 3 explores around it, with the old layout (L) and M8 repeated to show drift. Spelled
-// out here so the probe measures the same kernels whatever TILED_LARGE says in the tree.
+// Round 2 (git history has each round's list): SF alone changed nothing (41.0 vs 41.3), WM=8
+// gave 43.7. Round 3: M8 = 128x128x16-8x8-wm8 43.0-43.6 (the default since), L 41.1, M8+VARS
+// 44.5, 128x256 (W) WM8 VARS SF 46.4, W WM8 44.1, DB (with or without U2) 32-36, BK 8/32
+// worse, the small configuration unchanged by WM. Round 4 repeats the leaders and times them
+// at mid shapes too, where the 128x256 tile has half as many workgroups to spread.
+// Spelled out here so the probe measures the same kernels whatever TILED_LARGE says in the tree.
 /** The previous default layout, also the reference every variant is compared with. */
 const L: TiledConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
 const M8: TiledConfig = { ...L, WM: 8 };
+const M8V: TiledConfig = { ...M8, VARS: true };
 const W: TiledConfig = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16 };
+const WB: TiledConfig = { ...W, WM: 8, VARS: true, SF: true };
 const VARIANTS: TiledConfig[] = [
   M8,
+  M8V,
+  WB,
   L,
-  { ...L, WM: 4 },
-  { ...M8, VARS: true },
-  { ...M8, SW: 8 },
-  { ...M8, BK: 8 },
-  { ...M8, BK: 32 },
-  { ...M8, SF: true, VARS: true },
-  { ...M8, DB: true },
-  { ...M8, DB: true, U2: true },
-  { ...M8, BK: 8, DB: true, U2: true },
+  { ...M8V, SF: true },
+  { ...W, WM: 8, VARS: true },
+  { ...WB, WM: 4 },
+  { ...WB, SW: 8 },
+  { ...WB, BK: 8 },
+  { ...W, WM: 8, SF: true },
+  { ...M8V, SW: 4 },
+  { BM: 64, BN: 256, BK: 16, TM: 8, TN: 8, WM: 8, VARS: true },
+  { BM: 256, BN: 128, BK: 16, TM: 16, TN: 8, WM: 8, VARS: true, SF: true },
+  M8V,
+  WB,
   M8,
-  { ...W, WM: 8 },
-  { ...W, WM: 8, VARS: true, SF: true },
-  { ...W, WM: 8, AR: true, VARS: true, SF: true },
-  { ...W, AR: true, VARS: true, SF: true },
-  { ...W, WM: 4 },
-  { BM: 256, BN: 128, BK: 16, TM: 16, TN: 8, WM: 8 },
-  { BM: 64, BN: 128, BK: 16, TM: 8, TN: 8, WM: 8 },
-  { BM: 128, BN: 128, BK: 16, TM: 8, TN: 16, WM: 8 },
-  { ...M8, SW: 4, VARS: true },
-  M8,
-  L,
-  { ...W, WM: 8 },
-  // The small-output configuration, for whether WM helps it too.
-  TILED_SMALL,
-  { ...TILED_SMALL, WM: 8 },
-  { ...TILED_SMALL, WM: 4 },
+  M8V,
+  WB,
 ];
+/** Mid shapes (M, N, K) where tile size decides how many workgroups there are to spread. */
+const MID: Array<[number, number, number]> = [[2048, 2048, 2048], [512, 4096, 4096], [1024, 1024, 4096], [4096, 4096, 4096]];
+const MID_VARIANTS: TiledConfig[] = [L, M8, M8V, WB];
 
 function params(M: number, N: number, K: number): MatmulParams {
   return { transA: false, transB: false, outDtype: 'f32', batch: 1, batchA: 1, batchB: 1, M, N, K, outShape: [M, N] };
@@ -189,32 +186,42 @@ async function diff(c: TiledConfig, M: number, N: number, K: number): Promise<nu
   } catch (e) {
     failed('setup', `${n}^3`, e);
   }
-  for (const [i, c] of VARIANTS.entries()) {
-    const variant = `tiled-${tiledConfigName(c)}${VARIANTS.slice(0, i).some((d) => tiledConfigName(d) === tiledConfigName(c)) ? ` (repeat ${i})` : ''}`;
-    const shape = `${n}x${n}x${n}`;
-    if (!a || !b || !outBuf) break;
-    if (!only(variant)) continue;
+  const timeOne = async (variant: string, c: TiledConfig, M: number, N: number, K: number, check: boolean): Promise<void> => {
+    const shape = `${M}x${N}x${K}`;
+    if (!a || !b || !outBuf || !only(variant)) return;
     if (!small && elapsed() > BUDGET_MS) {
       record({ variant, shape, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `skipped: ${(elapsed() / 1000).toFixed(1)} s spent` });
-      continue;
+      return;
     }
     try {
       const bad = tiledConfigProblem(c);
       if (bad) throw new Error(bad);
-      let maxAbsDiff = 0;
-      for (const [M, N, K] of checks) maxAbsDiff = Math.max(maxAbsDiff, await diff(c, M, N, K));
-      const program = tiledMatmul(a, b, p, c);
+      let maxAbsDiff: number | undefined;
+      if (check) {
+        maxAbsDiff = 0;
+        for (const [m, n2, k] of checks) maxAbsDiff = Math.max(maxAbsDiff, await diff(c, m, n2, k));
+      }
+      // The operands' buffers hold n x n values: a smaller problem reads their first M*K and K*N.
+      const q = params(M, N, K);
+      const program = tiledMatmul(a, b, q, c);
       const inputs = [be.buffer(a, NAME), be.buffer(b, NAME)];
-      const grid = tiledGrid(p, c);
-      const t = await timeIt(be, () => be.dispatch({ program, inputs, outputs: [outBuf], uniforms: matmulUniforms(p), grid }), { reps: small ? 3 : 7, maxInner: small ? 1 : 256 });
+      const grid = tiledGrid(q, c);
+      const t = await timeIt(be, () => be.dispatch({ program, inputs, outputs: [outBuf!], uniforms: matmulUniforms(q), grid }), { reps: small ? 3 : 7, maxInner: small ? 1 : 256 });
       be.checkHealthy(variant);
       record({
-        variant, shape, ...t, tflops: (2 * n ** 3) / (t.medianMs * 1e9), maxAbsDiff,
-        notes: `threads ${(c.BM / c.TM) * (c.BN / c.TN)}; diff vs ${tiledConfigName(L)} at ${checks.map((s) => s.join('x')).join(', ')}`,
+        variant, shape, ...t, tflops: (2 * M * N * K) / (t.medianMs * 1e9), maxAbsDiff,
+        notes: `threads ${(c.BM / c.TM) * (c.BN / c.TN)}, ${grid[0] * grid[1]} workgroups${check ? `; diff vs ${tiledConfigName(L)} at ${checks.map((s) => s.join('x')).join(', ')}` : ''}`,
       });
     } catch (e) {
       failed(variant, shape, e);
     }
+  };
+  for (const [i, c] of VARIANTS.entries()) {
+    const variant = `tiled-${tiledConfigName(c)}${VARIANTS.slice(0, i).some((d) => tiledConfigName(d) === tiledConfigName(c)) ? ` (repeat ${i})` : ''}`;
+    await timeOne(variant, c, n, n, n, true);
+  }
+  for (const [M, N, K] of small ? [[64, 256, 128] as [number, number, number]] : MID) {
+    for (const c of MID_VARIANTS) await timeOne(`tiled-${tiledConfigName(c)}`, c, M, N, K, false);
   }
 }
 
