@@ -15,6 +15,8 @@ const VARIANTS: SgFlashVariant[] = [
   { ...base, stage: 'global' },
   { ...base, prefetch: true },
   { ...base, prefetch: 'pv' },
+  { ...base, NSG: 8, stage: 'smem', prefetch: 'pv' },
+  { ...base, stage: 'smem', prefetch: true, rescale: 'twopass' },
   { ...base, reread: true },
   { ...base, stage: 'fragk', KT: 64, prefetch: 'pv', reread: true },
   { ...base, stage: 'fragk', rescale: 'twopass', prefetch: true },

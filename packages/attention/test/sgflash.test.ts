@@ -46,6 +46,7 @@ async function runCase(be: WebGpuBackend, v: Omit<SgFlashVariant, 'D' | 'sgSize'
 describe('tiled subgroup-matrix prefill (sgflash)', () => {
   it('generates one kernel per variant with the staging, padding and rescale asked for', () => {
     const base: SgFlashVariant = { D: 128, NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, sgSize: 32 };
+    expect(() => checkSgFlashVariant({ ...base, stage: 'global', prefetch: true })).toThrow(/prefetch/);
     const lazy = sgFlashSource(base);
     expect(lazy).toContain('@workgroup_size(128)');
     expect(lazy).toContain('var<workgroup> ks: array<f16, 4352>;');
@@ -77,7 +78,7 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
       ['frag 4x32 lazy, prefetch before P.V, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: 'pv' }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
       ['fragk 4x32 twopass, early prefetch, scores reread, dense, queries at the end', { NSG: 4, KT: 32, stage: 'fragk', pad: 8, rescale: 'twopass', tau: 8, prefetch: true, reread: true }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 64, kvLength: 48, D: 32 }, {}, () => () => true],
       ['global 4x32 lazy, causal queries at the end', { NSG: 4, KT: 32, stage: 'global', pad: 0, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 16, L: 64, kvLength: 40, D: 16 }, { causal: true }, causalVis],
-      ['smem 4x32 exact rescale, window 20 with 3 sinks', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 0 }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
+      ['smem 4x32 exact rescale, prefetch before P.V, window 20 with 3 sinks', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 0, prefetch: 'pv' }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
     ];
     for (const [name, v, d, opts, vis] of cases) {

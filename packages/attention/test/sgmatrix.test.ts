@@ -17,15 +17,16 @@ describe('subgroup-matrix prefill', () => {
   it('defaults to the tiled kernel; configuration is checked and reported', () => {
     const before = sgPrefillConfig();
     expect(before.kernel).toBe('tiled');
-    expect(before.tiled).toMatchObject({ NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy' });
+    expect(before.tiled).toMatchObject({ NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy' });
     try {
-      configureSgPrefill({ tiled: { NSG: 2, reread: true } });
-      expect(sgPrefillConfig().tiled).toMatchObject({ NSG: 2, KT: 32, reread: true });
+      configureSgPrefill({ tiled: { NSG: 4, reread: true } });
+      expect(sgPrefillConfig().tiled).toMatchObject({ NSG: 4, KT: 32, reread: true });
+      expect(() => configureSgPrefill({ tiled: { NSG: 2 } })).toThrow(/NSG/);
       expect(() => configureSgPrefill({ tiled: { KT: 40 } })).toThrow(ArgumentError);
-      expect(() => configureSgPrefill({ tiled: { stage: 'smem', prefetch: 'pv' } })).toThrow(/prefetch/);
+      expect(() => configureSgPrefill({ tiled: { stage: 'global', prefetch: 'pv' } })).toThrow(/prefetch/);
       expect(() => configureSgPrefill({ kernel: 'v2' as 'v1' })).toThrow(ArgumentError);
       expect(() => configureSgPrefill({ keyTile: 48 })).toThrow(/keyTile/);
-      expect(sgPrefillConfig().tiled).toMatchObject({ NSG: 2, KT: 32 });
+      expect(sgPrefillConfig().tiled).toMatchObject({ NSG: 4, KT: 32 });
     } finally {
       configureSgPrefill({ tiled: {} });
     }

@@ -40,7 +40,7 @@ export interface SgFlashVariant {
   rescale: 'lazy' | 'twopass' | 'stats-only';
   /** Lazy rescale threshold in log2 units. */
   tau: number;
-  /** 'frag'/'fragk' staging: load the next tile's fragments into registers while this tile
+  /** Staged K/V: load the next tile's fragments (or 16-byte words) into registers while this tile
    *  computes: `true` right after staging (registers live through the whole tile), 'pv' just
    *  before P·V (live only across P·V and the barrier). */
   prefetch?: boolean | 'pv';
@@ -49,7 +49,14 @@ export interface SgFlashVariant {
   sgSize: number;
 }
 
-export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 };
+/**
+ * The default and its fallback for adapters with less workgroup memory or head dims the
+ * default cannot be built for. H200, B1 H32 S4096 D128 causal, best of 4 interleaved turns
+ * (benchmarks/results/h200/attn-sg-sweep.r3.json): 8 subgroups 2.31 ms = 59 TFLOP/s,
+ * 4 subgroups 3.59 ms = 38 TFLOP/s, the one-subgroup v1 kernel 11.9 ms = 11.5 TFLOP/s.
+ */
+export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 };
+export const SG_FLASH_FALLBACK: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 };
 
 const FIELDS = [
   ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
@@ -102,7 +109,7 @@ export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
   if (v.sgSize < 16 || v.sgSize % 16 !== 0) bad('subgroup size', 'a multiple of 16', v.sgSize);
   const frag = v.stage === 'frag' || v.stage === 'fragk';
   if (frag && ((v.KT / 16) * (v.D / 16)) % v.NSG !== 0) bad('stage', `'${v.stage}' with (KT/16)*(D/16) a multiple of NSG`, v.stage);
-  if (v.prefetch && !frag) bad('prefetch', "stage 'frag' or 'fragk'", v.stage);
+  if (v.prefetch && v.stage === 'global') bad('prefetch', "a staged K/V ('frag', 'fragk' or 'smem')", v.stage);
   // Fragment copies per subgroup per tile: 16 (2 subgroups, K and V) gave wrong results on
   // the H200, 8 and fewer were right in every check.
   if (frag && (((v.KT / 16) * (v.D / 16)) / v.NSG) * (v.stage === 'frag' ? 2 : 1) > 8) bad('stage', `'${v.stage}' with at most 8 fragment copies per subgroup per tile`, v.stage);
@@ -156,6 +163,20 @@ export function sgFlashSource(v: SgFlashVariant): string {
 ${arrays.map(([src, dst]) => `      subgroupMatrixStore(&${dst}, fr * 16u * KS + fc * 16u, subgroupMatrixLoad<${L}>(&${src}, kbase + fr * 16u * D + fc * 16u, false, D), false, KS);`).join('\n')}
     }`).join('\n    ');
     }
+    if (stage === 'smem' && v.prefetch) {
+      const per = (KT * D) / 8 / WG;
+      const stores = range(per).map((t) => `{
+      let c = lid + ${t * WG}u;
+      let o = c / ${D / 8}u * KS + (c % ${D / 8}u) * 8u;
+${arrays.map(([src, dst]) => `      {
+        let w = ${src}_w${t};
+        let a = bitcast<vec2<f16>>(w.x); let b2 = bitcast<vec2<f16>>(w.y); let c2 = bitcast<vec2<f16>>(w.z); let d2 = bitcast<vec2<f16>>(w.w);
+        ${dst}[o] = a.x; ${dst}[o + 1u] = a.y; ${dst}[o + 2u] = b2.x; ${dst}[o + 3u] = b2.y;
+        ${dst}[o + 4u] = c2.x; ${dst}[o + 5u] = c2.y; ${dst}[o + 6u] = d2.x; ${dst}[o + 7u] = d2.y;
+      }`).join('\n')}
+    }`).join('\n    ');
+      return loadNext ? `${stores}\n    ${nextLoads(arrays.map(([src]) => src))}` : stores;
+    }
     if (stage === 'smem') {
       const per = (KT * D) / 8 / WG;
       return range(per).map((t) => `{
@@ -175,11 +196,15 @@ ${arrays.map(([src, dst]) => `      {
   };
 
   // Loads the next tile's fragments into the prefetch registers.
+  // One prefetch register's load: a 16x16 fragment ('frag'/'fragk') or a 16-byte word ('smem').
+  const pfPer = stage === 'smem' ? (KT * D) / 8 / WG : (NB * NF) / NSG;
+  const pfLoad = (src: string, t: number, base: string) => stage === 'smem'
+    ? `${src}_w${t} = ${src}[${base} / 8u + lid + ${t * WG}u];`
+    : `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, ${base} + (sg + ${t * NSG}u) / ${NF}u * 16u * D + (sg + ${t * NSG}u) % ${NF}u * 16u, false, D);`;
   function nextLoads(srcs: string[]): string {
-    const per = (NB * NF) / NSG;
     return `if (it + 1u < n_tiles) {
       let nbase = (kvbase + tile_kt(it + 1u, start2, n_sink)) * D;
-      ${range(per).map((t) => srcs.map((src) => `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, nbase + (sg + ${t * NSG}u) / ${NF}u * 16u * D + (sg + ${t * NSG}u) % ${NF}u * 16u, false, D);`).join('\n      ')).join('\n      ')}
+      ${range(pfPer).map((t) => srcs.map((src) => pfLoad(src, t, 'nbase')).join('\n      ')).join('\n      ')}
     }`;
   }
 
@@ -244,18 +269,19 @@ ${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiply
 
   // Prefetch registers, filled with the first tile's fragments before a sweep starts.
   const prefetchStart = (withV: boolean): string => {
-    if (!(isFrag && v.prefetch)) return '';
-    const per = (NB * NF) / NSG;
+    if (!v.prefetch) return '';
     const arrays = withV && vStaged ? ['kb', 'vb'] : ['kb'];
     return `if (n_tiles > 0u) {
     let nbase = (kvbase + tile_kt(0u, start2, n_sink)) * D;
-    ${range(per).map((t) => arrays.map((src) => `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, nbase + (sg + ${t * NSG}u) / ${NF}u * 16u * D + (sg + ${t * NSG}u) % ${NF}u * 16u, false, D);`).join('\n    ')).join('\n    ')}
+    ${range(pfPer).map((t) => arrays.map((src) => pfLoad(src, t, 'nbase')).join('\n    ')).join('\n    ')}
   }`;
   };
-  const prefetchDecl = isFrag && v.prefetch
-    ? range((NB * NF) / NSG).map((t) => `  var kb_pf${t}: ${L};${vStaged ? `\n  var vb_pf${t}: ${L};` : ''}`).join('\n')
+  const pfType = stage === 'smem' ? 'vec4<u32>' : L;
+  const pfName = stage === 'smem' ? 'w' : 'pf';
+  const prefetchDecl = v.prefetch
+    ? range(pfPer).map((t) => `  var kb_${pfName}${t}: ${pfType};${vStaged ? `\n  var vb_${pfName}${t}: ${pfType};` : ''}`).join('\n')
     : '';
-  const pvPrefetch = isFrag && v.prefetch === 'pv' ? nextLoads(vStaged ? ['kb', 'vb'] : ['kb']) : '';
+  const pvPrefetch = v.prefetch === 'pv' ? nextLoads(vStaged ? ['kb', 'vb'] : ['kb']) : '';
 
   const mainLoop = `
   ${prefetchStart(true)}

@@ -1,18 +1,19 @@
 import { ArgumentError, gridFor, packUniforms, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
 import { checkWorkgroupBytes, NEG, NEG_INF_FN } from './common.js';
-import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, sgFlashLayout, type SgFlashVariant } from './sgflash.js';
+import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, SG_FLASH_FALLBACK, sgFlashLayout, type SgFlashVariant } from './sgflash.js';
 
 /**
  * f16 prefill through subgroup matrices (cooperative matrices / tensor cores): the entry
  * point, its configuration and support check, and the first kernel ('v1').
  *
- * The default kernel is the tiled one in sgflash.ts (4 subgroups x 16 query rows per
+ * The default kernel is the tiled one in sgflash.ts (8 subgroups x 16 query rows per
  * workgroup, 32-key tiles copied to workgroup memory fragment by fragment, O resident in
- * result fragments, lazy rescale). On the H200 (benchmarks/results/h200/attn-sg-sweep.r1.json,
- * B1 H32 S4096 D128 causal) it ran 3.6 ms = 38 TFLOP/s against 13.2 ms for v1, matching the
- * plain kernel to 4.9e-4 and the float64 CPU reference to 4.9e-4 on GQA, partial-tile,
- * queries-at-the-end and window+sink checks.
+ * result fragments, lazy rescale; 4 subgroups where 8 do not fit). On the H200
+ * (benchmarks/results/h200/attn-sg-sweep.r3.json, B1 H32 S4096 D128 causal, best of 4
+ * interleaved turns) it ran 2.31 ms = 59 TFLOP/s against 11.9 ms for v1 in the same run,
+ * matching the plain kernel to 4.9e-4 and the float64 CPU reference to 4.9e-4 on GQA,
+ * partial-tile, queries-at-the-end and window+sink checks.
  *
  * 'v1': one subgroup is one workgroup and owns 16 query rows. Per key tile of KT keys:
  * S = Q·Kᵀ with the Q fragments held in registers and Kᵀ fragments loaded straight from
@@ -50,6 +51,8 @@ export type SgTiledOptions = Partial<Omit<SgFlashVariant, 'D' | 'sgSize'>>;
 
 let sgKernel: SgKernel = 'tiled';
 let tiled: Omit<SgFlashVariant, 'D' | 'sgSize'> = { ...SG_FLASH_DEFAULT };
+// Until a benchmark configures a variant, the default falls back where it cannot run.
+let tiledIsDefault = true;
 let sgSync: SgSync = 'barrier';
 let sgKeyTile = 64;
 // Both starts gave the same results on the H200; 'mul' with 64-key tiles was fastest.
@@ -72,9 +75,11 @@ export function configureSgPrefill(opts: { kernel?: SgKernel; sync?: SgSync; key
   if (opts.sync) sgSync = opts.sync;
   if (opts.init) sgInit = opts.init;
   if (opts.tiled) {
-    const next = Object.keys(opts.tiled).length ? { ...tiled, ...opts.tiled } : { ...SG_FLASH_DEFAULT };
+    const reset = Object.keys(opts.tiled).length === 0;
+    const next = reset ? { ...SG_FLASH_DEFAULT } : { ...tiled, ...opts.tiled };
     checkSgFlashVariant({ ...next, D: 128, sgSize: 32 }, 'configureSgPrefill');
     tiled = next;
+    tiledIsDefault = reset;
   }
   if (opts.keyTile) {
     if (![16, 32, 64].includes(opts.keyTile)) throw new ArgumentError('configureSgPrefill', 'keyTile', '16, 32 or 64', opts.keyTile);
@@ -98,8 +103,22 @@ export function hasF16SubgroupMatrix(caps: Capabilities): boolean {
     caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
 }
 
+function fits(be: WebGpuBackend, v: SgFlashVariant): boolean {
+  try {
+    checkSgFlashVariant(v);
+  } catch {
+    return false;
+  }
+  return sgFlashLayout(v).bytes <= be.caps.maxComputeWorkgroupStorageSize;
+}
+
 function tiledVariant(be: WebGpuBackend, D: number): SgFlashVariant {
-  return { ...tiled, D, sgSize: be.caps.subgroupMaxSize };
+  const v = { ...tiled, D, sgSize: be.caps.subgroupMaxSize };
+  if (tiledIsDefault && !fits(be, v)) {
+    const fb = { ...SG_FLASH_FALLBACK, D, sgSize: be.caps.subgroupMaxSize };
+    if (fits(be, fb)) return fb;
+  }
+  return v;
 }
 
 /** Whether the subgroup-matrix kernel can take this problem; with `explain`, throws saying why not. */
