@@ -76,12 +76,12 @@ export const neighborhoodSuite: Suite = {
       const base: BenchRow = { package: 'neighborhood', kernel: c.kernel, shape: s, dtype: c.dtype, backend: be.kind, device: ctx.device, ...t, gflops: flops / (t.medianMs * 1e6) };
       rows.push(withPeer({ ...base, notes: `peer: FlexAttention with the same NATTEN block mask; max |error| vs the definition on 48 sampled queries ${err.toExponential(2)}` }, ctx.peers.get(peerKey(c.kernel, s, c.dtype)), { flops }));
 
-      // The same kernel with 8 keys per step instead of 16 (variant row, llm.c style).
+      // The plain fused kernel (no subgroup matrices) on the same case: variant row, llm.c style.
       if (ctx.big) {
-        process.env.ATTNKIT_ATTN_CHUNK = '8';
-        const t8 = await timeIt(be, () => op(q, k, v, opts).dispose(), { reps: 9 });
-        delete process.env.ATTNKIT_ATTN_CHUNK;
-        rows.push(withPeer({ ...base, kernel: `${c.kernel}-chunk8`, ...t8, gflops: flops / (t8.medianMs * 1e6), notes: 'variant: 8 keys per workgroup-memory step' }, ctx.peers.get(peerKey(c.kernel, s, c.dtype)), { flops }));
+        process.env.ATTNKIT_NA_SG = '0';
+        const tp = await timeIt(be, () => op(q, k, v, opts).dispose(), { reps: 9 });
+        delete process.env.ATTNKIT_NA_SG;
+        rows.push(withPeer({ ...base, kernel: `${c.kernel}-plain`, ...tp, gflops: flops / (tp.medianMs * 1e6), notes: 'variant: the plain fused kernel (ATTNKIT_NA_SG=0)' }, ctx.peers.get(peerKey(c.kernel, s, c.dtype)), { flops }));
       }
 
       // Our dense fused kernel on the same tokens (no mask).
