@@ -31,7 +31,7 @@ export type MatmulVariant =
   | { kind: 'gemv'; config: GemvConfig };
 
 /** The tiled configuration for large outputs (the best of the H200 sweep, see benchmarks/results/h200/matmul-webgpu.json). */
-export const TILED_LARGE: TiledConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, WM: 8 };
+export const TILED_LARGE: TiledConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, WM: 8, VARS: true };
 /** For outputs with few rows (short prompts) or few columns: less padding work per tile. */
 export const TILED_SMALL: TiledConfig = { BM: 32, BN: 64, BK: 16, TM: 4, TN: 4 };
 /** Subgroup-matrix configurations, largest tile first; the first that divides the shape is used. */
