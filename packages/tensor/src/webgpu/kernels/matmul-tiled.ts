@@ -19,7 +19,10 @@ import { MATMUL_UNIFORM } from './matmul-common.js';
  */
 export interface TiledConfig {
   BM: number; BN: number; BK: number; TM: number; TN: number;
-  /** Two staging buffers: the next slice is staged while the current one is read, one barrier per slice. */
+  /**
+   * Two staging buffers: the next slice is staged while the current one is read, one barrier
+   * per slice. Slower on the H200 (32 vs 43 TFLOP/s at 8192^3 with WM=8, U2 or not).
+   */
   DB?: boolean;
   /**
    * Workgroups walk the output tiles in groups of SW tile rows (column by column inside a
@@ -40,7 +43,8 @@ export interface TiledConfig {
   /**
    * Scalar FMAs on scalar accumulators instead of vec4 FMAs of a splatted A value: on the
    * H200 through Dawn/Vulkan, independent scalar FMA chains reach ~63 TFLOP/s where vec4
-   * chains stop at ~43 (benchmarks/gpu/probes/f32-sweep.ts).
+   * chains stop at ~43 (benchmarks/gpu/probes/f32-sweep.ts). In this kernel it changed
+   * nothing measurable at 8192^3 (41.0 vs 41.3 TFLOP/s): the driver already splits the vec4s.
    */
   SF?: boolean;
   /**
@@ -48,7 +52,10 @@ export interface TiledConfig {
    * offsets (no run-time buffer index in the shared-memory addresses).
    */
   U2?: boolean;
-  /** Accumulators and prefetch registers as separate variables instead of arrays. */
+  /**
+   * Accumulators and prefetch registers as separate variables instead of arrays. With WM=8:
+   * 44.3-44.5 vs 43.0-43.6 TFLOP/s at 8192^3 on the H200 (the default has it).
+   */
   VARS?: boolean;
   /**
    * Each block of 32 consecutive threads (a subgroup on NVIDIA) covers WM thread columns x
