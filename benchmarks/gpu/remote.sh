@@ -8,6 +8,7 @@ mkdir -p "$out"
 suites=("$@")
 args=()
 for s in "${suites[@]}"; do args+=(--suite "$s"); done
+export ATTNKIT_BENCH_WARMUP_MS=${ATTNKIT_BENCH_WARMUP_MS:-1500}
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$out/gpu.txt" 2>&1
 PYTHONUNBUFFERED=1 python3 benchmarks/baselines/run_all.py --out "$out/peers.json" "${args[@]}" 2>&1 | tee "$out/peers.log"
 node .gpu/bench.mjs --big --backend webgpu --peers "$out/peers.json" --out "$out" "${args[@]}" 2>&1 | tee "$out/bench.log"
