@@ -1,5 +1,7 @@
 import { appendFileSync } from 'node:fs';
-import { CpuBackend, matmul, random, type Backend, type Tensor } from '@attnkit/tensor';
+import {
+  chooseMatmulVariant, CpuBackend, matmul, matmulVariantName, matmulWith, random, type Backend, type MatmulParams, type Tensor, type WebGpuBackend,
+} from '@attnkit/tensor';
 import { peerKey, timeIt, withPeer, type BenchRow, type Suite, type SuiteContext } from '../harness.js';
 
 // Matmul on every variant side by side (llm.c style). Variants are forced through
@@ -172,6 +174,24 @@ export const matmulSuite: Suite = {
           } catch (e) {
             console.error(`matmul ${spec ?? 'auto'} ${s} ${dtype} failed: ${(e as Error).message}`);
           }
+        }
+        // The kernel runMatmul picks, writing into one preallocated output: what the peer's
+        // caching allocator gives torch, so the ratio compares kernels, not allocations.
+        if (gpu && ctx.big && wanted('matmul-prealloc', s, dtype)) {
+          const wg = be as WebGpuBackend;
+          const mp: MatmulParams = { transA: false, transB: false, outDtype: 'f32', batch: 1, batchA: 1, batchB: 1, M: n, N: n, K: n, outShape: [n, n] };
+          const v = chooseMatmulVariant(wg, ab[0], ab[1], mp);
+          const into = wg.empty('matmul', 'f32', [n, n]);
+          try {
+            const t = await timeIt(be, () => { matmulWith(wg, ab[0], ab[1], mp, v, into); }, { reps: 9, maxInner: 64 });
+            emit(withPeer({
+              package: 'tensor', kernel: 'matmul-prealloc', shape: s, dtype, backend: be.kind, device: ctx.device, ...t, gflops: (2 * n ** 3) / (t.medianMs * 1e6),
+              notes: `${matmulVariantName(v)} (runMatmul's choice) into a preallocated f32 output, no allocation per call`,
+            }, ctx.peers.get(peerKey('matmul', s, dtype)), { flops: 2 * n ** 3 }));
+          } catch (e) {
+            console.error(`matmul-prealloc ${s} ${dtype} failed: ${(e as Error).message}`);
+          }
+          into.dispose();
         }
         ab[0].dispose();
         ab[1].dispose();

@@ -15,3 +15,6 @@ export { acquireAdapter, DAWN_FLAGS, robustWith } from './webgpu/adapter.js';
 export { gridFor, packUniforms, uniformStruct, type Dispatch, type Program } from './webgpu/program.js';
 export { bindings, floatLoader, LINEAR_GROUP, packWord, perWord, vecBinding, vecLoader, vecStorer, type FloatDType } from './webgpu/wgsl.js';
 export { values as cpuValues } from './cpu/storage.js';
+// Matmul variants by name (llm.c style), for benchmarks and callers that pick kernels themselves.
+export type { MatmulParams } from './backend.js';
+export { chooseVariant as chooseMatmulVariant, matmulWith, parseVariant as parseMatmulVariant, variantName as matmulVariantName, type MatmulVariant } from './webgpu/kernels/matmul.js';

@@ -147,6 +147,20 @@ describe.runIf(gpu)('matmul variants on the WebGPU backend', () => {
     expect(chooseVariant(as({ subgroupMatrixConfigs: sg }, false), a2, b2, params(odd)).kind).not.toBe('sgstaged');
   });
 
+  it('writes into a given f32 output and refuses one of the wrong shape or dtype', async () => {
+    const c: Case = { M: 33, K: 17, N: 31 };
+    const [a, b] = operands(be, c);
+    const [ca, cb] = operands(cpu, c);
+    const want = await matmul(ca, cb).toArray();
+    const v = parseVariant('tiled');
+    const into = be.empty('test', 'f32', [33, 31]);
+    const got = matmulWith(be, a, b, params(c), v, into);
+    expect(got).toBe(into);
+    expect(compareClose(await into.toArray(), want, 2e-4, 1e-5).message).toBe('ok');
+    expect(() => matmulWith(be, a, b, params(c), v, be.empty('test', 'f32', [31, 33]))).toThrow(/into.*an f32 tensor of shape \[33, 31\]/);
+    expect(() => matmulWith(be, a, b, params(c), v, be.empty('test', 'f16', [33, 31]))).toThrow(ArgumentError);
+  });
+
   it('ATTNKIT_MATMUL_VARIANT forces a variant through the public matmul', async () => {
     const c: Case = { M: 33, K: 17, N: 31 };
     const [a, b] = operands(be, c);

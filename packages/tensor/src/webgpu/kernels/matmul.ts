@@ -175,10 +175,14 @@ function programFor(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams, v:
 }
 
 /** Runs matmul through a given variant; a variant that cannot run this problem is an ArgumentError. */
-export function matmulWith(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams, v: MatmulVariant): Tensor {
+export function matmulWith(be: WebGpuBackend, a: Tensor, b: Tensor, p: MatmulParams, v: MatmulVariant, into?: Tensor): Tensor {
   const bad = variantProblem(be, a, b, p, v);
   if (bad) throw new ArgumentError('matmul', 'variant', `a variant that fits (${variantName(v)}: ${bad})`, variantName(v));
-  const out = be.empty('matmul', 'f32', p.outShape);
+  // `into` (benchmarks: the kernel without a fresh output allocation per call) must be the f32 result itself.
+  if (into && (into.dtype !== 'f32' || p.outDtype !== 'f32' || into.shape.join('x') !== p.outShape.join('x'))) {
+    throw new ArgumentError('matmul', 'into', `an f32 tensor of shape [${p.outShape.join(', ')}] for an f32 result`, `${into.dtype} [${into.shape.join(', ')}]`);
+  }
+  const out = into ?? be.empty('matmul', 'f32', p.outShape);
   const inputs = [be.buffer(a, 'matmul'), be.buffer(b, 'matmul')];
   const outputs = [be.buffer(out, 'matmul')];
   if (v.kind === 'gemv') {
