@@ -1,4 +1,5 @@
 import { packUniforms, uniformStruct, vecBinding, vecLoader, vecStorer, type FloatDType, type Program } from '@attnkit/tensor';
+import { WINDOW_WGSL } from './window-wgsl.js';
 
 /**
  * The fused neighborhood-attention kernel. One workgroup owns one query tile of
@@ -104,17 +105,7 @@ var<workgroup> ks: array<vec4<f32>, ${C * D4}>;
 var<workgroup> vs: array<vec4<f32>, ${C * D4}>;
 var<workgroup> kc: array<vec4<i32>, ${C}>;
 
-fn group_len(L: u32, d: u32, g: u32) -> i32 { return i32(L / d + select(0u, 1u, g < L % d)); }
-// In-group window start: causal max(0, i-k+1); otherwise the centre clamped inward,
-// i.e. clamp(i - floor(k/2), 0, Lg - k).
-fn win_start(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
-  if (causal) { return max(0, i - k + 1); }
-  return clamp(i - k / 2, 0, lg - k);
-}
-fn win_end(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
-  if (causal) { return i; }
-  return win_start(i, lg, k, false) + k - 1;
-}
+${WINDOW_WGSL}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

@@ -3,6 +3,7 @@ import { packKernelUniforms, UFIELDS } from './kernel.js';
 import { paddedAxes, type Problem } from './options.js';
 import { sgSharedLayout, sgSharedSource } from './sgshared.js';
 import { sgStackedSource } from './sgstacked.js';
+import { WINDOW3_WGSL } from './window-wgsl.js';
 
 /**
  * Neighborhood attention on subgroup matrices (tensor cores), f16 in, f32 softmax.
@@ -314,21 +315,7 @@ ${decls}
 
 const NEG = -1e30;
 
-fn group_len(L: u32, d: u32, g: u32) -> i32 { return i32(L / d + select(0u, 1u, g < L % d)); }
-fn win_start(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
-  if (causal) { return max(0, i - k + 1); }
-  return clamp(i - k / 2, 0, lg - k);
-}
-fn win_end(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
-  if (causal) { return i; }
-  return win_start(i, lg, k, false) + k - 1;
-}
-fn ws3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
-  return vec3<i32>(win_start(i.x, lg.x, k.x, c.x), win_start(i.y, lg.y, k.y, c.y), win_start(i.z, lg.z, k.z, c.z));
-}
-fn we3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
-  return vec3<i32>(win_end(i.x, lg.x, k.x, c.x), win_end(i.y, lg.y, k.y, c.y), win_end(i.z, lg.z, k.z, c.z));
-}
+${WINDOW3_WGSL}
 // In-subtile coordinates of query row r.
 fn qpos(r: u32) -> vec3<i32> {
   return vec3<i32>(i32(r / ${t1 * t2}u), i32((r / ${t2}u) % ${t1}u), i32(r % ${t2}u));

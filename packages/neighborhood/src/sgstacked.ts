@@ -1,6 +1,7 @@
 import { uniformStruct } from '@attnkit/tensor';
 import { UFIELDS } from './kernel.js';
 import { sgBox, type SgConfig, type SgShape } from './sgmatrix.js';
+import { WINDOW3_WGSL } from './window-wgsl.js';
 
 /**
  * The subgroup-matrix kernel with `stack` (2) subtiles per subgroup, stacked along axis 1
@@ -54,21 +55,7 @@ ${decls}
 
 const NEG = -1e30;
 
-fn group_len(L: u32, d: u32, g: u32) -> i32 { return i32(L / d + select(0u, 1u, g < L % d)); }
-fn win_start(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
-  if (causal) { return max(0, i - k + 1); }
-  return clamp(i - k / 2, 0, lg - k);
-}
-fn win_end(i: i32, lg: i32, k: i32, causal: bool) -> i32 {
-  if (causal) { return i; }
-  return win_start(i, lg, k, false) + k - 1;
-}
-fn ws3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
-  return vec3<i32>(win_start(i.x, lg.x, k.x, c.x), win_start(i.y, lg.y, k.y, c.y), win_start(i.z, lg.z, k.z, c.z));
-}
-fn we3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
-  return vec3<i32>(win_end(i.x, lg.x, k.x, c.x), win_end(i.y, lg.y, k.y, c.y), win_end(i.z, lg.z, k.z, c.z));
-}
+${WINDOW3_WGSL}
 // In-subtile coordinates of query row r (0..15) of subtile m.
 fn qpos(m: u32, r: u32) -> vec3<i32> {
   return vec3<i32>(i32(r / ${t1 * t2}u), i32((r / ${t2}u) % ${t1}u + m * ${t1}u), i32(r % ${t2}u));
