@@ -1,5 +1,6 @@
 import { uniformStruct, vecBinding, vecLoader, vecStorer, type FloatDType, type Program } from '@attnkit/tensor';
 import { BLOCK } from './mask.js';
+import { appendSparseTail } from './bindings.js';
 
 const NEG = -1e30;
 const WG = 64;
@@ -108,14 +109,7 @@ export function sparseInt8PVProgram(cfg: Int8PVConfig): Program {
     `@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`,
     `@group(0) @binding(${b++}) var<storage, read> vscale: array<vec4<f32>>;`,
   ];
-  if (!dense) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
-  }
-  if (gathered) lines.push(`@group(0) @binding(${b++}) var<storage, read> perm: array<u32>;`);
-  const inputs = b;
-  lines.push(vecBinding(b++, 'ob', dtype, true));
-  lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
+  const inputs = appendSparseTail(lines, b, dense, gathered, dtype);
   const score = (c: number) =>
     `let s${c} = select(${NEG}, f32(${slots.map((p) => `dot4I8Packed(q${p}, kp[(${kOff}${c}u) * ${D4}u + ${p}u])`).join(' + ')}) * f, kvalid[${kOff}${c}u] != 0u);`;
   // Channel d's chunk sum: the G packed P words against its G transposed V words.

@@ -1,6 +1,7 @@
 import { uniformStruct, vecBinding, vecLoader, vecStorer, type Capabilities, type FloatDType, type Program } from '@attnkit/tensor';
 import { BLOCK } from './mask.js';
 import { CHUNK } from './kernels.js';
+import { appendSparseTail } from './bindings.js';
 
 const NEG = -1e30;
 /** i8 x i8 -> i32 fragment shape used: M = N = 16 rows/columns, K = 32. */
@@ -45,14 +46,7 @@ export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boole
     `@group(0) @binding(${b++}) var<storage, read> qscale: array<f32>;`,
     `@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`,
   ];
-  if (!dense) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
-  }
-  if (gathered) lines.push(`@group(0) @binding(${b++}) var<storage, read> perm: array<u32>;`);
-  const inputs = b;
-  lines.push(vecBinding(b++, 'ob', dtype, true));
-  lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
+  const inputs = appendSparseTail(lines, b, dense, gathered, dtype);
   const L = `subgroup_matrix_left<i8, ${FK}, ${FM}>`;
   const R = `subgroup_matrix_right<i8, ${FM}, ${FK}>`;
   const A = `subgroup_matrix_result<i32, ${FM}, ${FM}>`;
@@ -233,14 +227,7 @@ export function sparseSgmatrixPVProgram(D: number, dense: boolean, gathered: boo
     `@group(0) @binding(${b++}) var<storage, read> qscale: array<f32>;`,
     `@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`,
   ];
-  if (!dense) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
-  }
-  if (gathered) lines.push(`@group(0) @binding(${b++}) var<storage, read> perm: array<u32>;`);
-  const inputs = b;
-  lines.push(vecBinding(b++, 'ob', 'f16', true));
-  lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
+  const inputs = appendSparseTail(lines, b, dense, gathered, 'f16');
   const L = `subgroup_matrix_left<i8, ${FK}, ${FM}>`;
   const R = `subgroup_matrix_right<i8, ${FM}, ${FK}>`;
   const PL = `subgroup_matrix_left<f16, ${PV_K}, ${PV_K}>`;
@@ -366,14 +353,7 @@ export function sparseSgmatrixPV16Program(D: number, dense: boolean, gathered: b
     `@group(0) @binding(${b++}) var<storage, read> qscale: array<f32>;`,
     `@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`,
   ];
-  if (!dense) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
-  }
-  if (gathered) lines.push(`@group(0) @binding(${b++}) var<storage, read> perm: array<u32>;`);
-  const inputs = b;
-  lines.push(vecBinding(b++, 'ob', 'f16', true));
-  lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
+  const inputs = appendSparseTail(lines, b, dense, gathered, 'f16');
   const L = `subgroup_matrix_left<i8, ${FK}, ${FM}>`;
   const RT = `subgroup_matrix_right<i8, ${FM}, ${FK}>`;
   const PL = `subgroup_matrix_left<f16, ${PV_K}, ${PV_K}>`;

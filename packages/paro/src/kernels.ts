@@ -1,5 +1,6 @@
 import { uniformStruct, vecBinding, vecLoader, vecStorer, type FloatDType, type Program } from '@attnkit/tensor';
 import { BLOCK } from './mask.js';
+import { appendSparseTail } from './bindings.js';
 
 export const CHUNK = 16;
 
@@ -301,14 +302,7 @@ export function sparseProgram(cfg: SparseConfig): Program {
     lines.push(`@group(0) @binding(${b++}) var<storage, read> qscale: array<f32>;`);
     lines.push(`@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`);
   }
-  if (!dense) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> counts: array<u32>;`);
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> lists: array<u32>;`);
-  }
-  if (gathered) lines.push(`@group(0) @binding(${b++}) var<storage, read> perm: array<u32>;`);
-  const inputs = b;
-  lines.push(vecBinding(b++, 'ob', dtype, true));
-  lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
+  const inputs = appendSparseTail(lines, b, dense, gathered, dtype);
 
   // Branch-free: every key of the chunk is scored and masked with select(), so the 16
   // dot-product chains interleave. In int8 mode the operands are the int8 values held
