@@ -54,4 +54,24 @@ describe.runIf(be)('WebGPU buffer pool', () => {
     gpu.trimPool();
     expect(gpu.pooledBytes).toBe(0);
   });
+  it('when full, evicts the longest-pooled buffers to keep the one just released', async () => {
+    gpu.trimPool();
+    const cap = Math.min(1 << 30, 2 * gpu.caps.maxStorageBufferBindingSize);
+    // Fill the pool with 1 MiB buffers up to the cap, then release one buffer of 4 MiB.
+    const n = cap / (N * 4);
+    const small = Array.from({ length: n }, () => zeros(gpu, [N]));
+    await gpu.sync();
+    for (const t of small) t.dispose();
+    await gpu.sync();
+    expect(gpu.pooledBytes).toBe(cap);
+    const big = zeros(gpu, [4 * N]);
+    await gpu.sync();
+    big.dispose();
+    await gpu.sync();
+    expect(gpu.pooledBytes).toBe(cap); // four 1 MiB buffers made room for it
+    const again = zeros(gpu, [4 * N]);
+    expect(gpu.pooledBytes).toBe(cap - 4 * N * 4); // and it was reused
+    again.dispose();
+    gpu.trimPool();
+  });
 });

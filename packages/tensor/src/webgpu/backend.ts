@@ -39,6 +39,8 @@ export class WebGpuBackend implements Backend {
   /** Released storage buffers by byte size, for reuse (see retire). */
   private readonly pool = new Map<number, GPUBuffer[]>();
   private readonly poolable = new WeakSet<GPUBuffer>();
+  /** Pooled buffers, longest-pooled first (evicted first when the pool is full). */
+  private readonly poolOrder: GPUBuffer[] = [];
   private poolBytes = 0;
   private readonly poolCap: number;
   private lost: DeviceLostError | null = null;
@@ -98,6 +100,7 @@ export class WebGpuBackend implements Backend {
     const pooled = extraUsage === 0 && size >= POOL_MIN_BYTES ? this.pool.get(size)?.pop() : undefined;
     if (pooled) {
       this.poolBytes -= size;
+      this.poolOrder.splice(this.poolOrder.indexOf(pooled), 1);
       // Zeroed like a fresh buffer, in its own submission: ordered after every earlier use
       // (all submitted before the buffer entered the pool) and before any later writeBuffer.
       const enc = this.device.createCommandEncoder();
@@ -119,14 +122,24 @@ export class WebGpuBackend implements Backend {
    */
   private retire(buf: GPUBuffer): void {
     const size = buf.size;
-    if (!this.lost && this.poolable.has(buf) && this.poolBytes + size <= this.poolCap) {
-      const list = this.pool.get(size) ?? [];
-      list.push(buf);
-      this.pool.set(size, list);
-      this.poolBytes += size;
-    } else {
+    if (this.lost || !this.poolable.has(buf) || size > this.poolCap) {
       buf.destroy();
+      return;
     }
+    // The buffer just released is the likeliest to be asked for again (the same op in a
+    // loop): make room by destroying the longest-pooled buffers rather than this one.
+    while (this.poolBytes + size > this.poolCap) {
+      const old = this.poolOrder.shift()!;
+      const list = this.pool.get(old.size)!;
+      list.splice(list.indexOf(old), 1);
+      this.poolBytes -= old.size;
+      old.destroy();
+    }
+    const list = this.pool.get(size) ?? [];
+    list.push(buf);
+    this.pool.set(size, list);
+    this.poolOrder.push(buf);
+    this.poolBytes += size;
   }
 
   /** Bytes held in the reuse pool (tests, diagnostics). */
@@ -138,6 +151,7 @@ export class WebGpuBackend implements Backend {
   trimPool(): void {
     for (const list of this.pool.values()) for (const b of list) b.destroy();
     this.pool.clear();
+    this.poolOrder.length = 0;
     this.poolBytes = 0;
   }
 
