@@ -74,4 +74,18 @@ describe.runIf(be)('WebGPU buffer pool', () => {
     again.dispose();
     gpu.trimPool();
   });
+  it('reuses a buffer released since the last submit by submitting first, and pending reads still see the old contents', async () => {
+    gpu.trimPool();
+    const a = tensor(gpu, new Float32Array(N).fill(2), [N]);
+    await gpu.sync();
+    const r1 = scale(a, 5); // recorded, not submitted
+    a.dispose(); // waits for the submit before it can be reused
+    const b = zeros(gpu, [N]); // submits r1, then reuses a's buffer
+    await gpu.sync();
+    expect(gpu.pooledBytes).toBe(0);
+    expect((await r1.toArray()).every((x) => x === 10)).toBe(true);
+    expect((await b.toArray()).every((x) => x === 0)).toBe(true);
+    r1.dispose();
+    b.dispose();
+  });
 });

@@ -97,7 +97,12 @@ export class WebGpuBackend implements Backend {
     if (size > this.caps.maxStorageBufferBindingSize) {
       throw new LimitError(op, 'maxStorageBufferBindingSize (bytes)', size, this.caps.maxStorageBufferBindingSize);
     }
-    const pooled = extraUsage === 0 && size >= POOL_MIN_BYTES ? this.pool.get(size)?.pop() : undefined;
+    const poolSized = extraUsage === 0 && size >= POOL_MIN_BYTES;
+    // A buffer of this size released since the last submit joins the pool only once its
+    // uses are submitted: submitting now is far cheaper than a fresh allocation (an op run
+    // in a loop releases its last output just before asking for the next).
+    if (poolSized && !this.pool.get(size)?.length && this.deferredFree.some((b) => b.size === size && this.poolable.has(b))) this.flush();
+    const pooled = poolSized ? this.pool.get(size)?.pop() : undefined;
     if (pooled) {
       this.poolBytes -= size;
       this.poolOrder.splice(this.poolOrder.indexOf(pooled), 1);
@@ -109,7 +114,7 @@ export class WebGpuBackend implements Backend {
       return pooled;
     }
     const buf = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | extraUsage });
-    if (extraUsage === 0 && size >= POOL_MIN_BYTES) this.poolable.add(buf);
+    if (poolSized) this.poolable.add(buf);
     return buf;
   }
 
