@@ -17,16 +17,16 @@ import { runSoftmax } from './kernels/softmax.js';
 /** Dispatches are batched into one command encoder and submitted every this many. */
 const FLUSH_EVERY = 64;
 
-/**
- * The WebGPU backend: owns the device, a pipeline cache keyed by Program.key, and a
- * pending command encoder. Buffers are padded to whole 32-bit words so packed f16/i8
- * kernels can read and write words.
- */
 /** Buffers below this size are not pooled: the clearing submit would cost more than a fresh one. */
 const POOL_MIN_BYTES = 1 << 20;
 /** At most this much (or twice the binding limit, if less) is held for reuse. */
 const POOL_MAX_BYTES = 1 << 30;
 
+/**
+ * The WebGPU backend: owns the device, a pipeline cache keyed by Program.key, and a
+ * pending command encoder. Buffers are padded to whole 32-bit words so packed f16/i8
+ * kernels can read and write words.
+ */
 export class WebGpuBackend implements Backend {
   readonly kind = 'webgpu' as const;
   readonly name: string;
@@ -36,11 +36,9 @@ export class WebGpuBackend implements Backend {
   private encoder: GPUCommandEncoder | null = null;
   private pending = 0;
   private readonly deferredFree: GPUBuffer[] = [];
-  /** Released storage buffers by byte size, for reuse (see retire). */
-  private readonly pool = new Map<number, GPUBuffer[]>();
+  /** Released storage buffers kept for reuse, longest-pooled first (see retire). */
+  private readonly pool: GPUBuffer[] = [];
   private readonly poolable = new WeakSet<GPUBuffer>();
-  /** Pooled buffers, longest-pooled first (evicted first when the pool is full). */
-  private readonly poolOrder: GPUBuffer[] = [];
   private poolBytes = 0;
   private readonly poolCap: number;
   private lost: DeviceLostError | null = null;
@@ -101,11 +99,9 @@ export class WebGpuBackend implements Backend {
     // A buffer of this size released since the last submit joins the pool only once its
     // uses are submitted: submitting now is far cheaper than a fresh allocation (an op run
     // in a loop releases its last output just before asking for the next).
-    if (poolSized && !this.pool.get(size)?.length && this.deferredFree.some((b) => b.size === size && this.poolable.has(b))) this.flush();
-    const pooled = poolSized ? this.pool.get(size)?.pop() : undefined;
+    if (poolSized && !this.pool.some((b) => b.size === size) && this.deferredFree.some((b) => b.size === size && this.poolable.has(b))) this.flush();
+    const pooled = poolSized ? this.takePooled(size) : undefined;
     if (pooled) {
-      this.poolBytes -= size;
-      this.poolOrder.splice(this.poolOrder.indexOf(pooled), 1);
       // Zeroed like a fresh buffer, in its own submission: ordered after every earlier use
       // (all submitted before the buffer entered the pool) and before any later writeBuffer.
       const enc = this.device.createCommandEncoder();
@@ -134,17 +130,23 @@ export class WebGpuBackend implements Backend {
     // The buffer just released is the likeliest to be asked for again (the same op in a
     // loop): make room by destroying the longest-pooled buffers rather than this one.
     while (this.poolBytes + size > this.poolCap) {
-      const old = this.poolOrder.shift()!;
-      const list = this.pool.get(old.size)!;
-      list.splice(list.indexOf(old), 1);
+      const old = this.pool.shift()!;
       this.poolBytes -= old.size;
       old.destroy();
     }
-    const list = this.pool.get(size) ?? [];
-    list.push(buf);
-    this.pool.set(size, list);
-    this.poolOrder.push(buf);
+    this.pool.push(buf);
     this.poolBytes += size;
+  }
+
+  /** The most recently pooled buffer of exactly `size` bytes, taken out of the pool. */
+  private takePooled(size: number): GPUBuffer | undefined {
+    for (let i = this.pool.length - 1; i >= 0; i--) {
+      if (this.pool[i]!.size === size) {
+        this.poolBytes -= size;
+        return this.pool.splice(i, 1)[0];
+      }
+    }
+    return undefined;
   }
 
   /** Bytes held in the reuse pool (tests, diagnostics). */
@@ -154,9 +156,7 @@ export class WebGpuBackend implements Backend {
 
   /** Destroys every pooled buffer (memory back to the device now). */
   trimPool(): void {
-    for (const list of this.pool.values()) for (const b of list) b.destroy();
-    this.pool.clear();
-    this.poolOrder.length = 0;
+    for (const b of this.pool.splice(0)) b.destroy();
     this.poolBytes = 0;
   }
 
