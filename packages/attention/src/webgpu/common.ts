@@ -33,3 +33,27 @@ export function checkWorkgroupBytes(be: WebGpuBackend, op: string, bytes: number
   const limit = be.caps.maxComputeWorkgroupStorageSize;
   if (bytes > limit) throw new LimitError(op, 'maxComputeWorkgroupStorageSize (bytes)', bytes, limit);
 }
+
+/**
+ * WGSL: the keys [lo, hi) a query tile can reach under the causal and window masks, from
+ * `p_first` and `p_last`, the key positions of its first and last query row (queries sit
+ * at the end of the keys).
+ */
+export const KEY_BOUNDS_WGSL = `  var hi = u.kvLen;
+  if (u.causal != 0u) { hi = u32(clamp(p_last + 1, 0, i32(u.kvLen))); }
+  var lo = 0u;
+  if (u.window > 0u) { lo = u32(clamp(p_first - i32(u.window) + 1, 0, i32(u.kvLen))); }`;
+
+/**
+ * WGSL: the key tiles of `T` keys (a WGSL constant) to visit for [lo, hi): first the
+ * `n_sink` tiles holding the attention sinks below `lo`, then tiles `start2` .. `end2`;
+ * `n_tiles` in all.
+ */
+export function keyTilesWgsl(T: string): string {
+  return `  var n_sink = 0u;
+  if (u.window > 0u) { n_sink = (min(u.sinks, lo) + ${T} - 1u) / ${T}; }
+  let start2 = max(lo / ${T}, n_sink);
+  let end2 = (hi + ${T} - 1u) / ${T};
+  var n_tiles = n_sink;
+  if (end2 > start2) { n_tiles += end2 - start2; }`;
+}

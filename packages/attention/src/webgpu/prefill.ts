@@ -1,6 +1,6 @@
 import { gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { checkWorkgroupBytes, NEG, NEG_INF_FN, scalarInput, vec4Input, vec4Output } from './common.js';
+import { checkWorkgroupBytes, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN, scalarInput, vec4Input, vec4Output } from './common.js';
 
 /**
  * Plain flash-attention prefill (FlashAttention-2 forward, online softmax).
@@ -73,7 +73,7 @@ export function prefillSource(v: PrefillVariant): string {
     let kt = workgroupUniformLoad(&tile_start[it & 1u]);
     if (kt == SKIP) { continue; }`
     : `
-    let kt = select(start2 + it - nSink, it, it < nSink) * BK;`;
+    let kt = select(start2 + it - n_sink, it, it < n_sink) * BK;`;
   const biasTerm = v.bias
     ? `
         let bv = ld_biasb(b * u.sb + h * u.sh + min(i, u.S - 1u) * u.si + min(j, u.kvLen - 1u) * u.sj);
@@ -127,17 +127,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let i_last = min(i0 + TQ, u.S) - 1u;
   let p_first = i32(u.kvLen) - i32(u.S) + i32(i0);
   let p_last = i32(u.kvLen) - i32(u.S) + i32(i_last);
-  var hi = u.kvLen;
-  if (u.causal != 0u) { hi = u32(clamp(p_last + 1, 0, i32(u.kvLen))); }
-  var lo = 0u;
-  if (u.window > 0u) { lo = u32(clamp(p_first - i32(u.window) + 1, 0, i32(u.kvLen))); }
+${KEY_BOUNDS_WGSL}
 ${v.blocks ? `  let qblk = i0 / u.queryBlock;
-  let n_tiles = u.maxSel * (u.keyBlock / BK);` : `  var nSink = 0u;
-  if (u.window > 0u) { nSink = (min(u.sinks, lo) + BK - 1u) / BK; }
-  let start2 = max(lo / BK, nSink);
-  let end2 = (hi + BK - 1u) / BK;
-  var n_tiles = nSink;
-  if (end2 > start2) { n_tiles += end2 - start2; }`}
+  let n_tiles = u.maxSel * (u.keyBlock / BK);` : keyTilesWgsl('BK')}
   let kvbase = (b * u.Hkv + hk) * u.cap;
 
   for (var it = 0u; it < n_tiles; it++) {${tileStart}

@@ -1,6 +1,6 @@
 import { ArgumentError, gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { NEG, NEG_INF_FN } from './common.js';
+import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
 
 /**
  * Tiled f16 flash-attention prefill on subgroup matrices (tensor cores), several subgroups
@@ -402,21 +402,13 @@ ${range(NF).map((f) => `  var o${f}: ${A};`).join('\n')}
 
   let p_first = i32(u.kvLen) - i32(u.S) + i32(w0);
   let p_last = i32(u.kvLen) - i32(u.S) + i32(min(w0 + BQ, u.S) - 1u);
-  var hi = u.kvLen;
-  if (u.causal != 0u) { hi = u32(clamp(p_last + 1, 0, i32(u.kvLen))); }
-  var lo = 0u;
-  if (u.window > 0u) { lo = u32(clamp(p_first - i32(u.window) + 1, 0, i32(u.kvLen))); }
+${KEY_BOUNDS_WGSL}
   // Keys every row of the workgroup sees: tiles inside [full_lo, full_hi) skip the per-key mask.
   var full_hi = u.kvLen;
   if (u.causal != 0u) { full_hi = u32(clamp(p_first + 1, 0, i32(u.kvLen))); }
   var full_lo = 0u;
   if (u.window > 0u) { full_lo = u32(clamp(p_last - i32(u.window) + 1, 0, i32(u.kvLen))); }
-  var n_sink = 0u;
-  if (u.window > 0u) { n_sink = (min(u.sinks, lo) + KT - 1u) / KT; }
-  let start2 = max(lo / KT, n_sink);
-  let end2 = (hi + KT - 1u) / KT;
-  var n_tiles = n_sink;
-  if (end2 > start2) { n_tiles += end2 - start2; }
+${keyTilesWgsl('KT')}
   let kvbase = (b * u.Hkv + hk) * u.cap;
 ${prefetchDecl}
 ${twoPass ? statsLoop : ''}

@@ -1,6 +1,6 @@
 import { ArgumentError, gridFor, packUniforms, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { checkWorkgroupBytes, NEG, NEG_INF_FN } from './common.js';
+import { checkWorkgroupBytes, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
 import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, SG_FLASH_FALLBACK, sgFlashLayout, type SgFlashVariant } from './sgflash.js';
 
 /**
@@ -197,16 +197,8 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
 
   let p_first = i32(u.kvLen) - i32(u.S) + i32(i0);
   let p_last = p_first + 15;
-  var hi = u.kvLen;
-  if (u.causal != 0u) { hi = u32(clamp(p_last + 1, 0, i32(u.kvLen))); }
-  var lo = 0u;
-  if (u.window > 0u) { lo = u32(clamp(p_first - i32(u.window) + 1, 0, i32(u.kvLen))); }
-  var n_sink = 0u;
-  if (u.window > 0u) { n_sink = (min(u.sinks, lo) + KT - 1u) / KT; }
-  let start2 = max(lo / KT, n_sink);
-  let end2 = (hi + KT - 1u) / KT;
-  var n_tiles = n_sink;
-  if (end2 > start2) { n_tiles += end2 - start2; }
+${KEY_BOUNDS_WGSL}
+${keyTilesWgsl('KT')}
   let kvbase = (b * u.Hkv + hk) * u.cap;
 
   for (var it = 0u; it < n_tiles; it++) {
