@@ -1,5 +1,5 @@
 import { packUniforms, uniformStruct, vecBinding, vecLoader, vecStorer, type FloatDType, type Program } from '@attnkit/tensor';
-import { WINDOW_WGSL } from './window-wgsl.js';
+import { TILE_GROUP_WGSL, WINDOW_WGSL } from './window-wgsl.js';
 
 /**
  * The fused neighborhood-attention kernel. One workgroup owns one query tile of
@@ -116,13 +116,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let b = bh / u.H;
   let kvh = h / (u.H / u.Hkv);
   let L = vec3<u32>(u.L0, u.L1, u.L2);
-  let kk = vec3<i32>(i32(u.k0), i32(u.k1), i32(u.k2));
-  let dd = vec3<u32>(u.d0, u.d1, u.d2);
-  let cz = vec3<bool>((u.causal & 1u) != 0u, (u.causal & 2u) != 0u, (u.causal & 4u) != 0u);
-  let tpg = vec3<u32>(u.n0, u.n1, u.n2);
-  let nt = tpg * dd;
-  let ta = vec3<u32>(T / (nt.y * nt.z), (T / nt.z) % nt.y, T % nt.z);
-  let g = ta / tpg;
+${TILE_GROUP_WGSL}
   let tileStart = vec3<i32>((ta % tpg) * vec3<u32>(${tile[0]}u, ${tile[1]}u, ${tile[2]}u));
   let lg = vec3<i32>(group_len(L.x, dd.x, g.x), group_len(L.y, dd.y, g.y), group_len(L.z, dd.z, g.z));
   if (any(tileStart >= lg)) { return; }

@@ -3,7 +3,7 @@ import { packKernelUniforms, UFIELDS } from './kernel.js';
 import { paddedAxes, type Problem } from './options.js';
 import { sgSharedLayout, sgSharedSource } from './sgshared.js';
 import { sgStackedSource } from './sgstacked.js';
-import { WINDOW3_WGSL } from './window-wgsl.js';
+import { TILE_GROUP_WGSL, WINDOW3_WGSL } from './window-wgsl.js';
 
 /**
  * Neighborhood attention on subgroup matrices (tensor cores), f16 in, f32 softmax.
@@ -338,13 +338,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let live = St < u.tilesX;
   let T = min(St, u.tilesX - 1u);
   let Lv = vec3<u32>(u.L0, u.L1, u.L2);
-  let kk = vec3<i32>(i32(u.k0), i32(u.k1), i32(u.k2));
-  let dd = vec3<u32>(u.d0, u.d1, u.d2);
-  let cz = vec3<bool>((u.causal & 1u) != 0u, (u.causal & 2u) != 0u, (u.causal & 4u) != 0u);
-  let tpg = vec3<u32>(u.n0, u.n1, u.n2);
-  let nt = tpg * dd;
-  let ta = vec3<u32>(T / (nt.y * nt.z), (T / nt.z) % nt.y, T % nt.z);
-  let g = ta / tpg;
+${TILE_GROUP_WGSL}
   let tileStart = vec3<i32>((ta % tpg) * vec3<u32>(${t0}u, ${t1}u, ${t2}u));
   let lg = vec3<i32>(group_len(Lv.x, dd.x, g.x), group_len(Lv.y, dd.y, g.y), group_len(Lv.z, dd.z, g.z));
   let ts = min(tileStart, lg - vec3<i32>(1));

@@ -1,7 +1,7 @@
 import { uniformStruct } from '@attnkit/tensor';
 import { UFIELDS } from './kernel.js';
 import { sgBox, type SgConfig, type SgShape } from './sgmatrix.js';
-import { WINDOW3_WGSL } from './window-wgsl.js';
+import { TILE_GROUP_WGSL, WINDOW3_WGSL } from './window-wgsl.js';
 
 /**
  * The subgroup-matrix kernel with `stack` (2) subtiles per subgroup, stacked along axis 1
@@ -78,13 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let live = St < u.tilesX;
   let T = min(St, u.tilesX - 1u);
   let Lv = vec3<u32>(u.L0, u.L1, u.L2);
-  let kk = vec3<i32>(i32(u.k0), i32(u.k1), i32(u.k2));
-  let dd = vec3<u32>(u.d0, u.d1, u.d2);
-  let cz = vec3<bool>((u.causal & 1u) != 0u, (u.causal & 2u) != 0u, (u.causal & 4u) != 0u);
-  let tpg = vec3<u32>(u.n0, u.n1, u.n2);
-  let nt = tpg * dd;
-  let ta = vec3<u32>(T / (nt.y * nt.z), (T / nt.z) % nt.y, T % nt.z);
-  let g = ta / tpg;
+${TILE_GROUP_WGSL}
   let tileStart = vec3<i32>((ta % tpg) * vec3<u32>(${t0}u, ${t1 * MQ}u, ${t2}u));
   let lg = vec3<i32>(group_len(Lv.x, dd.x, g.x), group_len(Lv.y, dd.y, g.y), group_len(Lv.z, dd.z, g.z));
   let span = vec3<i32>(${box.span[0]}, ${box.span[1]}, ${box.span[2]});

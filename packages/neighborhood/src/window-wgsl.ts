@@ -23,3 +23,16 @@ fn ws3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
 fn we3(i: vec3<i32>, lg: vec3<i32>, k: vec3<i32>, c: vec3<bool>) -> vec3<i32> {
   return vec3<i32>(win_end(i.x, lg.x, k.x, c.x), win_end(i.y, lg.y, k.y, c.y), win_end(i.z, lg.z, k.z, c.z));
 }`;
+
+/**
+ * WGSL statements: the kernel uniform's per-axis window `kk`, dilation `dd` and causal flags
+ * `cz`, and for tile `T` (tiles are numbered dilation group by group, `tpg` tiles per group
+ * per axis) its dilation group `g` and its axis coordinates `ta` over all groups.
+ */
+export const TILE_GROUP_WGSL = `  let kk = vec3<i32>(i32(u.k0), i32(u.k1), i32(u.k2));
+  let dd = vec3<u32>(u.d0, u.d1, u.d2);
+  let cz = vec3<bool>((u.causal & 1u) != 0u, (u.causal & 2u) != 0u, (u.causal & 4u) != 0u);
+  let tpg = vec3<u32>(u.n0, u.n1, u.n2);
+  let nt = tpg * dd;
+  let ta = vec3<u32>(T / (nt.y * nt.z), (T / nt.z) % nt.y, T % nt.z);
+  let g = ta / tpg;`;
