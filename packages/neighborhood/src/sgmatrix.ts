@@ -1,8 +1,9 @@
-import { gridFor, LimitError, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
-import { packKernelUniforms, UFIELDS } from './kernel.js';
+import { gridFor, LimitError, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { packKernelUniforms } from './kernel.js';
 import { paddedAxes, type Problem } from './options.js';
 import { sgSharedLayout, sgSharedSource } from './sgshared.js';
 import { sgStackedSource } from './sgstacked.js';
+import { SG_HEADER_WGSL } from './sg-header.js';
 import { TILE_GROUP_WGSL, WINDOW3_WGSL } from './window-wgsl.js';
 
 /**
@@ -301,16 +302,7 @@ ${softmaxCols.map((j) => `      ${hsName}[hBase + r * ${PR}u + c${j}] = f16(p${j
   if (ab === 'nos' || ab === 'io') sPhase = '';
   if (ab === 'nosoftmax' || ab === 'io') softmaxPhase = '';
   if (ab === 'nopv' || ab === 'io') pvPhase = '';
-  return `enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, subgroup_uniformity);
-@group(0) @binding(0) var<storage, read> qb: array<f16>;
-@group(0) @binding(1) var<storage, read> kb: array<f16>;
-@group(0) @binding(2) var<storage, read> vb: array<f16>;
-@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
-@group(0) @binding(4) var<uniform> u: U;
-${uniformStruct('U', UFIELDS)}
+  return `${SG_HEADER_WGSL}
 ${decls}
 
 const NEG = -1e30;

@@ -1,6 +1,5 @@
-import { uniformStruct } from '@attnkit/tensor';
-import { UFIELDS } from './kernel.js';
 import { sgBox, type SgConfig, type SgShape } from './sgmatrix.js';
+import { SG_HEADER_WGSL } from './sg-header.js';
 import { TILE_GROUP_WGSL, WINDOW3_WGSL } from './window-wgsl.js';
 
 /**
@@ -55,16 +54,7 @@ export function sgSharedSource(cfg: SgConfig, s: SgShape): string {
   const fs = Array.from({ length: NF }, (_, f) => f);
   // Fragment copies per subgroup per staged chunk (the last subgroups repeat the final copy when NSG does not divide them).
   const stageLoop = `for (var i = 0u; i < ${Math.ceil((CR * NF) / NSG)}u; i++) {`;
-  return `enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, subgroup_uniformity);
-@group(0) @binding(0) var<storage, read> qb: array<f16>;
-@group(0) @binding(1) var<storage, read> kb: array<f16>;
-@group(0) @binding(2) var<storage, read> vb: array<f16>;
-@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
-@group(0) @binding(4) var<uniform> u: U;
-${uniformStruct('U', UFIELDS)}
+  return `${SG_HEADER_WGSL}
 var<workgroup> ss: array<f16, ${NSG * lay.ssPer}>;
 ${oF16 ? '' : `var<workgroup> os: array<f32, ${NSG * lay.osPer}>;`}
 var<workgroup> kvs: array<f16, ${CR * 16 * KR}>;

@@ -1,6 +1,5 @@
-import { uniformStruct } from '@attnkit/tensor';
-import { UFIELDS } from './kernel.js';
 import { sgBox, type SgConfig, type SgShape } from './sgmatrix.js';
+import { SG_HEADER_WGSL } from './sg-header.js';
 import { TILE_GROUP_WGSL, WINDOW3_WGSL } from './window-wgsl.js';
 
 /**
@@ -41,16 +40,7 @@ export function sgStackedSource(cfg: SgConfig, s: SgShape): string {
   const ms = Array.from({ length: MQ }, (_, m) => m);
   const fs = Array.from({ length: NF }, (_, f) => f);
   const cols = Array.from({ length: perLane }, (_, j) => j);
-  return `enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, subgroup_uniformity);
-@group(0) @binding(0) var<storage, read> qb: array<f16>;
-@group(0) @binding(1) var<storage, read> kb: array<f16>;
-@group(0) @binding(2) var<storage, read> vb: array<f16>;
-@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
-@group(0) @binding(4) var<uniform> u: U;
-${uniformStruct('U', UFIELDS)}
+  return `${SG_HEADER_WGSL}
 ${decls}
 
 const NEG = -1e30;
