@@ -202,6 +202,15 @@ export function sgmatrixPVAvailable(caps: Capabilities, wgslFeatures: ReadonlySe
   );
 }
 
+/** The operand bindings both P·V-on-subgroup-matrices layouts open with: int8 Q and K, f16 V, Q and K block scales. */
+const PV_HEAD = [
+  '@group(0) @binding(0) var<storage, read> qb: array<i32>;',
+  '@group(0) @binding(1) var<storage, read> kb: array<i32>;',
+  '@group(0) @binding(2) var<storage, read> vb: array<f16>;',
+  '@group(0) @binding(3) var<storage, read> qscale: array<f32>;',
+  '@group(0) @binding(4) var<storage, read> kscale: array<f32>;',
+] as const;
+
 /**
  * The int8 block-sparse kernel with Q.K^T on i8 subgroup matrices and P.V on f16 ones. Per
  * key block: the two subgroups write the 64 x 64 i32 scores to workgroup memory; each
@@ -219,15 +228,8 @@ export function sparseSgmatrixPVProgram(D: number, dense: boolean, gathered: boo
   const KS = D / FK;
   const DS = D + pvPad;
   const slots = Array.from({ length: D4 }, (_, p) => p);
-  let b = 0;
-  const lines: string[] = [
-    `@group(0) @binding(${b++}) var<storage, read> qb: array<i32>;`,
-    `@group(0) @binding(${b++}) var<storage, read> kb: array<i32>;`,
-    `@group(0) @binding(${b++}) var<storage, read> vb: array<f16>;`,
-    `@group(0) @binding(${b++}) var<storage, read> qscale: array<f32>;`,
-    `@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`,
-  ];
-  const inputs = appendSparseTail(lines, b, dense, gathered, 'f16');
+  const lines = [...PV_HEAD];
+  const inputs = appendSparseTail(lines, PV_HEAD.length, dense, gathered, 'f16');
   const L = `subgroup_matrix_left<i8, ${FK}, ${FM}>`;
   const R = `subgroup_matrix_right<i8, ${FM}, ${FK}>`;
   const PL = `subgroup_matrix_left<f16, ${PV_K}, ${PV_K}>`;
@@ -345,15 +347,8 @@ export function sparseSgmatrixPV16Program(D: number, dense: boolean, gathered: b
   const DS = D + 8;
   const R = 16; // query rows per workgroup
   const mine = Array.from({ length: D4 / 2 }, (_, j) => j); // this lane's vec4 slots: 2j + half
-  let b = 0;
-  const lines: string[] = [
-    `@group(0) @binding(${b++}) var<storage, read> qb: array<i32>;`,
-    `@group(0) @binding(${b++}) var<storage, read> kb: array<i32>;`,
-    `@group(0) @binding(${b++}) var<storage, read> vb: array<f16>;`,
-    `@group(0) @binding(${b++}) var<storage, read> qscale: array<f32>;`,
-    `@group(0) @binding(${b++}) var<storage, read> kscale: array<f32>;`,
-  ];
-  const inputs = appendSparseTail(lines, b, dense, gathered, 'f16');
+  const lines = [...PV_HEAD];
+  const inputs = appendSparseTail(lines, PV_HEAD.length, dense, gathered, 'f16');
   const L = `subgroup_matrix_left<i8, ${FK}, ${FM}>`;
   const RT = `subgroup_matrix_right<i8, ${FM}, ${FK}>`;
   const PL = `subgroup_matrix_left<f16, ${PV_K}, ${PV_K}>`;
