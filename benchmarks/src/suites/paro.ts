@@ -10,17 +10,6 @@ import { peerKey, timeIt, withPeer, type BenchRow, type Suite } from '../harness
 // Q/K are synthetic with per-head locality along F, H, W or H+W (paro's syntheticVideoQK),
 // so the calibration has real structure to find; V is random.
 
-/**
- * Calls `fn` (synced) for at least `ms` before it is timed. timeIt's one warm-up call is not
- * enough here: on the H200 (paro-e2e probe, round 2) synced calls ran 20-30 ms slower for
- * ~0.4 s after a subgroup-matrix pipeline was created, with unchanged GPU time, which is
- * what made earlier medians of this suite bimodal.
- */
-async function settle(be: Backend, fn: () => void, ms: number): Promise<void> {
-  const t0 = performance.now();
-  do { fn(); await be.sync(); } while (performance.now() - t0 < ms);
-}
-
 function relL1(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0;
   let den = 0;
@@ -53,9 +42,10 @@ export const paroSuite: Suite = {
       package: 'paro', kernel, shape, dtype: 'f16', backend: be.kind, device: ctx.device, ...t, gflops: flops / (t.medianMs * 1e6), notes,
     });
     const denseFlops = 4 * H * N * N * D;
+    // At least 1 s of warm-up on big runs, with or without the runner's ATTNKIT_BENCH_WARMUP_MS:
+    // synced calls ran 20-30 ms slower for ~0.4 s after a subgroup-matrix pipeline was created (H200).
     const warm = ctx.big ? 1000 : 0;
-    await settle(be, () => denseAttention(q, k, v).dispose(), warm);
-    const dense = await timeIt(be, () => denseAttention(q, k, v).dispose(), { reps, maxInner: 4 });
+    const dense = await timeIt(be, () => denseAttention(q, k, v).dispose(), { reps, maxInner: 4, warmupMs: warm });
     const denseOut = await denseAttention(q, k, v).toArray();
     rows.push(withPeer(row('dense', dense, denseFlops, 'our fused dense f16 kernel (every block); peer: torch SDPA f16'), ctx.peers.get(peerKey('dense', shape, 'f16')), { flops: denseFlops }));
     const actual = maskDensity(plan.mask);
@@ -71,8 +61,7 @@ export const paroSuite: Suite = {
       ['paro-int8-separate', { qk: 'int8', permute: 'separate' }, 'separate passes: permute Q, K, V, int8 quantize, sparse kernel, unpermute'],
     ];
     for (const [name, opts, how] of e2e) {
-      await settle(be, () => paroAttention(q, k, v, cal, opts).dispose(), warm);
-      const t = await timeIt(be, () => paroAttention(q, k, v, cal, opts).dispose(), { reps });
+      const t = await timeIt(be, () => paroAttention(q, k, v, cal, opts).dispose(), { reps, warmupMs: warm });
       const out = await paroAttention(q, k, v, cal, opts).toArray();
       const err = relL1(out, denseOut);
       rows.push({
@@ -84,8 +73,7 @@ export const paroSuite: Suite = {
     const qp = gatherTokens(q, plan.forward, H);
     const kp = gatherTokens(k, plan.forward, H);
     const vp = gatherTokens(v, plan.forward, H);
-    await settle(be, () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8' }).dispose(), warm);
-    const t = await timeIt(be, () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8' }).dispose(), { reps });
+    const t = await timeIt(be, () => blockSparseAttention(qp, kp, vp, plan.mask, { qk: 'int8' }).dispose(), { reps, warmupMs: warm });
     rows.push({ ...row('paro-int8-kernel', t, denseFlops * actual, `int8 quantize + block-sparse kernel on pre-permuted tokens; density ${actual.toFixed(4)}`), peer: ourDense, ratio: dense.medianMs / t.medianMs });
     for (const x of [q, k, v, qp, kp, vp]) x.dispose();
     return rows;
@@ -125,10 +113,8 @@ export const paroSgmatrixSuite: Suite = {
     const probe = await probeTile(be as WebGpuBackend);
     const plainCall = () => blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'plain' }).dispose();
     const sgmCall = () => blockSparseAttention(q, k, v, plan.mask, { qk: 'int8', int8Path: 'sgmatrix' }).dispose();
-    await settle(be, plainCall, ctx.big ? 1000 : 0);
-    const tPlain = await timeIt(be, plainCall, { reps: 15 });
-    await settle(be, sgmCall, ctx.big ? 1000 : 0);
-    const tSgm = await timeIt(be, sgmCall, { reps: 15 });
+    const tPlain = await timeIt(be, plainCall, { reps: 15, warmupMs: ctx.big ? 1000 : 0 });
+    const tSgm = await timeIt(be, sgmCall, { reps: 15, warmupMs: ctx.big ? 1000 : 0 });
     const flops = 4 * H * N * N * D * maskDensity(plan.mask);
     const base = { package: 'paro', shape, dtype: 'f16', backend: be.kind, device: ctx.device } as const;
     const rows: BenchRow[] = [
