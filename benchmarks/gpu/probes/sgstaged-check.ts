@@ -1,9 +1,8 @@
 // Checks the staged subgroup-matrix matmul in every transpose and with a batch against the
 // float64 CPU backend (lavapipe has no subgroup matrices, so this runs on the H200 only).
 //   node .gpu/sgstaged-check.mjs --out DIR
-import { CpuBackend, createBackend, matmul, random, WebGpuBackend, type Backend } from '@attnkit/tensor';
+import { CpuBackend, createBackend, matmul, matmulParams, matmulWith, parseMatmulVariant, random, WebGpuBackend, type Backend } from '@attnkit/tensor';
 import { writeFileSync } from 'node:fs';
-import { matmulWith, parseVariant } from '../../../packages/tensor/src/webgpu/kernels/matmul.js';
 
 const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
 const be = await createBackend({ backend: 'webgpu', dawnFlags: FLAGS });
@@ -22,8 +21,7 @@ for (const spec of ['sgstaged', 'sgstaged:2,2,4,4,32,8,1,0', 'sgstaged:4,4,2,2,3
     const [a, b] = make(be);
     let err: number | string;
     try {
-      const p = { transA, transB, outDtype: 'f32' as const, batch: B, batchA: B, batchB: B, M, N, K, outShape: [B, M, N] };
-      const got = (await matmulWith(be, a, b, p, parseVariant(spec)).toArray()) as Float32Array;
+      const got = (await matmulWith(be, a, b, matmulParams(a, b, { transA, transB }), parseMatmulVariant(spec)).toArray()) as Float32Array;
       err = 0;
       for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i]! - want[i]!));
     } catch (e) {

@@ -1,6 +1,6 @@
 import { appendFileSync } from 'node:fs';
 import {
-  chooseMatmulVariant, CpuBackend, matmul, matmulVariantName, matmulWith, random, type Backend, type MatmulParams, type Tensor, type WebGpuBackend,
+  chooseMatmulVariant, CpuBackend, matmul, matmulParams, matmulVariantName, matmulWith, random, type Backend, type Tensor, type WebGpuBackend,
 } from '@attnkit/tensor';
 import { peerKey, timeIt, withPeer, type BenchRow, type Suite, type SuiteContext } from '../harness.js';
 
@@ -179,7 +179,7 @@ export const matmulSuite: Suite = {
         // caching allocator gives torch, so the ratio compares kernels, not allocations.
         if (gpu && ctx.big && wanted('matmul-prealloc', s, dtype)) {
           const wg = be as WebGpuBackend;
-          const mp: MatmulParams = { transA: false, transB: false, outDtype: 'f32', batch: 1, batchA: 1, batchB: 1, M: n, N: n, K: n, outShape: [n, n] };
+          const mp = matmulParams(ab[0], ab[1]);
           const v = chooseMatmulVariant(wg, ab[0], ab[1], mp);
           const into = wg.empty('matmul', 'f32', [n, n]);
           try {

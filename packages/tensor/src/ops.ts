@@ -20,6 +20,11 @@ export interface MatmulOptions {
  * dims or have batch 1 (broadcast). f32/f16 inputs, f32 accumulation.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  return a.backend.matmul(a, b, matmulParams(a, b, opts));
+}
+
+/** The checked problem `matmul(a, b, opts)` hands its backend (for callers that pick the kernel themselves, see matmulWith). */
+export function matmulParams(a: Tensor, b: Tensor, opts: MatmulOptions = {}): MatmulParams {
   const op = 'matmul';
   sameBackend(op, a, { b });
   dtypeIn(op, 'a', a, FLOATS);
@@ -49,7 +54,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     batch: sizeOf(batchShape), batchA: nA, batchB: nB, M, N, K,
     outShape: [...batchShape, M, N],
   };
-  return a.backend.matmul(a, b, p);
+  return p;
 }
 
 function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
