@@ -51,8 +51,8 @@ interface Side {
   /** staged tile: `rows` x `cols` halves, cols contiguous in global memory and in the tile */
   rows: number;
   cols: number;
-  /** WGSL: global element index of tile element (r, c) at slice k0, without the batch offset */
-  global: (r: string, c: string) => string;
+  /** WGSL: global element index of tile element (r, c) of the slice starting at k, without the batch offset */
+  global: (r: string, c: string, k: string) => string;
   /** WGSL: tile offset of the fragment starting at output index `o` and slice offset `kk` */
   frag: (o: string, kk: string, stride: number) => string;
   colMajor: boolean;
@@ -60,11 +60,11 @@ interface Side {
 
 function sides(p: Pick<MatmulParams, 'transA' | 'transB'>, BM: number, BN: number, BK: number): [Side, Side] {
   const A: Side = p.transA
-    ? { rows: BK, cols: BM, global: (r, c) => `(k0 + ${r}) * u.M + r0 + ${c}`, frag: (o, kk, s) => `(${kk}) * ${s}u + ${o}`, colMajor: true }
-    : { rows: BM, cols: BK, global: (r, c) => `(r0 + ${r}) * u.K + k0 + ${c}`, frag: (o, kk, s) => `(${o}) * ${s}u + ${kk}`, colMajor: false };
+    ? { rows: BK, cols: BM, global: (r, c, k) => `(${k} + ${r}) * u.M + r0 + ${c}`, frag: (o, kk, s) => `(${kk}) * ${s}u + ${o}`, colMajor: true }
+    : { rows: BM, cols: BK, global: (r, c, k) => `(r0 + ${r}) * u.K + ${k} + ${c}`, frag: (o, kk, s) => `(${o}) * ${s}u + ${kk}`, colMajor: false };
   const B: Side = p.transB
-    ? { rows: BN, cols: BK, global: (r, c) => `(c0 + ${r}) * u.K + k0 + ${c}`, frag: (o, kk, s) => `(${o}) * ${s}u + ${kk}`, colMajor: true }
-    : { rows: BK, cols: BN, global: (r, c) => `(k0 + ${r}) * u.N + c0 + ${c}`, frag: (o, kk, s) => `(${kk}) * ${s}u + ${o}`, colMajor: false };
+    ? { rows: BN, cols: BK, global: (r, c, k) => `(c0 + ${r}) * u.K + ${k} + ${c}`, frag: (o, kk, s) => `(${o}) * ${s}u + ${kk}`, colMajor: true }
+    : { rows: BK, cols: BN, global: (r, c, k) => `(${k} + ${r}) * u.N + c0 + ${c}`, frag: (o, kk, s) => `(${kk}) * ${s}u + ${o}`, colMajor: false };
   return [A, B];
 }
 
@@ -79,8 +79,8 @@ export function sgstagedSharedBytes(c: SgstagedConfig, p: Pick<MatmulParams, 'tr
   return (stageSize(A, c) + stageSize(B, c)) * stages(c) * 2;
 }
 
-/** WGSL statements for one side: global 16-byte loads into registers, and their stores into the staged tile. */
-function staging(name: 'a' | 'b', s: Side, c: SgstagedConfig, WG: number): { decl: string; load: string; store: (stage: string) => string } {
+/** WGSL statements for one side: global 16-byte loads of the slice at `k` into registers, and their stores into the staged tile at `stage`. */
+function staging(name: 'a' | 'b', s: Side, c: SgstagedConfig, WG: number): { decl: string; load: (k: string) => string; store: (stage: string) => string } {
   const T = name === 'a' ? 'ta' : 'tb';
   const off = name === 'a' ? 'aOff' : 'bOff';
   const q = s.cols / 8;
@@ -88,17 +88,21 @@ function staging(name: 'a' | 'b', s: Side, c: SgstagedConfig, WG: number): { dec
   const per = Math.ceil(total / WG);
   const stride = s.cols + pad(c);
   const decl: string[] = [];
-  const load: string[] = [];
-  const store: string[] = [];
+  const load: Array<(k: string) => string> = [];
+  const store: Array<(stage: string) => string> = [];
   for (let i = 0; i < per; i++) {
     const v = `${name}v${i}`;
     const guard = (i + 1) * WG > total ? `if (${v} < ${total}u) ` : '';
     decl.push(`var ${name}r${i}: vec4<u32>; let ${v} = lid + ${i * WG}u;`);
-    load.push(`${guard}{ let r = ${v} / ${q}u; let cc = (${v} % ${q}u) * 8u; ${name}r${i} = ${name}[(${off} + ${s.global('r', 'cc')}) / 8u]; }`);
+    load.push((k) => `${guard}{ let r = ${v} / ${q}u; let cc = (${v} % ${q}u) * 8u; ${name}r${i} = ${name}[(${off} + ${s.global('r', 'cc', k)}) / 8u]; }`);
     const halves = [0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(${name}r${i}[${w}]); ${T}[o + ${2 * w}u] = h${w}.x; ${T}[o + ${2 * w + 1}u] = h${w}.y;`).join(' ');
-    store.push(`${guard}{ let r = ${v} / ${q}u; let cc = (${v} % ${q}u) * 8u; let o = STAGE + r * ${stride}u + cc; ${halves} }`);
+    store.push((stage) => `${guard}{ let r = ${v} / ${q}u; let cc = (${v} % ${q}u) * 8u; let o = ${stage} + r * ${stride}u + cc; ${halves} }`);
   }
-  return { decl: decl.join('\n  '), load: load.join('\n    '), store: (stage) => store.join('\n    ').replaceAll('STAGE', stage) };
+  return {
+    decl: decl.join('\n  '),
+    load: (k) => load.map((f) => f(k)).join('\n    '),
+    store: (stage) => store.map((f) => f(stage)).join('\n    '),
+  };
 }
 
 /**
@@ -106,14 +110,13 @@ function staging(name: 'a' | 'b', s: Side, c: SgstagedConfig, WG: number): { dec
  * constant). With FP the loads of step s+1 are issued before the multiplies of step s, so
  * a fragment load's latency overlaps tensor-core work instead of stalling the subgroup.
  */
-function unrolled(loads: string[], mmas: string[], BK: number, FP: boolean): string {
+function unrolled(loads: (s: number) => string[], mmas: (s: number) => string[], BK: number, FP: boolean): string {
   const n = BK / FRAG;
-  const at = (lines: string[], s: number) => lines.map((l) => l.replaceAll('kk', `${s * FRAG}u`).replace(/\b([lq]\d+)\b/g, `$1_${s}`));
-  if (!FP) return Array.from({ length: n }, (_, s) => `{\n      ${[...at(loads, s), ...at(mmas, s)].join('\n      ')}\n    }`).join('\n    ');
-  const out = [...at(loads, 0)];
+  if (!FP) return Array.from({ length: n }, (_, s) => `{\n      ${[...loads(s), ...mmas(s)].join('\n      ')}\n    }`).join('\n    ');
+  const out = loads(0);
   for (let s = 0; s < n; s++) {
-    if (s + 1 < n) out.push(...at(loads, s + 1));
-    out.push(...at(mmas, s));
+    if (s + 1 < n) out.push(...loads(s + 1));
+    out.push(...mmas(s));
   }
   return out.join('\n    ');
 }
@@ -132,17 +135,20 @@ export function sgstagedSource(p: Pick<MatmulParams, 'transA' | 'transB'>, c: Sg
   const sb = staging('b', B, c, WG);
   const L = `subgroup_matrix_left<f16, ${FRAG}, ${FRAG}>`;
   const R = `subgroup_matrix_right<f16, ${FRAG}, ${FRAG}>`;
-  const loads: string[] = [];
-  const mmas: string[] = [];
-  for (let i = 0; i < c.FR; i++) loads.push(`let l${i} = subgroupMatrixLoad<${L}>(&ta, sta + ${A.frag(`sr + ${i * FRAG}u`, 'kk', SA)}, ${A.colMajor}, ${SA}u);`);
-  for (let j = 0; j < c.FC; j++) loads.push(`let q${j} = subgroupMatrixLoad<${R}>(&tb, stb + ${B.frag(`sc + ${j * FRAG}u`, 'kk', SB)}, ${B.colMajor}, ${SB}u);`);
+  const FRs = Array.from({ length: c.FR }, (_, i) => i);
+  const FCs = Array.from({ length: c.FC }, (_, j) => j);
+  // Step s's fragments of A and B (its 16 K values at offset 16s in the staged slice), and its multiplies.
+  const loads = (s: number): string[] => [
+    ...FRs.map((i) => `let l${i}_${s} = subgroupMatrixLoad<${L}>(&ta, sta + ${A.frag(`sr + ${i * FRAG}u`, `${s * FRAG}u`, SA)}, ${A.colMajor}, ${SA}u);`),
+    ...FCs.map((j) => `let q${j}_${s} = subgroupMatrixLoad<${R}>(&tb, stb + ${B.frag(`sc + ${j * FRAG}u`, `${s * FRAG}u`, SB)}, ${B.colMajor}, ${SB}u);`),
+  ];
+  const mmas = (s: number): string[] => FRs.flatMap((i) => FCs.map((j) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}_${s}, q${j}_${s}, acc${i}_${j});`));
   const decl: string[] = [];
   const stores: string[] = [];
-  for (let i = 0; i < c.FR; i++) {
-    for (let j = 0; j < c.FC; j++) {
+  for (const i of FRs) {
+    for (const j of FCs) {
       // Declared at function scope: a declaration inside the loop had its zero-init hoisted.
       decl.push(`var acc${i}_${j}: subgroup_matrix_result<f32, ${FRAG}, ${FRAG}>;`);
-      mmas.push(`acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, q${j}, acc${i}_${j});`);
       stores.push(`subgroupMatrixStore(&out, outOff + (r0 + sr + ${i * FRAG}u) * u.N + c0 + sc + ${j * FRAG}u, acc${i}_${j}, false, u.N);`);
     }
   }
@@ -172,8 +178,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${sa.decl}
   ${sb.decl}
   var k0 = 0u;
-  ${sa.load}
-  ${sb.load}
+  ${sa.load('k0')}
+  ${sb.load('k0')}
   for (; k0 < u.K; k0 += ${BK}u) {
     let sta = ${stageA};
     let stb = ${stageB};
@@ -182,8 +188,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     if (k0 + ${BK}u < u.K) {
       let k1 = k0 + ${BK}u;
-      ${sa.load.replaceAll('k0', 'k1')}
-      ${sb.load.replaceAll('k0', 'k1')}
+      ${sa.load('k1')}
+      ${sb.load('k1')}
     }
     ${unrolled(loads, mmas, BK, c.FP ?? false)}
     ${NS === 1 ? 'workgroupBarrier();' : ''}
