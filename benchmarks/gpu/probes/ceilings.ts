@@ -10,6 +10,20 @@ import { timeIt } from '../../src/harness.js';
 const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
 const U = uniformStruct('U', [['iters', 'u32']]);
 
+/** WGSL: c_i_j += l_i * r_j for every pair of the FR x FC result fragments. */
+function accumulateAll(FR: number, FC: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < FR; i++) for (let j = 0; j < FC; j++) out.push(`c${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, c${i}_${j});`);
+  return out;
+}
+
+/** WGSL: the FR x FC result fragments stored one after another from `base` (so the compiler cannot drop them). */
+function storeAll(FR: number, FC: number, base: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < FR; i++) for (let j = 0; j < FC; j++) out.push(`subgroupMatrixStore(&out, ${base} + ${256 * out.length}u, c${i}_${j}, false, 16u);`);
+  return out;
+}
+
 /** Each subgroup holds FR x FC result fragments and multiplies resident fragments ITER times. */
 function mmaProgram(acc: 'f32' | 'f16', FR: number, FC: number, sgPerWg: number, sgSize: number): Program {
   const L = 'subgroup_matrix_left<f16, 16, 16>';
@@ -19,11 +33,8 @@ function mmaProgram(acc: 'f32' | 'f16', FR: number, FC: number, sgPerWg: number,
   for (let j = 0; j < FC; j++) lines.push(`let r${j} = subgroupMatrixLoad<${R}>(&a, ${(FR + j) * 256}u, false, 16u);`);
   // Each accumulator starts from a product (a bare declaration in a loop body was hoisted on the H200).
   for (let i = 0; i < FR; i++) for (let j = 0; j < FC; j++) lines.push(`var c${i}_${j} = subgroupMatrixMultiply<${acc}>(l${i}, r${j});`);
-  const body: string[] = [];
-  for (let i = 0; i < FR; i++) for (let j = 0; j < FC; j++) body.push(`c${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, c${i}_${j});`);
-  const stores: string[] = [];
-  let f = 0;
-  for (let i = 0; i < FR; i++) for (let j = 0; j < FC; j++) stores.push(`subgroupMatrixStore(&out, base + ${256 * f++}u, c${i}_${j}, false, 16u);`);
+  const body = accumulateAll(FR, FC);
+  const stores = storeAll(FR, FC, 'base');
   return {
     key: `ceiling/mma/${acc}/${FR}x${FC}/${sgPerWg}`,
     inputs: 1, outputs: 1, uniform: true,
@@ -65,11 +76,9 @@ function mmaWorkgroupProgram(FR: number, FC: number, sgPerWg: number, sgSize: nu
   for (let j = 0; j < FC; j++) body.push(`let r${j} = subgroupMatrixLoad<${R}>(&sh, ${rows * STRIDE}u + base * ${STRIDE}u + ${j * 16}u, false, ${STRIDE}u);`);
   for (let i = 0; i < FR; i++) for (let j = 0; j < FC; j++) {
     first.push(`var c${i}_${j} = subgroupMatrixMultiply<f32>(subgroupMatrixLoad<${L}>(&sh, ${i * 16 * STRIDE}u, false, ${STRIDE}u), subgroupMatrixLoad<${R}>(&sh, ${rows * STRIDE + j * 16}u, false, ${STRIDE}u));`);
-    body.push(`c${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, c${i}_${j});`);
   }
-  const stores: string[] = [];
-  let f = 0;
-  for (let i = 0; i < FR; i++) for (let j = 0; j < FC; j++) stores.push(`subgroupMatrixStore(&out, base0 + ${256 * f++}u, c${i}_${j}, false, 16u);`);
+  body.push(...accumulateAll(FR, FC));
+  const stores = storeAll(FR, FC, 'base0');
   return {
     key: `ceiling/mma-wg/${FR}x${FC}/${sgPerWg}/${STRIDE}`,
     inputs: 1, outputs: 1, uniform: true,
