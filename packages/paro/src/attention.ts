@@ -8,6 +8,7 @@ import {
 import {
   sgmatrixInt8Available, sgmatrixPVAvailable, sgmatrixPVLayout, sparseSgmatrixPV16Program, sparseSgmatrixProgram, sparseSgmatrixPVProgram,
 } from './kernels-sgmatrix.js';
+import { sparseUniforms } from './bindings.js';
 import { BLOCK, blockCount, packMask, type BlockMask } from './mask.js';
 import { quantizeVProgram, sparseInt8PVProgram } from './kernels-int8pv.js';
 
@@ -339,7 +340,7 @@ export function runSparse(
         blockStaged: sparseStaging({ qk, headDim: d.D }, be.caps.maxComputeWorkgroupStorageSize),
       }),
     inputs, outputs: [be.buffer(out, op)],
-    uniforms: packUniforms([['u32', d.H], ['u32', d.Hkv], ['u32', d.N], ['u32', nB], ['f32', scale * LOG2E]]),
+    uniforms: sparseUniforms({ H: d.H, Hkv: d.Hkv, N: d.N, nB, scale: scale * LOG2E }),
     grid: [rows16 ? nB * 4 : nB, 1, d.B * d.H],
   });
   return out;
@@ -369,7 +370,7 @@ function runInt8PV(be: WebGpuBackend, x: { q: GPUBuffer; k: GPUBuffer; v: GPUBuf
   be.dispatch({
     program: sparseInt8PVProgram({ dtype: d.dtype, headDim: d.D, dense: mask === 'dense', chunk, gathered: perm !== null }),
     inputs, outputs: [be.buffer(out, op)],
-    uniforms: packUniforms([['u32', d.H], ['u32', d.Hkv], ['u32', d.N], ['u32', nB], ['f32', scale * LOG2E]]),
+    uniforms: sparseUniforms({ H: d.H, Hkv: d.Hkv, N: d.N, nB, scale: scale * LOG2E }),
     grid: [nB, 1, d.B * d.H],
   });
   return out;

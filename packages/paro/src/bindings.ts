@@ -1,4 +1,4 @@
-import { vecBinding, type FloatDType } from '@attnkit/tensor';
+import { packUniforms, uniformStruct, vecBinding, type FloatDType } from '@attnkit/tensor';
 
 /**
  * The bindings every sparse PARO kernel ends with, after its own operands: the block lists
@@ -17,4 +17,15 @@ export function appendSparseTail(lines: string[], first: number, dense: boolean,
   lines.push(vecBinding(b++, 'ob', outDtype, true));
   lines.push(`@group(0) @binding(${b++}) var<uniform> u: U;`);
   return inputs;
+}
+
+/** The uniform every sparse kernel reads: heads, KV heads, tokens, 64-token blocks, and the softmax scale in log2 units. */
+const SPARSE_FIELDS = [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']] as const;
+
+/** WGSL: the sparse kernels' uniform struct `U`. */
+export const SPARSE_UNIFORM_WGSL = uniformStruct('U', SPARSE_FIELDS);
+
+/** The host side of SPARSE_UNIFORM_WGSL. */
+export function sparseUniforms(v: Record<(typeof SPARSE_FIELDS)[number][0], number>): ArrayBuffer {
+  return packUniforms(SPARSE_FIELDS.map(([name, type]) => [type, v[name]] as const));
 }

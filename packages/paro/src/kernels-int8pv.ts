@@ -1,6 +1,6 @@
 import { uniformStruct, vecBinding, vecLoader, vecStorer, type FloatDType, type Program } from '@attnkit/tensor';
 import { BLOCK } from './mask.js';
-import { appendSparseTail } from './bindings.js';
+import { appendSparseTail, SPARSE_UNIFORM_WGSL } from './bindings.js';
 
 const NEG = -1e30;
 const WG = 64;
@@ -120,7 +120,7 @@ export function sparseInt8PVProgram(cfg: Int8PVConfig): Program {
     inputs, outputs: 1, uniform: true,
     source: () => `
 ${lines.join('\n')}
-${uniformStruct('U', [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']])}
+${SPARSE_UNIFORM_WGSL}
 ${vecStorer('ob', dtype)}
 var<workgroup> kp: array<u32, ${SK * D4}>;
 var<workgroup> vt: array<u32, ${D * VW}>;

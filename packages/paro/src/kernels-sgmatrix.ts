@@ -1,7 +1,7 @@
-import { uniformStruct, vecBinding, vecLoader, vecStorer, type Capabilities, type FloatDType, type Program } from '@attnkit/tensor';
+import { vecBinding, vecLoader, vecStorer, type Capabilities, type FloatDType, type Program } from '@attnkit/tensor';
 import { BLOCK } from './mask.js';
 import { CHUNK } from './kernels.js';
-import { appendSparseTail } from './bindings.js';
+import { appendSparseTail, SPARSE_UNIFORM_WGSL } from './bindings.js';
 
 const NEG = -1e30;
 /** i8 x i8 -> i32 fragment shape used: M = N = 16 rows/columns, K = 32. */
@@ -81,7 +81,7 @@ export function sparseSgmatrixProgram(dtype: FloatDType, D: number, dense: boole
     source: () => `enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 ${lines.join('\n')}
-${uniformStruct('U', [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']])}
+${SPARSE_UNIFORM_WGSL}
 ${vecLoader('vb', dtype)}
 ${vecStorer('ob', dtype)}
 var<workgroup> S: array<i32, ${BLOCK * BLOCK}>;
@@ -278,7 +278,7 @@ export function sparseSgmatrixPVProgram(D: number, dense: boolean, gathered: boo
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 ${lines.join('\n')}
-${uniformStruct('U', [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']])}
+${SPARSE_UNIFORM_WGSL}
 ${vecStorer('ob', 'f16')}
 var<workgroup> S: array<i32, ${BLOCK * BLOCK}>;
 var<workgroup> P: array<f16, ${BLOCK * BLOCK}>;
@@ -381,7 +381,7 @@ export function sparseSgmatrixPV16Program(D: number, dense: boolean, gathered: b
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 ${lines.join('\n')}
-${uniformStruct('U', [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']])}
+${SPARSE_UNIFORM_WGSL}
 ${vecStorer('ob', 'f16')}
 var<workgroup> S: array<i32, ${R * BLOCK}>;
 var<workgroup> P: array<f16, ${R * BLOCK}>;

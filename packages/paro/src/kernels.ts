@@ -1,6 +1,6 @@
 import { uniformStruct, vecBinding, vecLoader, vecStorer, type FloatDType, type Program } from '@attnkit/tensor';
 import { BLOCK } from './mask.js';
-import { appendSparseTail } from './bindings.js';
+import { appendSparseTail, SPARSE_UNIFORM_WGSL } from './bindings.js';
 
 export const CHUNK = 16;
 
@@ -326,7 +326,7 @@ export function sparseProgram(cfg: SparseConfig): Program {
     inputs, outputs: 1, uniform: true,
     source: () => `
 ${lines.join('\n')}
-${uniformStruct('U', [['H', 'u32'], ['Hkv', 'u32'], ['N', 'u32'], ['nB', 'u32'], ['scale', 'f32']])}
+${SPARSE_UNIFORM_WGSL}
 ${i8 ? '' : vecLoader('qb', dtype)}
 ${i8 ? '' : vecLoader('kb', dtype)}
 ${vecLoader('vb', dtype)}
