@@ -6,3 +6,4 @@ export { checkAttention, HEAD_DIM_MULTIPLE, MAX_HEAD_DIM, type AttentionPlan } f
 export { tunePlainPrefill, type PrefillTuning } from './webgpu/prefill.js';
 export { configureSgPrefill, hasF16SubgroupMatrix, sgPrefillConfig, sgPrefillSource, type SgInit, type SgKernel, type SgSync, type SgTiledOptions } from './webgpu/sgmatrix.js';
 export { sgFlashSource, type SgFlashVariant } from './webgpu/sgflash.js';
+export { checkSgWideVariant, runSgWide, SG_WIDE_DEFAULT, sgWideAttention, sgWideLayout, sgWideSource, sgWideUnsupported, type SgWideVariant } from './webgpu/sgflash-wide.js';

@@ -1,0 +1,416 @@
+import { ArgumentError, gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import type { AttentionOptions } from '../options.js';
+import { resolveProblem, type Problem } from '../problem.js';
+import { asGpu, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
+import { hasF16SubgroupMatrix } from './sgmatrix.js';
+import type { SourceRewrite } from './sgflash.js';
+
+/**
+ * f16 flash-attention prefill on subgroup matrices with more fragment reuse per load than
+ * sgflash.ts ("wide": subgroups work in pairs over 32 query rows).
+ *
+ * A workgroup of NSG subgroups owns NSG*16 query rows as NSG/2 pairs of 32 rows. Both
+ * subgroups of a pair keep the pair's 32 rows of Q resident (2 x D/16 left fragments).
+ *  - S = Q·Kᵀ: the pair splits the key tile; every K fragment loaded serves both row blocks.
+ *  - softmax: lanes over workgroup memory, as in sgflash (subgroup h of a pair owns the
+ *    softmax of the pair's row block h: its m, l and the lazy-rescale vote).
+ *  - O += P·V: the pair splits D; subgroup h accumulates O[32 rows, h*D/2 .. (h+1)*D/2) in
+ *    2 x D/32 result fragments, so every V fragment serves 2 multiplies and every P
+ *    fragment D/32.
+ * K and V reach workgroup memory through 16-byte loads that are issued a tile (or more)
+ * ahead into registers. The K tile is rewritten as soon as Q·Kᵀ is done with it and the V
+ * tile right after P·V, which leaves three barriers per key tile (scores ready, P ready,
+ * V/P dead). The online-softmax rescale of O is sgflash's 'lazy' scheme: a row keeps its max
+ * until a tile exceeds it by more than tau (log2 units), and only then does O go through
+ * workgroup memory to have its rows scaled (alpha per row in a small workgroup array).
+ */
+export interface SgWideVariant {
+  D: number;
+  /** Subgroups per workgroup (pairs of 32 query rows): 4 or 8. */
+  NSG: number;
+  /** Keys per tile: a multiple of 32 (each subgroup of a pair takes half of them in Q·Kᵀ). */
+  KT: number;
+  /** f16 elements of padding per staged K/V row and per P row. */
+  pad: number;
+  /** Lazy rescale threshold in log2 units (0: textbook online softmax). */
+  tau: number;
+  /** Load the tile after next into registers right after staging the next one (true), or
+   *  just before staging it (false: no global latency hidden). */
+  lookahead: boolean;
+  /** V fragments straight from storage instead of a staged V tile (frees workgroup memory). */
+  vGlobal?: boolean;
+  sgSize: number;
+}
+
+/** The variant the probe starts from (H200: 46.6 KB of workgroup memory at D128). */
+export const SG_WIDE_DEFAULT: Omit<SgWideVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
+
+const FIELDS = [
+  ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
+  ['S', 'u32'], ['cap', 'u32'], ['kvLen', 'u32'], ['qTiles', 'u32'],
+  ['scale2', 'f32'], ['causal', 'u32'], ['window', 'u32'], ['sinks', 'u32'],
+] as const;
+
+/** f32 score rows padded by 4 floats: rows stay 16-byte aligned. */
+const SPAD = 4;
+
+export interface SgWideLayout {
+  /** staged K/V row stride, P row stride, score row stride (elements) */
+  KS: number;
+  PS: number;
+  SS: number;
+  bytes: number;
+}
+
+export function sgWideLayout(v: SgWideVariant): SgWideLayout {
+  const KS = v.D + v.pad;
+  const PS = v.KT + v.pad;
+  const SS = v.KT + SPAD;
+  const BQ = v.NSG * 16;
+  const kv = (v.vGlobal ? 1 : 2) * v.KT * KS * 2;
+  const bytes = kv + BQ * PS * 2 + BQ * SS * 4 + BQ * 4 + v.NSG * 4;
+  return { KS, PS, SS, bytes };
+}
+
+export function sgWideKey(v: SgWideVariant): string {
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.vGlobal ? '/vg' : ''}`;
+}
+
+export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
+  const bad = (what: string, want: string, got: unknown) => { throw new ArgumentError(op, `wide subgroup-matrix variant ${what}`, want, got); };
+  // Q (2 x D/16 left fragments) and O (2 x D/32 result fragments) stay in registers.
+  if (v.D % 32 !== 0 || v.D < 32 || v.D > 128) bad('D', 'a multiple of 32 up to 128', v.D);
+  if (v.KT % 32 !== 0 || v.KT < 32 || v.KT > 128) bad('KT', '32, 64, 96 or 128', v.KT);
+  // 2 subgroups per workgroup gave wrong results on the H200 for sgflash; only 4 and 8 are built.
+  if (![4, 8].includes(v.NSG)) bad('NSG', '4 or 8', v.NSG);
+  if (v.pad % 8 !== 0 || v.pad < 0) bad('pad', 'a multiple of 8 halves', v.pad);
+  if (v.sgSize < 16 || v.sgSize % 16 !== 0) bad('subgroup size', 'a multiple of 16', v.sgSize);
+  if (!(v.tau >= 0 && v.tau <= 12)) bad('tau', 'between 0 and 12 (P stays below 2^tau in f16)', v.tau);
+}
+
+/** Why this problem cannot run on the wide kernel on this backend (null: it can). */
+export function sgWideUnsupported(be: WebGpuBackend, p: Problem, variant: Omit<SgWideVariant, 'D' | 'sgSize'> = SG_WIDE_DEFAULT, emulated = false): string | null {
+  const reasons: string[] = [];
+  if (!emulated && !hasF16SubgroupMatrix(be.caps)) reasons.push(`an adapter with f16 16x16x16 subgroup-matrix configs and a fixed subgroup size (${be.name} has none)`);
+  if (p.dtype !== 'f16') reasons.push('f16 inputs');
+  if (p.S % 16 !== 0) reasons.push('S a multiple of 16');
+  if (Math.ceil(p.kvLength / variant.KT) * variant.KT > p.cap) reasons.push(`K/V capacity >= kvLength rounded up to ${variant.KT}`);
+  if (p.blocks || p.bias) reasons.push('no block-list or bias mask');
+  const v: SgWideVariant = { ...variant, D: p.D, sgSize: emulated ? 32 : be.caps.subgroupMaxSize };
+  try {
+    checkSgWideVariant(v, p.op);
+  } catch (e) {
+    reasons.push((e as Error).message);
+  }
+  const need = sgWideLayout(v).bytes;
+  if (need > be.caps.maxComputeWorkgroupStorageSize) reasons.push(`${need} bytes of workgroup memory (the adapter allows ${be.caps.maxComputeWorkgroupStorageSize})`);
+  return reasons.length ? reasons.join('; ') : null;
+}
+
+const L = 'subgroup_matrix_left<f16, 16, 16>';
+const R = 'subgroup_matrix_right<f16, 16, 16>';
+const A = 'subgroup_matrix_result<f32, 16, 16>';
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+export function sgWideSource(v: SgWideVariant): string {
+  checkSgWideVariant(v);
+  const { D, NSG, KT, sgSize } = v;
+  const { KS, PS, SS } = sgWideLayout(v);
+  const NF = D / 16;
+  const NFH = NF / 2; // d fragments per subgroup in P·V
+  const NB = KT / 16;
+  const NBH = NB / 2; // key blocks per subgroup in Q·Kᵀ
+  const LPR = sgSize / 16;
+  const E = KT / LPR; // scores per lane per tile
+  const WG = NSG * sgSize;
+  const xor = range(Math.log2(LPR)).map((k) => 1 << k);
+  const Q8 = D / 8; // 16-byte words per K/V row
+  const words = (KT * D) / 8; // 16-byte words per tile
+  const per = Math.ceil(words / WG);
+  const stagedArrays: Array<[string, string]> = v.vGlobal ? [['kb', 'ks']] : [['kb', 'ks'], ['vb', 'vs']];
+
+  // 16-byte words of one tile of `src` into registers `src_w{t}`.
+  const loadRegs = (src: string, base: string) => range(per).map((t) => {
+    const guard = (t + 1) * WG > words ? `if (lid + ${t * WG}u < ${words}u) ` : '';
+    return `${guard}{ ${src}_w${t} = ${src}[${base} / 8u + lid + ${t * WG}u]; }`;
+  }).join('\n      ');
+  // Registers into the staged tile.
+  const storeRegs = (src: string, dst: string) => range(per).map((t) => {
+    const guard = (t + 1) * WG > words ? `if (lid + ${t * WG}u < ${words}u) ` : '';
+    return `${guard}{
+        let c = lid + ${t * WG}u;
+        let o = c / ${Q8}u * KS + (c % ${Q8}u) * 8u;
+        let w = ${src}_w${t};
+${range(4).map((j) => `        let h${j} = bitcast<vec2<f16>>(w[${j}]); ${dst}[o + ${2 * j}u] = h${j}.x; ${dst}[o + ${2 * j + 1}u] = h${j}.y;`).join('\n')}
+      }`;
+  }).join('\n      ');
+  const tileBase = (itExpr: string) => `(kvbase + tile_kt(${itExpr}, start2, n_sink)) * D`;
+  // Stages tile it+1 of `src` (its words are in registers) and, with lookahead, loads tile it+2.
+  const stageNext = (src: string, dst: string) => v.lookahead
+    ? `if (it + 1u < n_tiles) {
+      ${storeRegs(src, dst)}
+      if (it + 2u < n_tiles) {
+        let nb2 = ${tileBase('it + 2u')};
+        ${loadRegs(src, 'nb2')}
+      }
+    }`
+    : `if (it + 1u < n_tiles) {
+      let nb1 = ${tileBase('it + 1u')};
+      ${loadRegs(src, 'nb1')}
+      ${storeRegs(src, dst)}
+    }`;
+
+  // S = Q·Kᵀ: this subgroup's key blocks for both row blocks of the pair.
+  const scores = range(NBH).map((j) => {
+    const steps = range(NF).map((f) => {
+      const load = `let kf${f} = subgroupMatrixLoad<${R}>(&ks, kblk * 16u * KS + ${f * 16}u, true, KS);`;
+      const mma = f === 0
+        ? `var a0 = subgroupMatrixMultiply<f32>(q0_0, kf0);\n      var a1 = subgroupMatrixMultiply<f32>(q1_0, kf0);`
+        : `a0 = subgroupMatrixMultiplyAccumulate(q0_${f}, kf${f}, a0);\n      a1 = subgroupMatrixMultiplyAccumulate(q1_${f}, kf${f}, a1);`;
+      return `${load}\n      ${mma}`;
+    });
+    return `{
+      let kblk = h * ${NBH}u + ${j}u;
+      ${steps.join('\n      ')}
+      subgroupMatrixStore(&ss, pbase * SS + kblk * 16u, a0, false, SS);
+      subgroupMatrixStore(&ss, (pbase + 16u) * SS + kblk * 16u, a1, false, SS);
+    }`;
+  }).join('\n    ');
+
+  // This lane's scores (log2-scaled, hidden keys at NEG) and the row's tile max.
+  const readScores = `
+    let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
+    let srow = wr * SS + part;
+${range(E).map((k) => `    var x${k} = ss[srow + ${k * LPR}u] * u.scale2;`).join('\n')}
+    if (!full) {
+${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k * LPR}u, pos));`).join('\n')}
+    }
+    var mt = ${range(E).reduce((acc, k) => (acc ? `max(${acc}, x${k})` : `x${k}`), '')};
+    ${xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n    ')}
+    let live = mt > HALF_NEG;`;
+
+  const writeP = `
+    let mu = select(-NEG, m, live);
+    var ps = 0.0;
+    let prow = wr * PS + part;
+${range(E).map((k) => `    { let p = f16(exp2(x${k} - mu)); pw[prow + ${k * LPR}u] = p; ps += f32(p); }`).join('\n')}
+    ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
+
+  // O fragments of this subgroup: o{rb}_{dd}, rows rb*16.. of the pair, d columns h*D/2 + dd*16.
+  const oFrags = range(2).flatMap((rb) => range(NFH).map((dd) => ({ rb, dd, name: `o${rb}_${dd}` })));
+
+  const pv = range(NB).map((kb) => `{
+${range(2).map((rb) => `      let p${rb} = subgroupMatrixLoad<${L}>(&pw, (pbase + ${rb * 16}u) * PS + ${kb * 16}u, false, PS);`).join('\n')}
+${range(NFH).map((dd) => `      {
+        let vf = ${v.vGlobal
+          ? `subgroupMatrixLoad<${R}>(&vb, (kvbase + kt + ${kb * 16}u) * D + dcol + ${dd * 16}u, false, D)`
+          : `subgroupMatrixLoad<${R}>(&vs, ${kb * 16}u * KS + dcol + ${dd * 16}u, false, KS)`};
+        o0_${dd} = subgroupMatrixMultiplyAccumulate(p0, vf, o0_${dd});
+        o1_${dd} = subgroupMatrixMultiplyAccumulate(p1, vf, o1_${dd});
+      }`).join('\n')}
+    }`).join('\n    ');
+
+  // Routes this subgroup's O through its 16-row slice of the score scratch, NB fragments at
+  // a time; `body(rb, col)` runs per element with ss[el] the element, `r` its row in the block.
+  const viaScratch = (body: (rb: number, dd: number, el: string, cc: string) => string) => {
+    const chunks: string[] = [];
+    for (let c = 0; c * NB < oFrags.length; c++) {
+      const fs = oFrags.slice(c * NB, c * NB + NB);
+      chunks.push(`
+    ${fs.map((o, j) => `subgroupMatrixStore(&ss, sc_base + ${j * 16}u, ${o.name}, false, SS);`).join('\n    ')}
+    workgroupBarrier();
+    for (var cc = part; cc < 16u; cc += LPR) {
+${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u + cc]`, 'cc')}`).join('\n')}
+    }
+    workgroupBarrier();
+    ${fs.map((o, j) => `${o.name} = subgroupMatrixLoad<${A}>(&ss, sc_base + ${j * 16}u, false, SS);`).join('\n    ')}
+    workgroupBarrier();`);
+    }
+    return chunks.join('');
+  };
+
+  const regDecl = range(per).map((t) => stagedArrays.map(([src]) => `  var ${src}_w${t}: vec4<u32>;`).join('\n')).join('\n');
+
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, subgroup_uniformity);
+${uniformStruct('U', FIELDS)}
+@group(0) @binding(0) var<storage, read> qb: array<f16>;
+@group(0) @binding(1) var<storage, read> kb: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> vb: array<${v.vGlobal ? 'f16' : 'vec4<u32>'}>;
+@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
+@group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;
+const D = ${D}u;
+const KT = ${KT}u;
+const BQ = ${NSG * 16}u;
+const KS = ${KS}u;
+const PS = ${PS}u;
+const SS = ${SS}u;
+const LPR = ${LPR}u;
+const NEG = ${NEG};
+const HALF_NEG = -5.0e29;
+const TAU = ${v.tau.toFixed(1)};
+const LN2 = 0.6931471805599453;
+${NEG_INF_FN}
+var<workgroup> ks: array<f16, ${KT * KS}>;
+${v.vGlobal ? '' : `var<workgroup> vs: array<f16, ${KT * KS}>;`}
+var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;
+var<workgroup> ss: array<f32, ${NSG * 16 * SS}>;
+var<workgroup> rowf: array<f32, ${NSG * 16}>;
+var<workgroup> flags: array<u32, ${NSG}>;
+
+fn tile_kt(it: u32, start2: u32, n_sink: u32) -> u32 { return select(start2 + it - n_sink, it, it < n_sink) * KT; }
+
+fn visible(j: u32, pos: i32) -> bool {
+  var ok = j < u.kvLen;
+  if (u.causal != 0u) { ok = ok && i32(j) <= pos; }
+  if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
+  return ok;
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let g = wid.x + wid.y * nwg.x;
+  let nbh = u.B * u.Hq;
+  if (g >= nbh * u.qTiles) { return; }
+  let bh = g % nbh;
+  // The longest causal rows first, so the short tiles fill the tail.
+  let tile = u.qTiles - 1u - g / nbh;
+  let b = bh / u.Hq;
+  let hq = bh % u.Hq;
+  let hk = hq / u.group;
+  let w0 = tile * BQ;
+  // Pair p of the workgroup, half h of the pair.
+  let pr = sg / 2u;
+  let h = sg % 2u;
+  let pbase = pr * 32u; // the pair's first row in the workgroup's scratch rows
+  let dcol = h * ${D / 2}u;
+  // Row blocks past the last query row recompute the last 16 rows (in bounds) and store nothing.
+  let qs0 = w0 + pbase;
+  let qs1 = qs0 + 16u;
+  let qr0 = min(qs0, u.S - 16u);
+  let qr1 = min(qs1, u.S - 16u);
+  // This lane's softmax row: row r of the pair's row block h.
+  let r = lane / LPR;
+  let part = lane % LPR;
+  let wr = pbase + h * 16u + r;
+  let qown = select(qr0, qr1, h == 1u);
+  let i = qown + r;
+  let own_valid = select(qs0, qs1, h == 1u) < u.S;
+  let pos = i32(u.kvLen) - i32(u.S) + i32(i);
+  let sc_base = (pbase + h * 16u) * SS;
+
+${range(NF).map((f) => `  let q0_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qr0) * D + ${f * 16}u, false, D);`).join('\n')}
+${range(NF).map((f) => `  let q1_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qr1) * D + ${f * 16}u, false, D);`).join('\n')}
+${oFrags.map((o) => `  var ${o.name}: ${A};`).join('\n')}
+  var m = NEG;
+  var l = 0.0;
+
+  let p_first = i32(u.kvLen) - i32(u.S) + i32(w0);
+  let p_last = i32(u.kvLen) - i32(u.S) + i32(min(w0 + BQ, u.S) - 1u);
+${KEY_BOUNDS_WGSL}
+  // Keys every row of the workgroup sees: tiles inside [full_lo, full_hi) skip the per-key mask.
+  var full_hi = u.kvLen;
+  if (u.causal != 0u) { full_hi = u32(clamp(p_first + 1, 0, i32(u.kvLen))); }
+  var full_lo = 0u;
+  if (u.window > 0u) { full_lo = u32(clamp(p_last - i32(u.window) + 1, 0, i32(u.kvLen))); }
+${keyTilesWgsl('KT')}
+  let kvbase = (b * u.Hkv + hk) * u.cap;
+${regDecl}
+  if (n_tiles > 0u) {
+    let nb0 = ${tileBase('0u')};
+    ${stagedArrays.map(([src, dst]) => `${loadRegs(src, 'nb0')}\n      ${storeRegs(src, dst)}`).join('\n    ')}
+    ${v.lookahead ? `if (n_tiles > 1u) {
+      let nb1 = ${tileBase('1u')};
+      ${stagedArrays.map(([src]) => loadRegs(src, 'nb1')).join('\n      ')}
+    }` : ''}
+  }
+  workgroupBarrier();
+
+  for (var it = 0u; it < n_tiles; it++) {
+    let kt = tile_kt(it, start2, n_sink);
+    ${scores}
+    // Scores visible to the softmax lanes; every subgroup is done with this K tile.
+    workgroupBarrier();
+    ${stageNext('kb', 'ks')}
+    ${readScores}
+    var alpha = 1.0;
+    var need = false;
+    if (live) {
+      if (l == 0.0) { m = mt; }
+      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
+    }
+    ${writeP}
+    l = l * alpha + ps;
+    if (part == 0u) { rowf[wr] = alpha; }
+    let any_need = subgroupAny(need);
+    if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
+    // P, the next K tile and the rescale votes visible to all.
+    let fl = workgroupUniformLoad(&flags);
+    if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
+      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + r];`)}
+    }
+    ${pv}
+    // Every subgroup is done with this V tile and P.
+    workgroupBarrier();
+    ${v.vGlobal ? '' : stageNext('vb', 'vs')}
+  }
+
+  if (part == 0u) { rowf[wr] = select(0.0, 1.0 / l, l > 0.0); }
+  if (own_valid && part == 0u) { lseb[bh * u.S + i] = select(neg_inf(), (m + log2(l)) * LN2, l > 0.0); }
+  ${viaScratch((rb, dd, el, cc) => `if (qs${rb} < u.S) { ob[(bh * u.S + qr${rb} + r) * D + dcol + ${dd * 16}u + ${cc}] = f16(${el} * rowf[pbase + ${rb * 16}u + r]); }`)}
+}
+`;
+}
+
+export function sgWideProgram(v: SgWideVariant, rw?: SourceRewrite): Program {
+  const key = sgWideKey(v) + (rw ? `/${rw.tag}` : '');
+  return { key, source: () => (rw ? rw.rewrite(sgWideSource(v)) : sgWideSource(v)), inputs: 3, outputs: 2, uniform: true };
+}
+
+/**
+ * Runs one variant (same contract as runSgFlash: f16 out [B, Hq, S, D] and f32 lse
+ * [B, Hq, S]). The caller checks the adapter (sgWideUnsupported); the variant and its
+ * workgroup memory are checked here.
+ */
+export function runSgWide(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, variant: SgWideVariant, rw?: SourceRewrite): { out: Tensor; lse: Tensor } {
+  checkSgWideVariant(variant, p.op);
+  const lay = sgWideLayout(variant);
+  const limit = be.caps.maxComputeWorkgroupStorageSize;
+  if (lay.bytes > limit) throw new LimitError(p.op, 'maxComputeWorkgroupStorageSize (bytes)', lay.bytes, limit);
+  if (p.S % 16 !== 0) throw new ArgumentError(p.op, 'wide subgroup-matrix prefill S', 'a multiple of 16', p.S);
+  if (Math.ceil(p.kvLength / variant.KT) * variant.KT > p.cap) throw new ArgumentError(p.op, 'wide subgroup-matrix prefill K/V capacity', `>= kvLength rounded up to ${variant.KT}`, p.cap);
+  const BQ = variant.NSG * 16;
+  const qTiles = Math.ceil(p.S / BQ);
+  const out = be.empty(p.op, 'f16', [p.B, p.Hq, p.S, p.D]);
+  const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
+  const values: Record<(typeof FIELDS)[number][0], number> = {
+    B: p.B, Hq: p.Hq, Hkv: p.Hkv, group: p.Hq / p.Hkv, S: p.S, cap: p.cap, kvLen: p.kvLength, qTiles,
+    scale2: p.scale * Math.LOG2E, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
+  };
+  be.dispatch({
+    program: sgWideProgram(variant, rw),
+    inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
+    outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
+    uniforms: packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const)),
+    grid: gridFor(p.B * p.Hq * qTiles),
+  });
+  return { out, lse };
+}
+
+/**
+ * attention() through the wide kernel alone (no fallback): resolves and checks the problem
+ * like attention() does, then throws an ArgumentError saying why when the kernel cannot
+ * take it. `rw` rewrites the WGSL (the tests emulate subgroup matrices on lavapipe).
+ */
+export function sgWideAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}, variant: Omit<SgWideVariant, 'D' | 'sgSize'> = SG_WIDE_DEFAULT, rw?: SourceRewrite): { out: Tensor; lse: Tensor } {
+  const p = resolveProblem('attention', q, k, v, opts);
+  const be = asGpu(p.backend, p.op);
+  const why = sgWideUnsupported(be, p, variant, rw !== undefined);
+  if (why) throw new ArgumentError(p.op, 'wide subgroup-matrix prefill', why, 'unsupported problem');
+  return runSgWide(be, p, q, k, v, { ...variant, D: p.D, sgSize: rw ? 32 : be.caps.subgroupMaxSize }, rw);
+}

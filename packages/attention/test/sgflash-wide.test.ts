@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import { ArgumentError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { backendsForTests } from '@attnkit/tensor/testing';
+import { checkSgWideVariant, sgWideAttention, sgWideLayout, sgWideSource, type SgWideVariant } from '../src/webgpu/sgflash-wide.js';
+import type { AttentionOptions } from '../src/options.js';
+import { emulateSubgroupMatrices } from './sg-emulate.js';
+import { causalVis, oracle, type Dims, type Visible } from './oracle.js';
+
+// The wide subgroup-matrix kernel runs on hardware only where subgroup matrices exist (the
+// H200 probe benchmarks/gpu/probes/attn-sg-wide.ts checks it there against the CPU). Here
+// its exact data flow runs on lavapipe with the matrices emulated per lane; the emulation
+// votes for a rescale on every tile, so the O-through-workgroup-memory path runs each time.
+const backends = await backendsForTests();
+const cpu = backends.find((b) => b.kind === 'cpu')!;
+const gpu = backends.find((b) => b.kind === 'webgpu') as WebGpuBackend | undefined;
+const EMU = { tag: 'emulated', rewrite: emulateSubgroupMatrices };
+type Shape = Omit<SgWideVariant, 'D' | 'sgSize'>;
+
+function seeded(n: number, seed: number, scale: (i: number) => number): Float32Array {
+  let a = seed >>> 0;
+  return Float32Array.from({ length: n }, (_, i) => {
+    a = (a * 1664525 + 1013904223) >>> 0;
+    return ((a / 2 ** 32) * 2 - 1) * scale(i);
+  });
+}
+
+async function runCase(be: WebGpuBackend, v: Shape, d: Dims, opts: AttentionOptions, vis: Visible): Promise<{ err: number; lseErr: number }> {
+  // Keys grow along the sequence so row maxima keep rising (the rescale path must be right).
+  const Q = seeded(d.B * d.Hq * d.S * d.D, 7, () => 2);
+  const K = seeded(d.B * d.Hkv * d.L * d.D, 8, (i) => 0.5 + (3 * (Math.floor(i / d.D) % d.L)) / d.L);
+  const V = seeded(d.B * d.Hkv * d.L * d.D, 9, () => 1);
+  const ts: Tensor[] = [tensor(be, Q, [d.B, d.Hq, d.S, d.D], 'f16'), tensor(be, K, [d.B, d.Hkv, d.L, d.D], 'f16'), tensor(be, V, [d.B, d.Hkv, d.L, d.D], 'f16')];
+  const [q, k, vv] = ts as [Tensor, Tensor, Tensor];
+  const read = async (t: Tensor) => (await t.toArray()) as Float32Array;
+  const want = oracle(await read(q), await read(k), await read(vv), d, 1 / Math.sqrt(d.D), vis);
+  const { out, lse } = sgWideAttention(q, k, vv, { ...opts, kvLength: d.kvLength }, v, EMU);
+  const got = await read(out);
+  const gotLse = await read(lse);
+  let err = 0;
+  for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i]! - want.out[i]!));
+  let lseErr = 0;
+  for (let i = 0; i < gotLse.length; i++) lseErr = Math.max(lseErr, Math.abs(gotLse[i]! - want.lse[i]!));
+  for (const t of [...ts, out, lse]) t.dispose();
+  return { err, lseErr };
+}
+
+const base: SgWideVariant = { D: 128, NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, sgSize: 32 };
+
+describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
+  it('generates one kernel per variant: pairs share K and V fragments, three barriers per key tile', () => {
+    const src = sgWideSource(base);
+    expect(src).toContain('@workgroup_size(256)');
+    // 2 row blocks x 8 d fragments of Q resident, 2 x 4 O result fragments per subgroup.
+    expect(src.match(/let q[01]_\d+ = subgroupMatrixLoad/g)?.length).toBe(16);
+    expect(src.match(/var o[01]_\d: subgroup_matrix_result<f32, 16, 16>;/g)?.length).toBe(8);
+    expect(src.indexOf('var o1_3:')).toBeLessThan(src.indexOf('for (var it'));
+    // Every K fragment loaded in Q·Kᵀ feeds two multiplies, every V fragment in P·V two.
+    const loop = src.slice(src.indexOf('for (var it'), src.indexOf('if (part == 0u) { rowf[wr] = select'));
+    expect(loop.match(/subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>\(&ks/g)?.length).toBe(8);
+    expect(loop.match(/subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>\(&vs/g)?.length).toBe(8);
+    expect(loop.match(/subgroupMatrixMultiply(Accumulate\(|<f32>\()/g)?.length).toBe(32);
+    // Outside the rarely taken rescale branch: scores ready, P ready (uniform load), V dead.
+    const outsideRescale = loop.slice(0, loop.indexOf('if (fl[0]')) + loop.slice(loop.indexOf('let p0 = subgroupMatrixLoad'));
+    expect(outsideRescale.match(/workgroupBarrier\(\)/g)?.length).toBe(2);
+    expect(outsideRescale.match(/workgroupUniformLoad/g)?.length).toBe(1);
+    expect(sgWideLayout(base)).toMatchObject({ KS: 136, PS: 40, SS: 36, bytes: 46624 });
+    expect(sgWideSource({ ...base, vGlobal: true })).not.toContain('var<workgroup> vs');
+  });
+
+  it('rejects variants it cannot build with a typed error', () => {
+    expect(() => checkSgWideVariant({ ...base, KT: 48 })).toThrow(ArgumentError);
+    expect(() => checkSgWideVariant({ ...base, NSG: 2 })).toThrow(/NSG/);
+    expect(() => checkSgWideVariant({ ...base, pad: 4 })).toThrow(/pad/);
+    expect(() => checkSgWideVariant({ ...base, D: 80 })).toThrow(/D/);
+    expect(() => checkSgWideVariant({ ...base, D: 256 })).toThrow(/D/);
+    expect(() => checkSgWideVariant({ ...base, tau: 20 })).toThrow(/tau/);
+  });
+
+  it('declines problems it cannot take, saying why', async () => {
+    const mk = (be: typeof cpu, dtype: 'f16' | 'f32', S: number, L: number) =>
+      [tensor(be, new Float32Array(S * 32), [1, 1, S, 32], dtype), tensor(be, new Float32Array(L * 32), [1, 1, L, 32], dtype), tensor(be, new Float32Array(L * 32), [1, 1, L, 32], dtype)] as const;
+    expect(() => sgWideAttention(...mk(cpu, 'f16', 32, 32))).toThrow(ArgumentError);
+    if (gpu) {
+      expect(() => sgWideAttention(...mk(gpu, 'f16', 32, 32))).toThrow(/subgroup-matrix configs/);
+      expect(() => sgWideAttention(...mk(gpu, 'f32', 32, 32), {}, undefined, EMU)).toThrow(/f16 inputs/);
+      expect(() => sgWideAttention(...mk(gpu, 'f16', 24, 32), {}, undefined, EMU)).toThrow(/multiple of 16/);
+      // kvLength 40 rounds up to 64 keys, past a capacity of 48.
+      expect(() => sgWideAttention(...mk(gpu, 'f16', 32, 48), { kvLength: 40 }, { ...base, NSG: 4 }, EMU)).toThrow(/capacity/);
+      // 8 subgroups with a staged V need more than lavapipe's 32 KB of workgroup memory.
+      expect(() => sgWideAttention(...mk(gpu, 'f16', 32, 32), {}, { ...base, NSG: 8 }, EMU)).toThrow(/workgroup memory/);
+    }
+  });
+
+  if (gpu) {
+    // Small on purpose: every lane multiplies whole 16x16 matrices in the emulation.
+    const cases: Array<[string, Shape, Dims, AttentionOptions, (d: Dims) => Visible]> = [
+      ['4 subgroups, tiles loaded ahead, causal GQA, last pair half past S', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: true },
+        { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
+      ['D64, no lookahead, exact rescale, dense, queries at the end of a longer KV', { NSG: 4, KT: 32, pad: 8, tau: 0, lookahead: false },
+        { B: 1, Hq: 1, Hkv: 1, S: 32, L: 64, kvLength: 48, D: 64 }, {}, () => () => true],
+      ['8 subgroups, V from storage, window 20 with 3 sinks', { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, vGlobal: true },
+        { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
+        { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
+      ['64-key tiles, V from storage, batch 2, GQA, causal with odd kvLength', { NSG: 4, KT: 64, pad: 8, tau: 8, lookahead: true, vGlobal: true },
+        { B: 2, Hq: 2, Hkv: 1, S: 80, L: 128, kvLength: 101, D: 32 }, { causal: true }, causalVis],
+      ['D96, pad 0, one tile', { NSG: 4, KT: 32, pad: 0, tau: 8, lookahead: true },
+        { B: 1, Hq: 1, Hkv: 1, S: 16, L: 32, kvLength: 23, D: 96 }, { causal: true }, causalVis],
+    ];
+    for (const [name, v, d, opts, vis] of cases) {
+      it(`on ${gpu.name} (matrices emulated): ${name} matches the float64 oracle`, async () => {
+        const { err, lseErr } = await runCase(gpu, v, d, opts, vis(d));
+        expect(err).toBeLessThan(4e-3);
+        expect(lseErr).toBeLessThan(1e-3);
+      });
+    }
+  }
+});
