@@ -65,6 +65,9 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     expect(outsideRescale.match(/workgroupUniformLoad/g)?.length).toBe(1);
     expect(sgWideLayout(base)).toMatchObject({ KS: 136, PS: 40, SS: 36, bytes: 46624 });
     expect(sgWideSource({ ...base, vGlobal: true })).not.toContain('var<workgroup> vs');
+    const own = sgWideSource({ ...base, qk: 'own-rows' });
+    expect(own.match(/let qh_\d+ = subgroupMatrixLoad/g)?.length).toBe(8);
+    expect(own).not.toContain('let q1_0');
   });
 
   it('rejects variants it cannot build with a typed error', () => {
@@ -103,6 +106,8 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
       ['64-key tiles, V from storage, batch 2, GQA, causal with odd kvLength', { NSG: 4, KT: 64, pad: 8, tau: 8, lookahead: true, vGlobal: true },
         { B: 2, Hq: 2, Hkv: 1, S: 80, L: 128, kvLength: 101, D: 32 }, { causal: true }, causalVis],
+      ['each subgroup scores its own rows, f16 exponentials, causal GQA, batch 2', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: true, qk: 'own-rows', expF16: true },
+        { B: 2, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 56, D: 32 }, { causal: true }, causalVis],
       ['D96, pad 0, one tile', { NSG: 4, KT: 32, pad: 0, tau: 8, lookahead: true },
         { B: 1, Hq: 1, Hkv: 1, S: 16, L: 32, kvLength: 23, D: 96 }, { causal: true }, causalVis],
     ];

@@ -39,6 +39,14 @@ export interface SgWideVariant {
   lookahead: boolean;
   /** V fragments straight from storage instead of a staged V tile (frees workgroup memory). */
   vGlobal?: boolean;
+  /** Q·Kᵀ split inside a pair: 'split-keys' (default: both row blocks' Q resident, each K
+   *  fragment serves 2 multiplies) or 'own-rows' (each subgroup holds only its row block's
+   *  Q and scores all keys: K reuse 1, 8 fewer left fragments of registers at D128). */
+  qk?: 'split-keys' | 'own-rows';
+  /** P = exp2 evaluated in f16 (the argument rounded to f16 first). */
+  expF16?: boolean;
+  /** Timing ablations (the output is not attention): drop the exponentials, P·V or Q·Kᵀ. */
+  ablate?: 'no-exp' | 'no-pv' | 'no-qk';
   sgSize: number;
 }
 
@@ -73,7 +81,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.vGlobal ? '/vg' : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -162,7 +170,7 @@ ${range(4).map((j) => `        let h${j} = bitcast<vec2<f16>>(w[${j}]); ${dst}[o
     }`;
 
   // S = Q·Kᵀ: this subgroup's key blocks for both row blocks of the pair.
-  const scores = range(NBH).map((j) => {
+  const scoresSplit = range(NBH).map((j) => {
     const steps = range(NF).map((f) => {
       const load = `let kf${f} = subgroupMatrixLoad<${R}>(&ks, kblk * 16u * KS + ${f * 16}u, true, KS);`;
       const mma = f === 0
@@ -178,6 +186,18 @@ ${range(4).map((j) => `        let h${j} = bitcast<vec2<f16>>(w[${j}]); ${dst}[o
     }`;
   }).join('\n    ');
 
+  // 'own-rows': this subgroup's row block against every key block of the tile.
+  const scoresOwn = range(NB).map((kb) => `{
+      ${range(NF).map((f) => `let kf${f} = subgroupMatrixLoad<${R}>(&ks, ${kb * 16}u * KS + ${f * 16}u, true, KS);
+      ${f === 0 ? `var a = subgroupMatrixMultiply<f32>(qh_0, kf0);` : `a = subgroupMatrixMultiplyAccumulate(qh_${f}, kf${f}, a);`}`).join('\n      ')}
+      subgroupMatrixStore(&ss, (pbase + h * 16u) * SS + ${kb * 16}u, a, false, SS);
+    }`).join('\n    ');
+  const own = v.qk === 'own-rows';
+  const scores = v.ablate === 'no-qk' ? '' : own ? scoresOwn : scoresSplit;
+  const qLoads = own
+    ? range(NF).map((f) => `  let qh_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qown) * D + ${f * 16}u, false, D);`).join('\n')
+    : [0, 1].map((rb) => range(NF).map((f) => `  let q${rb}_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qr${rb}) * D + ${f * 16}u, false, D);`).join('\n')).join('\n');
+
   // This lane's scores (log2-scaled, hidden keys at NEG) and the row's tile max.
   const readScores = `
     let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
@@ -190,11 +210,12 @@ ${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k 
     ${xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n    ')}
     let live = mt > HALF_NEG;`;
 
+  const pExpr = (arg: string) => v.ablate === 'no-exp' ? `f16(${arg})` : v.expF16 ? `exp2(f16(${arg}))` : `f16(exp2(${arg}))`;
   const writeP = `
     let mu = select(-NEG, m, live);
     var ps = 0.0;
     let prow = wr * PS + part;
-${range(E).map((k) => `    { let p = f16(exp2(x${k} - mu)); pw[prow + ${k * LPR}u] = p; ps += f32(p); }`).join('\n')}
+${range(E).map((k) => `    { let p = ${pExpr(`x${k} - mu`)}; pw[prow + ${k * LPR}u] = p; ps += f32(p); }`).join('\n')}
     ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
 
   // O fragments of this subgroup: o{rb}_{dd}, rows rb*16.. of the pair, d columns h*D/2 + dd*16.
@@ -304,8 +325,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32
   let pos = i32(u.kvLen) - i32(u.S) + i32(i);
   let sc_base = (pbase + h * 16u) * SS;
 
-${range(NF).map((f) => `  let q0_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qr0) * D + ${f * 16}u, false, D);`).join('\n')}
-${range(NF).map((f) => `  let q1_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qr1) * D + ${f * 16}u, false, D);`).join('\n')}
+${qLoads}
 ${oFrags.map((o) => `  var ${o.name}: ${A};`).join('\n')}
   var m = NEG;
   var l = 0.0;
@@ -354,7 +374,7 @@ ${regDecl}
     if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
       ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + r];`)}
     }
-    ${pv}
+    ${v.ablate === 'no-pv' ? '' : pv}
     // Every subgroup is done with this V tile and P.
     workgroupBarrier();
     ${v.vGlobal ? '' : stageNext('vb', 'vs')}
