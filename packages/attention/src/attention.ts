@@ -3,6 +3,7 @@ import { referenceAttention } from './cpu/reference.js';
 import type { AttentionOptions, AttentionStats, StatsOptions } from './options.js';
 import { resolveProblem } from './problem.js';
 import { asGpu } from './webgpu/common.js';
+import { chooseFlashF32Variant, flashF32Enabled, runFlashF32 } from './webgpu/flash-f32.js';
 import { runPrefill } from './webgpu/prefill.js';
 import { runSgPrefill, sgPrefillSupported } from './webgpu/sgmatrix.js';
 import { runStats } from './webgpu/stats.js';
@@ -46,7 +47,9 @@ export function attentionWithStats(q: Tensor, k: Tensor, v: Tensor, opts: StatsO
     // Explicitly asked for: say why it cannot run rather than silently using the plain kernel.
     sgPrefillSupported(be, p, true);
   }
-  const { out, lse } = useSg ? runSgPrefill(be, p, q, k, v) : runPrefill(be, p, q, k, v);
+  // f32 without block list or bias: the matmul-structured flash kernel where it fits the adapter.
+  const flash = !useSg && flashF32Enabled() ? chooseFlashF32Variant(be, p) : null;
+  const { out, lse } = useSg ? runSgPrefill(be, p, q, k, v) : flash ? runFlashF32(be, p, q, k, v, flash) : runPrefill(be, p, q, k, v);
   const res: AttentionStats = { out };
   if (wantProbs || wantPooled) Object.assign(res, runStats(be, p, q, k, lse, { probs: wantProbs, pooled: wantPooled }));
   if (opts.lse) res.lse = lse;

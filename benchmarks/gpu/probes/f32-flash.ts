@@ -1,0 +1,232 @@
+// Times the matmul-structured f32 flash prefill (packages/attention/src/webgpu/flash-f32.ts)
+// against the plain kernel (webgpu/prefill.ts) at B1 H32 S4096 L4096 D128 causal f32, the
+// shape PyTorch's f32 SDPA is compared at. Variants are timed round-robin (each warmed up
+// first, then one short batch of calls per variant per round; medians over rounds) so that
+// drift on a shared GPU hits every variant alike. Each variant carries two correctness
+// figures: max |error| against the float64 CPU reference at a small causal shape (GQA 4,
+// odd sizes, L > S) and max |difference| from the plain kernel at the timed shape.
+//   node .gpu/f32-flash.mjs --out DIR [--small] [--only SUBSTR]
+import { attention, chooseFlashF32Variant, flashF32Name, flashF32VariantProblem, flashF32WorkgroupBytes, runFlashF32, setFlashF32Enabled, setPrefillPath, type FlashF32Variant } from '@attnkit/attention';
+import { createBackend, gridFor, random, tensor, WebGpuBackend, type Backend, type Program, type Tensor } from '@attnkit/tensor';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { resolveProblem, type Problem } from '../../../packages/attention/src/problem.js';
+import { flashF32Program, flashF32Uniforms } from '../../../packages/attention/src/webgpu/flash-f32.js';
+import { choosePrefillVariant, prefillProgram, prefillUniforms, runPrefill } from '../../../packages/attention/src/webgpu/prefill.js';
+import { timeIt } from '../../src/harness.js';
+
+const NAME = 'f32-flash';
+const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
+/** Past this the remaining checks and rounds are cut short (the script must stay under 60 s). */
+const BUDGET_MS = 50_000;
+
+const { values: args } = parseArgs({ options: { out: { type: 'string', default: '.' }, small: { type: 'boolean', default: false }, only: { type: 'string' } } });
+const small = !!args.small;
+const t0 = performance.now();
+const elapsed = () => performance.now() - t0;
+
+interface Row {
+  variant: string;
+  shape: string;
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  tflops?: number;
+  /** Max |error| vs the float64 CPU reference at the check shape. */
+  maxAbsErrRef?: number;
+  /** Max |difference| vs the plain kernel at the timed shape. */
+  maxAbsDiffPlain?: number;
+  notes: string;
+}
+const rows: Row[] = [];
+const print = (r: Row) => {
+  const fig = Number.isFinite(r.medianMs) ? `${r.medianMs.toFixed(3)} ms (min ${r.minMs.toFixed(3)}, max ${r.maxMs.toFixed(3)})` : 'n/a';
+  console.log(`${r.variant} ${r.shape}: ${fig}${r.tflops ? ` ${r.tflops.toFixed(2)} TFLOP/s` : ''}` +
+    `${r.maxAbsErrRef !== undefined ? ` errRef ${r.maxAbsErrRef.toExponential(2)}` : ''}${r.maxAbsDiffPlain !== undefined ? ` diffPlain ${r.maxAbsDiffPlain.toExponential(2)}` : ''} ${r.notes}`);
+};
+const errText = (e: unknown) => String((e as Error)?.message ?? e).slice(0, 400);
+
+const be = await createBackend({ backend: 'webgpu', dawnFlags: FLAGS });
+if (!(be instanceof WebGpuBackend)) throw new Error(`${NAME}: needs WebGPU`);
+const cpu = await createBackend({ backend: 'cpu' });
+console.log(`${NAME}: ${be.name}${small ? ' (--small)' : ''} subgroups ${be.caps.subgroups} size ${be.caps.subgroupMinSize}-${be.caps.subgroupMaxSize}, workgroup memory ${be.caps.maxComputeWorkgroupStorageSize}`);
+
+const D = small ? 64 : 128;
+const BIG = small ? { B: 1, H: 2, S: 256, L: 256 } : { B: 1, H: 32, S: 4096, L: 4096 };
+const shape = `B${BIG.B} H${BIG.H} S${BIG.S} L${BIG.L} D${D} causal`;
+const flops = (4 * BIG.B * BIG.H * BIG.S * BIG.L * D) / 2;
+
+const sg = be.caps.subgroups;
+const v = (BQ: number, BK: number, TX: number, TY: number, o: Partial<FlashF32Variant> = {}): FlashF32Variant =>
+  ({ D, BQ, BK, TX, TY, SG: sg && be.caps.subgroupMinSize >= TX, PF: true, REV: false, ...o });
+// The chooser's pick on this adapter first, then the alternatives.
+const VARIANTS: FlashF32Variant[] = [
+  v(128, 64, 16, 16),
+  v(128, 64, 16, 16, { PF: false }),
+  v(128, 64, 16, 16, { REV: true }),
+  v(128, 64, 16, 16, { SG: false }),
+  v(128, 64, 8, 32),
+  v(128, 32, 8, 32),
+  v(64, 64, 16, 16),
+  v(64, 32, 8, 16),
+  v(64, 64, 16, 8),
+];
+if (small) {
+  // lavapipe: 32 KB of workgroup memory, subgroups of 8; the shapes that fit it.
+  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16), v(64, 64, 16, 16, { PF: false, REV: true }), v(128, 32, 8, 32));
+}
+const chosen = (() => {
+  const q = random(be, [1, 1, 1, D], { seed: 1 });
+  const k = random(be, [1, 1, 1, D], { seed: 1 });
+  const p = resolveProblem('attention', q, k, k, { causal: true });
+  const c = chooseFlashF32Variant(be, p);
+  for (const t of [q, k]) t.dispose();
+  return c;
+})();
+console.log(`${NAME}: chooser picks ${chosen ? flashF32Name(chosen) : 'none (plain kernel)'}`);
+
+function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!);
+    if (Number.isNaN(d)) return Infinity;
+    if (d > m) m = d;
+  }
+  return m;
+}
+
+// ---------------------------------------------------------------- reference check shape
+// GQA 4, S and L not multiples of any tile, queries at the end of the keys; D as timed.
+const CHK = { B: 2, Hq: 4, Hkv: 1, S: 100, L: 300 };
+const chkData = (seed: number, shape: number[]) => random(cpu, shape, { seed });
+const cq = chkData(11, [CHK.B, CHK.Hq, CHK.S, D]);
+const ck = chkData(12, [CHK.B, CHK.Hkv, CHK.L, D]);
+const cv = chkData(13, [CHK.B, CHK.Hkv, CHK.L, D]);
+const refOut = (await attention(cq, ck, cv, { causal: true }).toArray()) as Float32Array;
+const toGpu = async (t: Tensor) => tensor(be, (await t.toArray()) as Float32Array, t.shape, 'f32');
+const [gq, gk, gv] = [await toGpu(cq), await toGpu(ck), await toGpu(cv)];
+const chkProblem = resolveProblem('attention', gq, gk, gv, { causal: true });
+
+async function errVsRef(variant: FlashF32Variant): Promise<number> {
+  const { out, lse } = runFlashF32(be, chkProblem, gq, gk, gv, variant);
+  const got = await out.toArray();
+  out.dispose();
+  lse.dispose();
+  return maxAbs(got, refOut);
+}
+
+// ---------------------------------------------------------------- timed shape
+const big = (seed: number, s: number[]) => random(be as Backend, s, { seed });
+const q = big(1, [BIG.B, BIG.H, BIG.S, D]);
+const k = big(2, [BIG.B, BIG.H, BIG.L, D]);
+const vv = big(3, [BIG.B, BIG.H, BIG.L, D]);
+const p: Problem = resolveProblem('attention', q, k, vv, { causal: true });
+const outBuf = be.createBuffer(NAME, BIG.B * BIG.H * BIG.S * D * 4);
+const lseBuf = be.createBuffer(NAME, BIG.B * BIG.H * BIG.S * 4);
+const ins = [be.buffer(q, NAME), be.buffer(k, NAME), be.buffer(vv, NAME)];
+
+const plainVariant = choosePrefillVariant(be, p);
+const plainOut = await (async () => {
+  const r = runPrefill(be, p, q, k, vv, plainVariant);
+  const a = await r.out.toArray();
+  r.out.dispose();
+  r.lse.dispose();
+  return a;
+})();
+
+interface Timed {
+  name: string;
+  call: () => void;
+  row: Row;
+  samples: number[];
+}
+const timed: Timed[] = [];
+const add = (name: string, call: () => void, row: Partial<Row> & { notes: string }) => {
+  if (args.only && !name.includes(args.only)) return;
+  timed.push({ name, call, samples: [], row: { variant: name, shape, medianMs: NaN, minMs: NaN, maxMs: NaN, ...row } });
+};
+const dispatchOf = (program: Program, uniforms: ArrayBuffer, groups: number) => () =>
+  be.dispatch({ program, inputs: ins, outputs: [outBuf, lseBuf], uniforms, grid: gridFor(groups) });
+
+add(`plain-tpr${plainVariant.TPR}-tq${plainVariant.TQ}-rq${plainVariant.RQ}-bk${plainVariant.BK}`,
+  dispatchOf(prefillProgram(plainVariant), prefillUniforms(p, Math.ceil(p.S / plainVariant.TQ)), p.B * p.Hq * Math.ceil(p.S / plainVariant.TQ)),
+  { maxAbsDiffPlain: 0, notes: 'the existing plain kernel (webgpu/prefill.ts), chooser pick' });
+
+for (const variant of VARIANTS) {
+  const name = `flash-${flashF32Name(variant)}`;
+  if (args.only && !name.includes(args.only)) continue;
+  try {
+    const bad = flashF32VariantProblem(variant);
+    if (bad) throw new Error(bad);
+    const bytes = flashF32WorkgroupBytes(variant);
+    if (bytes > be.caps.maxComputeWorkgroupStorageSize) throw new Error(`needs ${bytes} bytes of workgroup memory`);
+    const maxAbsErrRef = await errVsRef(variant);
+    const r = runFlashF32(be, p, q, k, vv, variant);
+    const maxAbsDiffPlain = maxAbs(await r.out.toArray(), plainOut);
+    r.out.dispose();
+    r.lse.dispose();
+    be.checkHealthy(name);
+    const qTiles = Math.ceil(p.S / variant.BQ);
+    add(name, dispatchOf(flashF32Program(variant), flashF32Uniforms(p, qTiles), p.B * p.Hq * qTiles), {
+      maxAbsErrRef, maxAbsDiffPlain,
+      notes: `${variant.TX * variant.TY} invocations, ${bytes} B workgroup memory${chosen && flashF32Name(chosen) === flashF32Name(variant) ? ', chooser pick' : ''}`,
+    });
+  } catch (e) {
+    const row: Row = { variant: name, shape, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `failed: ${errText(e)}` };
+    rows.push(row);
+    print(row);
+  }
+}
+// The package's entry point (attention() picks the kernel; includes output allocation).
+setPrefillPath('plain');
+add('entry-attention()', () => attention(q, k, vv, { causal: true }).dispose(), { notes: 'attention() as a user calls it (allocates its output each call)' });
+add('entry-attention()-ATTNKIT_F32_FLASH=0', () => {
+  setFlashF32Enabled(false);
+  attention(q, k, vv, { causal: true }).dispose();
+  setFlashF32Enabled(true);
+}, { notes: 'attention() with the flash kernel switched off (the plain kernel)' });
+
+// ---------------------------------------------------------------- round-robin timing
+const WARM_MS = small ? 50 : 1500;
+for (const t of timed) {
+  try {
+    await timeIt(be, t.call, { reps: 1, warmupMs: WARM_MS, targetMs: 1, maxInner: 1 });
+    be.checkHealthy(t.name);
+  } catch (e) {
+    t.row.notes = `failed: ${errText(e)}`;
+  }
+}
+const ROUNDS = small ? 3 : 15;
+const PER = small ? 1 : 5;
+for (let round = 0; round < ROUNDS && (small || elapsed() < BUDGET_MS); round++) {
+  for (const t of timed) {
+    if (t.row.notes.startsWith('failed')) continue;
+    try {
+      const s = performance.now();
+      for (let i = 0; i < PER; i++) t.call();
+      await be.sync();
+      t.samples.push((performance.now() - s) / PER);
+    } catch (e) {
+      t.row.notes = `failed: ${errText(e)}`;
+    }
+  }
+}
+for (const t of timed) {
+  const s = [...t.samples].sort((a, b) => a - b);
+  if (s.length) {
+    t.row.medianMs = s[Math.floor(s.length / 2)]!;
+    t.row.minMs = s[0]!;
+    t.row.maxMs = s[s.length - 1]!;
+    t.row.tflops = flops / (t.row.medianMs * 1e9);
+    t.row.notes += `; ${s.length} rounds x ${PER} calls`;
+  }
+  rows.push(t.row);
+  print(t.row);
+}
+
+mkdirSync(args.out!, { recursive: true });
+const file = join(args.out!, `${NAME}.json`);
+writeFileSync(file, JSON.stringify({ device: be.name, small, shape, flops, seconds: elapsed() / 1000, chooser: chosen ? flashF32Name(chosen) : null, rows }, null, 2) + '\n');
+console.log(`${NAME}: wrote ${file} (${(elapsed() / 1000).toFixed(1)} s)`);
+be.destroy();
