@@ -1,3 +1,6 @@
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ArgumentError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import { backendsForTests } from '@attnkit/tensor/testing';
@@ -69,6 +72,30 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     expect(own.match(/let qh_\d+ = subgroupMatrixLoad/g)?.length).toBe(8);
     expect(own).not.toContain('let q1_0');
   });
+
+  // Lavapipe has no subgroup matrices; Dawn's null backend validates the real WGSL (the
+  // emulated runs below replace every matrix call), one module per child process.
+  const here = dirname(fileURLToPath(import.meta.url));
+  const probeVariants: SgWideVariant[] = [
+    base,
+    { ...base, NSG: 4, KT: 64, vGlobal: true },
+    { ...base, lookahead: false, qk: 'own-rows', expF16: true },
+    { ...base, D: 64, NSG: 4, tau: 0 },
+  ];
+  for (const v of probeVariants) {
+    it(`is valid WGSL for Tint (Dawn null backend): ${JSON.stringify(v)}`, () => {
+      let line: string | undefined;
+      let last = '';
+      // Dawn's process itself aborts now and then (the futex error): that is retried.
+      for (let attempt = 0; attempt < 3 && !line; attempt++) {
+        const r = spawnSync(process.execPath, ['--conditions=@attnkit/source', '--import', 'tsx', join(here, 'sgflash-wide-wgsl-check.ts'), JSON.stringify(v)], { encoding: 'utf8', timeout: 60_000 });
+        line = r.stdout.split('\n').find((l) => l.startsWith('WGSL-CHECK '));
+        last = `checker exited ${r.status} ${r.signal ?? ''}: ${r.stderr.slice(-300)}`;
+      }
+      expect(line, last).toBeDefined();
+      expect(JSON.parse(line!.slice('WGSL-CHECK '.length))).toEqual([]);
+    });
+  }
 
   it('rejects variants it cannot build with a typed error', () => {
     expect(() => checkSgWideVariant({ ...base, KT: 48 })).toThrow(ArgumentError);
