@@ -91,12 +91,20 @@ const FRAG = 16;
  * benchmarks/gpu/probes/na-sweep.ts). Rank 1 stays on the plain kernel until it has been measured.
  */
 export const SG_DEFAULTS: Partial<Record<1 | 2 | 3, SgConfig[]>> = {
-  // H200, round-robin timing in one process (na-sweep r4): 0.96 ms min against 1.56 ms for the
-  // plain kernel; padded rows (1.19 ms), K/V shared by 4 subgroups (1.19-1.31 ms) and f32 S
-  // (2.3 ms) were slower. Any window: boxes over 16 blocks take several chunks (online rescale).
-  2: [{ sub: [1, 4, 4], chunkBlocks: 16, subgroups: 1, sDtype: 'f16', oDtype: 'f32', pad: false }],
-  // 3-D 16x32x32, 7x7x7: every sg configuration timed within 5% of the plain kernel (2.5-2.6 ms
-  // vs 2.63 ms), so 3-D keeps the plain kernel (f32 accumulation throughout).
+  // H200, round-robin timing in one process (session 8, na-sweep r1, buffer pool on): f16 O
+  // 0.421 ms, f32 O 0.515 ms, plain kernel 1.047 ms (max |err| vs the float64 definition
+  // 5.1e-4 and 3.4e-4; the output is f16 either way, and P is normalised before P·V so O
+  // is a convex combination of V rows). f16 O needs the box in one chunk (13x13 with 4x4
+  // subtiles is one); larger boxes take the f32-O kernel and its online rescale.
+  2: [
+    { sub: [1, 4, 4], chunkBlocks: 16, subgroups: 1, sDtype: 'f16', oDtype: 'f16', pad: false },
+    { sub: [1, 4, 4], chunkBlocks: 16, subgroups: 1, sDtype: 'f16', oDtype: 'f32', pad: false },
+  ],
+  // 3-D 16x32x32, 7x7x7, same run: 2x2x4 subtiles, two subgroups, 8-block chunks 1.654 ms
+  // against 2.041 ms for the plain kernel (max |err| 3.2e-4 vs the definition; 1x2x8 and
+  // one-subgroup variants 1.66-1.69 ms). Before the buffer pool the per-call output
+  // allocation hid the difference (every sg variant was within 5% of the plain kernel).
+  3: [{ sub: [2, 2, 4], chunkBlocks: 8, subgroups: 2, sDtype: 'f16', oDtype: 'f32', pad: false }],
 };
 
 /**

@@ -41,7 +41,7 @@ describe('subgroup-matrix neighborhood kernel: host side', () => {
     expect(hasF16SubgroupMatrix({ ...new CpuBackend().caps, ...H200_CAPS, subgroupMatrixConfigs: [] } as Capabilities)).toBe(false);
   });
 
-  it('the support decision names what is missing; the library keeps the plain kernel here', () => {
+  it('the support decision names what is missing; the library choice per rank and window', () => {
     expect(gpu, 'a WebGPU adapter for the tests').toBeDefined();
     const be = gpu!;
     const q = random(be, [1, 2, 16, 16, 32], { dtype: 'f16' });
@@ -60,13 +60,16 @@ describe('subgroup-matrix neighborhood kernel: host side', () => {
     expect(sgUnsupported(fake, p, { ...CFG, stack: 2, chunkBlocks: 4 })).toMatch(/one chunk/);
     expect(sgUnsupported(fake, p, { ...CFG, oDtype: 'f16', chunkBlocks: 4 })).toMatch(/f16 O needs the key box in one chunk/);
     expect(sgUnsupported(fake, p, { ...CFG, oDtype: 'f16', sDtype: 'f16' })).toBe('');
-    // Library choice on a capable adapter: 2-D takes the sg kernel for any window whose box fits the groups; 3-D keeps the plain kernel.
+    // Library choice on a capable adapter: 2-D takes the sg kernel for any window whose box fits the groups,
+    // with f16 O where the box is one chunk and f32 O (online rescale) beyond; 3-D takes two-subgroup 2x2x4 subtiles.
     const big = random(be, [1, 2, 64, 64, 32], { dtype: 'f16' });
-    expect(sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 13 }), 2)?.sub).toEqual([1, 4, 4]);
-    expect(sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 17 }), 2)).not.toBeNull();
+    const c13 = sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 13 }), 2);
+    expect([c13?.sub, c13?.oDtype]).toEqual([[1, 4, 4], 'f16']);
+    expect(sgConfigFor(fake, describeProblem('test', 2, big, big, big, { kernelSize: 17 }), 2)?.oDtype).toBe('f32');
     expect(sgConfigFor(fake, describeProblem('test', 2, small, small, small, { kernelSize: 3 }), 2)).toBeNull();
     const vol = random(be, [1, 2, 8, 16, 16, 32], { dtype: 'f16' });
-    expect(sgConfigFor(fake, describeProblem('test', 3, vol, vol, vol, { kernelSize: 3 }), 3)).toBeNull();
+    const c3 = sgConfigFor(fake, describeProblem('test', 3, vol, vol, vol, { kernelSize: 3 }), 3);
+    expect([c3?.sub, c3?.subgroups]).toEqual([[2, 2, 4], 2]);
     vol.dispose();
     for (const t of [q, small, f32, big]) t.dispose();
   });
