@@ -80,6 +80,8 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     base,
     { ...base, NSG: 4, KT: 64, vGlobal: true },
     { ...base, lookahead: false, qk: 'own-rows', expF16: true },
+    { ...base, NSG: 4, qk: 'own-rows', qGlobal: true },
+    { ...base, ablate: 'no-qk' },
     { ...base, D: 64, NSG: 4, tau: 0 },
   ];
   for (const v of probeVariants) {
@@ -123,6 +125,8 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
 
   if (gpu) {
     // Small on purpose: every lane multiplies whole 16x16 matrices in the emulation.
+    // (qGlobal is only validated as WGSL above and checked on the H200 by the probe: with Q
+    // loads inside the key loop llvmpipe took ~50 s to build the emulated kernel.)
     const cases: Array<[string, Shape, Dims, AttentionOptions, (d: Dims) => Visible]> = [
       ['4 subgroups, tiles loaded ahead, causal GQA, last pair half past S', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: true },
         { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],

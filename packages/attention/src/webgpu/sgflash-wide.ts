@@ -43,6 +43,9 @@ export interface SgWideVariant {
    *  fragment serves 2 multiplies) or 'own-rows' (each subgroup holds only its row block's
    *  Q and scores all keys: K reuse 1, 8 fewer left fragments of registers at D128). */
   qk?: 'split-keys' | 'own-rows';
+  /** Q fragments loaded from storage (L1/L2) on every tile instead of held in registers
+   *  for the whole sweep (fewer registers per lane, more workgroups per SM). */
+  qGlobal?: boolean;
   /** P = exp2 evaluated in f16 (the argument rounded to f16 first). */
   expF16?: boolean;
   /** Timing ablations (the output is not attention): drop the exponentials, P·V or Q·Kᵀ. */
@@ -81,7 +84,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -193,10 +196,10 @@ ${range(4).map((j) => `        let h${j} = bitcast<vec2<f16>>(w[${j}]); ${dst}[o
       subgroupMatrixStore(&ss, (pbase + h * 16u) * SS + ${kb * 16}u, a, false, SS);
     }`).join('\n    ');
   const own = v.qk === 'own-rows';
-  const scores = v.ablate === 'no-qk' ? '' : own ? scoresOwn : scoresSplit;
   const qLoads = own
     ? range(NF).map((f) => `  let qh_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qown) * D + ${f * 16}u, false, D);`).join('\n')
     : [0, 1].map((rb) => range(NF).map((f) => `  let q${rb}_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qr${rb}) * D + ${f * 16}u, false, D);`).join('\n')).join('\n');
+  const scores = v.ablate === 'no-qk' ? '' : v.qGlobal ? `{\n${qLoads}\n    ${own ? scoresOwn : scoresSplit}\n    }` : own ? scoresOwn : scoresSplit;
 
   // This lane's scores (log2-scaled, hidden keys at NEG) and the row's tile max.
   const readScores = `
@@ -325,7 +328,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32
   let pos = i32(u.kvLen) - i32(u.S) + i32(i);
   let sc_base = (pbase + h * 16u) * SS;
 
-${qLoads}
+${v.qGlobal ? '' : qLoads}
 ${oFrags.map((o) => `  var ${o.name}: ${A};`).join('\n')}
   var m = NEG;
   var l = 0.0;
