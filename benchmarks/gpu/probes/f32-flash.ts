@@ -63,18 +63,22 @@ const v = (BQ: number, BK: number, TX: number, TY: number, o: Partial<FlashF32Va
 // The chooser's pick on this adapter first, then the alternatives.
 const VARIANTS: FlashF32Variant[] = [
   v(128, 64, 16, 16),
-  v(128, 64, 16, 16, { PF: false }),
+  v(128, 64, 16, 16, { AR: true }),
   v(128, 64, 16, 16, { REV: true }),
+  v(128, 64, 16, 16, { AR: true, REV: true }),
+  v(128, 64, 16, 16, { PF: false }),
   v(128, 64, 16, 16, { SG: false }),
   v(128, 64, 8, 32),
+  v(128, 64, 8, 32, { AR: true, REV: true }),
   v(128, 32, 8, 32),
   v(64, 64, 16, 16),
+  v(64, 128, 16, 16),
   v(64, 32, 8, 16),
   v(64, 64, 16, 8),
 ];
 if (small) {
   // lavapipe: 32 KB of workgroup memory, subgroups of 8; the shapes that fit it.
-  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16), v(64, 64, 16, 16, { PF: false, REV: true }), v(128, 32, 8, 32));
+  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }));
 }
 const chosen = (() => {
   const q = random(be, [1, 1, 1, D], { seed: 1 });

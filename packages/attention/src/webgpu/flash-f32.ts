@@ -36,6 +36,12 @@ export interface FlashF32Variant {
   PF: boolean;
   /** Query tiles issued last-first (causal: the longest rows start first). */
   REV: boolean;
+  /**
+   * Q/K slice loads split over invocations row-fastest: the transposed writes into workgroup
+   * memory then land in consecutive banks (else 4-way conflicts), at the price of 16-byte
+   * global reads from 32 different rows per subgroup instead of 4 rows of 64 bytes.
+   */
+  AR?: boolean;
 }
 
 /** Dims (and keys) per staged slice. */
@@ -94,7 +100,7 @@ export function flashF32WorkgroupBytes(v: FlashF32Variant): number {
 }
 
 export function flashF32Name(v: FlashF32Variant): string {
-  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}`;
+  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}`;
 }
 
 export function flashF32Key(v: FlashF32Variant): string {
@@ -121,16 +127,18 @@ export function flashF32Source(v: FlashF32Variant): string {
   // Loads: each invocation's share of a slice, into registers; staging writes them out.
   const per = (units: number) => Math.ceil(units / NT);
   const guarded = (units: number, n: number, stmt: string) => ((n + 1) * NT > units ? `if (lid + ${n * NT}u < ${units}u) { ${stmt} }` : `{ ${stmt} }`);
+  // Row r and vec4 column c4 (of the 4 in a 16-dim slice) of load unit e.
+  const rc = (rows: number) => (v.AR ? `let r = e % ${rows}u; let c4 = e / ${rows}u;` : 'let r = e / 4u; let c4 = e % 4u;');
   const UQ = BQ * 4;
   const UK = BK * 4;
   const UV = SL * DP4;
   const fetchQK = (dv: string) => {
     const out: string[] = [];
     for (let n = 0; n < per(UQ); n++) {
-      out.push(guarded(UQ, n, `let e = lid + ${n * NT}u; let i = i0 + e / 4u; pq_${n} = vec4<f32>(0.0); if (i < u.S) { pq_${n} = qb[(qrow + i) * D4 + ${dv} + e % 4u] * u.qscale; }`));
+      out.push(guarded(UQ, n, `let e = lid + ${n * NT}u; ${rc(BQ)} let i = i0 + r; pq_${n} = vec4<f32>(0.0); if (i < u.S) { pq_${n} = qb[(qrow + i) * D4 + ${dv} + c4] * u.qscale; }`));
     }
     for (let n = 0; n < per(UK); n++) {
-      out.push(guarded(UK, n, `let e = lid + ${n * NT}u; let j = kt + e / 4u; pk_${n} = vec4<f32>(0.0); if (j < u.kvLen) { pk_${n} = kb[(kvrow + j) * D4 + ${dv} + e % 4u]; }`));
+      out.push(guarded(UK, n, `let e = lid + ${n * NT}u; ${rc(BK)} let j = kt + r; pk_${n} = vec4<f32>(0.0); if (j < u.kvLen) { pk_${n} = kb[(kvrow + j) * D4 + ${dv} + c4]; }`));
     }
     return out.join('\n      ');
   };
@@ -138,11 +146,11 @@ export function flashF32Source(v: FlashF32Variant): string {
     const out: string[] = [];
     for (let n = 0; n < per(UQ); n++) {
       const w = [0, 1, 2, 3].map((c) => `wa[w + ${c * Q4}u][r & 3u] = pq_${n}.${C[c]};`).join(' ');
-      out.push(guarded(UQ, n, `let e = lid + ${n * NT}u; let r = e / 4u; let w = (e % 4u) * ${4 * Q4}u + r / 4u; ${w}`));
+      out.push(guarded(UQ, n, `let e = lid + ${n * NT}u; ${rc(BQ)} let w = c4 * ${4 * Q4}u + r / 4u; ${w}`));
     }
     for (let n = 0; n < per(UK); n++) {
       const w = [0, 1, 2, 3].map((c) => `wa[w + ${c * K4}u][r & 3u] = pk_${n}.${C[c]};`).join(' ');
-      out.push(guarded(UK, n, `let e = lid + ${n * NT}u; let r = e / 4u; let w = ${KOFF}u + (e % 4u) * ${4 * K4}u + r / 4u; ${w}`));
+      out.push(guarded(UK, n, `let e = lid + ${n * NT}u; ${rc(BK)} let w = ${KOFF}u + c4 * ${4 * K4}u + r / 4u; ${w}`));
     }
     return out.join('\n      ');
   };
