@@ -6,7 +6,7 @@
 // figures: max |error| against the float64 CPU reference at a small causal shape (GQA 4,
 // odd sizes, L > S) and max |difference| from the plain kernel at the timed shape.
 //   node .gpu/f32-flash.mjs --out DIR [--small] [--only SUBSTR]
-import { attention, chooseFlashF32Variant, flashF32Name, flashF32VariantProblem, flashF32WorkgroupBytes, runFlashF32, setFlashF32Enabled, setPrefillPath, type FlashF32Variant } from '@attnkit/attention';
+import { attention, chooseFlashF32Variant, flashF32Name, flashF32VariantProblem, flashF32WorkgroupBytes, runFlashF32, setPrefillPath, type FlashF32Variant } from '@attnkit/attention';
 import { createBackend, gridFor, random, tensor, WebGpuBackend, type Backend, type Program, type Tensor } from '@attnkit/tensor';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -185,11 +185,6 @@ for (const variant of VARIANTS) {
 // The package's entry point (attention() picks the kernel; includes output allocation).
 setPrefillPath('plain');
 add('entry-attention()', () => attention(q, k, vv, { causal: true }).dispose(), { notes: 'attention() as a user calls it (allocates its output each call)' });
-add('entry-attention()-ATTNKIT_F32_FLASH=0', () => {
-  setFlashF32Enabled(false);
-  attention(q, k, vv, { causal: true }).dispose();
-  setFlashF32Enabled(true);
-}, { notes: 'attention() with the flash kernel switched off (the plain kernel)' });
 
 // ---------------------------------------------------------------- round-robin timing
 const WARM_MS = small ? 50 : 1500;
