@@ -44,6 +44,7 @@ const SHAPES: Array<[number, number, number]> = [
   [17, 100, 1],
   [100, 100, 8],
   [100, 300, 4],
+  [100, 17, 4], // more queries than keys: dense only
 ];
 
 async function check(be: WebGpuBackend, d: Dims, mask: MaskSpec, scale: number, what: string): Promise<void> {
