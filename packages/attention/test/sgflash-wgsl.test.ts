@@ -27,6 +27,14 @@ const VARIANTS: SgFlashVariant[] = [
   { ...base, NSG: 8, KT: 64, pad: 0, stage: 'fragk' },
   { ...base, D: 64, KT: 64, tau: 0 },
   { ...base, D: 80, KT: 64, stage: 'global' },
+  { ...base, NSG: 8, sync: 'subgroup' },
+  { ...base, NSG: 8, scores: 'f16' },
+  { ...base, sync: 'subgroup', double: true },
+  { ...base, NSG: 8, KT: 16, stage: 'smem', scores: 'f16', sync: 'subgroup', double: true },
+  { ...base, KT: 64, stage: 'fragk', scores: 'f16', sync: 'subgroup', prefetch: 'pv' },
+  { ...base, NSG: 8, ablate: ['softmax', 'pv', 'qk', 'stage', 'barriers'] },
+  { ...base, scores: 'f16', ablate: ['qk'] },
+  { ...base, NSG: 8, sync: 'subgroup', qReload: true },
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));

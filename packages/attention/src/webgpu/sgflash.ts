@@ -46,6 +46,25 @@ export interface SgFlashVariant {
   prefetch?: boolean | 'pv';
   /** Softmax reads each score twice from workgroup memory instead of holding KT/2 in registers. */
   reread?: boolean;
+  /** How a subgroup's lanes see each other's writes to its own scratch (scores, P, the rows of
+   *  O on a rescale): 'workgroup' barriers (every subgroup waits for all others at every step),
+   *  or 'subgroup': none, relying on the subgroup running converged and in order, as NVIDIA
+   *  warps do (WGSL has no subgroup barrier). The K/V tile is shared and keeps its barriers;
+   *  the lazy-rescale vote becomes a subgroupAny and the rescale runs per subgroup. */
+  sync?: 'workgroup' | 'subgroup';
+  /** Result type of the Q·Kᵀ fragments: 'f16' stores S as f16 and softmax writes P over it in
+   *  place (half the score traffic, no separate P array; S accumulates in f16). */
+  scores?: 'f32' | 'f16';
+  /** Two K/V tile buffers: the next tile is stored (from registers loaded one tile earlier)
+   *  into the idle buffer while this one is read, so a tile needs one K/V barrier, not two. */
+  double?: boolean;
+  /** Timing ablations (the output is not attention): 'softmax' copies S to P without the
+   *  softmax, 'pv' skips P·V, 'qk' skips Q·Kᵀ (S stores an accumulator), 'stage' skips the
+   *  K/V copies, 'barriers' drops every barrier in the key loop. */
+  ablate?: Array<'softmax' | 'pv' | 'qk' | 'stage' | 'barriers'>;
+  /** Q fragments loaded from storage for every key tile instead of held in registers for
+   *  the whole sweep (32 fewer registers per lane: room for more subgroups per SM). */
+  qReload?: boolean;
   sgSize: number;
 }
 
@@ -72,10 +91,11 @@ const FIELDS = [
 const SPAD = 4;
 
 interface Layout {
-  /** staged K/V row stride, P row stride, score row stride */
+  /** staged K/V row stride, P row stride, score row stride, O-rescale scratch row stride */
   KS: number;
   PS: number;
   SS: number;
+  OS: number;
   /** P lives inside the staged K array (dead after Q·Kᵀ) when it fits there. */
   pInK: boolean;
   bytes: number;
@@ -84,17 +104,26 @@ interface Layout {
 export function sgFlashLayout(v: SgFlashVariant): Layout {
   const KS = v.D + v.pad;
   const PS = v.KT + v.pad;
-  const SS = v.KT + SPAD;
+  const s16 = v.scores === 'f16';
+  // f16 scores share P's rows (P is written over them in place).
+  const SS = s16 ? PS : v.KT + SPAD;
+  const OS = 16 + SPAD;
   const staged = v.stage !== 'global';
-  const kvBytes = !staged ? 0 : v.stage === 'fragk' ? v.KT * KS * 2 : 2 * v.KT * KS * 2;
-  const pBytes = v.NSG * 16 * PS * 2;
-  const pInK = staged && v.NSG * 16 * PS <= v.KT * KS;
-  const sBytes = v.NSG * 16 * SS * 4;
-  return { KS, PS, SS, pInK, bytes: kvBytes + (pInK ? 0 : pBytes) + sBytes + 4 * v.NSG };
+  const nbuf = v.double ? 2 : 1;
+  const kvBytes = !staged ? 0 : nbuf * (v.stage === 'fragk' ? v.KT * KS * 2 : 2 * v.KT * KS * 2);
+  const pBytes = s16 ? 0 : v.NSG * 16 * PS * 2;
+  // P over K needs every subgroup past Q·Kᵀ, i.e. a workgroup barrier after the scores.
+  const pInK = !s16 && staged && !v.double && v.sync !== 'subgroup' && v.NSG * 16 * PS <= v.KT * KS;
+  const sBytes = v.NSG * 16 * SS * (s16 ? 2 : 4);
+  // f16 scores cannot carry O's f32 rows through a rescale: a one-fragment f32 scratch per subgroup.
+  const oBytes = s16 ? v.NSG * 16 * OS * 4 : 0;
+  const flagBytes = v.sync === 'subgroup' ? 0 : 4 * v.NSG;
+  return { KS, PS, SS, OS, pInK, bytes: kvBytes + (pInK ? 0 : pBytes) + sBytes + oBytes + flagBytes };
 }
 
 export function sgFlashKey(v: SgFlashVariant): string {
-  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}`;
+  const extra = [v.sync === 'subgroup' ? 'sgsync' : '', v.scores === 'f16' ? 's16' : '', v.double ? 'dbl' : '', v.qReload ? 'qreload' : '', ...(v.ablate ?? []).map((a) => `no-${a}`)].filter(Boolean).join('+');
+  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}${extra ? `/${extra}` : ''}`;
 }
 
 export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
@@ -114,6 +143,13 @@ export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
   // the H200, 8 and fewer were right in every check.
   if (frag && (((v.KT / 16) * (v.D / 16)) / v.NSG) * (v.stage === 'frag' ? 2 : 1) > 8) bad('stage', `'${v.stage}' with at most 8 fragment copies per subgroup per tile`, v.stage);
   if (v.stage === 'smem' && ((v.KT * v.D) / 8) % (v.NSG * v.sgSize) !== 0) bad('stage', `'smem' with KT*D/8 a multiple of the workgroup size`, v.stage);
+  if (v.sync !== undefined && v.sync !== 'workgroup' && v.sync !== 'subgroup') bad('sync', "'workgroup' or 'subgroup'", v.sync);
+  if (v.scores !== undefined && v.scores !== 'f32' && v.scores !== 'f16') bad('scores', "'f32' or 'f16'", v.scores);
+  if (v.double && (v.stage === 'global' || v.prefetch)) bad('double', "a staged K/V ('frag', 'fragk' or 'smem') without prefetch (double buffering loads one tile ahead itself)", v.stage);
+  if (v.scores === 'f16' && v.reread) bad('reread', 'off with f16 scores (P is written over them)', v.reread);
+  if (v.double && v.rescale !== 'lazy') bad('double', "rescale 'lazy'", v.rescale);
+  const ablations = ['softmax', 'pv', 'qk', 'stage', 'barriers'];
+  for (const a of v.ablate ?? []) if (!ablations.includes(a)) bad('ablate', ablations.join(', '), a);
 }
 
 const L = 'subgroup_matrix_left<f16, 16, 16>';
@@ -125,7 +161,7 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 export function sgFlashSource(v: SgFlashVariant): string {
   checkSgFlashVariant(v);
   const { D, NSG, KT, stage, sgSize } = v;
-  const { KS, PS, SS, pInK } = sgFlashLayout(v);
+  const { KS, PS, SS, OS, pInK } = sgFlashLayout(v);
   const NF = D / 16;
   const NB = KT / 16;
   const LPR = sgSize / 16;
@@ -137,21 +173,64 @@ export function sgFlashSource(v: SgFlashVariant): string {
   const kvType = stage === 'smem' ? 'vec4<u32>' : 'f16';
   const isFrag = stage === 'frag' || stage === 'fragk';
   const vStaged = stage === 'frag' || stage === 'smem';
+  const s16 = v.scores === 'f16';
+  const sgSync = v.sync === 'subgroup';
+  const dbl = !!v.double;
+  const ab = new Set(v.ablate ?? []);
+  const pf = !!v.prefetch || dbl;
+  // Barriers in the key loop: around the shared K/V tile, and between a subgroup's own lanes
+  // (scores, P, O rows); the latter vanish with sync 'subgroup' (subgroup_sync() is empty).
+  const kvBar = ab.has('barriers') ? '' : 'workgroupBarrier();';
+  const laneBar = sgSync ? 'subgroup_sync();' : ab.has('barriers') ? '' : 'workgroupBarrier();';
+  const endBar = sgSync ? 'subgroup_sync();' : 'workgroupBarrier();';
   const kArr = staged ? 'ks' : 'kb';
   const vArr = vStaged ? 'vs' : 'vb';
   const kStride = staged ? 'KS' : 'D';
   const vStride = vStaged ? 'KS' : 'D';
-  const kOff = (nb: string, f: number) => staged ? `${nb} * 16u * KS + ${f * 16}u` : `kbase + ${nb} * 16u * D + ${f * 16}u`;
-  const pArr = pInK ? 'ks' : 'pw';
+  const cur = dbl ? 'kc + ' : '';
+  const kOff = (nb: string, f: number) => staged ? `${cur}${nb} * 16u * KS + ${f * 16}u` : `kbase + ${nb} * 16u * D + ${f * 16}u`;
+  const pArr = s16 ? 'ss' : pInK ? 'ks' : 'pw';
+  // A score as f32.
+  const sv = (idx: string) => (s16 ? `f32(ss[${idx}])` : `ss[${idx}]`);
+  const SA = s16 ? 'subgroup_matrix_result<f16, 16, 16>' : A;
+
+  // Prefetch registers: one 16x16 fragment ('frag'/'fragk') or one 16-byte word ('smem') each.
+  const pfPer = stage === 'smem' ? (KT * D) / 8 / WG : (NB * NF) / NSG;
+  const pfLoad = (src: string, t: number, base: string) => stage === 'smem'
+    ? `${src}_w${t} = ${src}[${base} / 8u + lid + ${t * WG}u];`
+    : `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, ${base} + (sg + ${t * NSG}u) / ${NF}u * 16u * D + (sg + ${t * NSG}u) % ${NF}u * 16u, false, D);`;
+  const loadRegs = (srcs: string[], base: string) => range(pfPer).map((t) => srcs.map((src) => pfLoad(src, t, base)).join('\n      ')).join('\n      ');
+  // Stores the prefetch registers into the staged arrays at element offset `off` ('' or 'x + ').
+  const storeRegs = (arrays: Array<[string, string]>, off: string): string => {
+    if (isFrag) {
+      const at = (t: number) => `(sg + ${t * NSG}u) / ${NF}u * 16u`;
+      const col = (t: number) => `(sg + ${t * NSG}u) % ${NF}u * 16u`;
+      return range(pfPer).map((t) => arrays.map(([src, dst]) => `subgroupMatrixStore(&${dst}, ${off}${at(t)} * KS + ${col(t)}, ${src}_pf${t}, false, KS);`).join('\n    ')).join('\n    ');
+    }
+    return range(pfPer).map((t) => `{
+      let c = lid + ${t * WG}u;
+      let o = ${off}c / ${D / 8}u * KS + (c % ${D / 8}u) * 8u;
+${arrays.map(([src, dst]) => `      {
+        let w = ${src}_w${t};
+        let a = bitcast<vec2<f16>>(w.x); let b2 = bitcast<vec2<f16>>(w.y); let c2 = bitcast<vec2<f16>>(w.z); let d2 = bitcast<vec2<f16>>(w.w);
+        ${dst}[o] = a.x; ${dst}[o + 1u] = a.y; ${dst}[o + 2u] = b2.x; ${dst}[o + 3u] = b2.y;
+        ${dst}[o + 4u] = c2.x; ${dst}[o + 5u] = c2.y; ${dst}[o + 6u] = d2.x; ${dst}[o + 7u] = d2.y;
+      }`).join('\n')}
+    }`).join('\n    ');
+  };
+  function nextLoads(srcs: string[]): string {
+    return `if (it + 1u < n_tiles) {
+      let nbase = (kvbase + tile_kt(it + 1u, start2, n_sink)) * D;
+      ${loadRegs(srcs, 'nbase')}
+    }`;
+  }
 
   // Copies this tile's rows of K (and V) into workgroup memory.
   const stageTile = (withV: boolean, loadNext: boolean): string => {
+    if (ab.has('stage')) return '';
     const arrays: Array<[string, string]> = withV && vStaged ? [['kb', 'ks'], ['vb', 'vs']] : [['kb', 'ks']];
-    if (isFrag && v.prefetch) {
-      const per = (NB * NF) / NSG;
-      const at = (t: number) => `(sg + ${t * NSG}u) / ${NF}u * 16u`;
-      const col = (t: number) => `(sg + ${t * NSG}u) % ${NF}u * 16u`;
-      const stores = range(per).map((t) => arrays.map(([src, dst]) => `subgroupMatrixStore(&${dst}, ${at(t)} * KS + ${col(t)}, ${src}_pf${t}, false, KS);`).join('\n    ')).join('\n    ');
+    if (v.prefetch) {
+      const stores = storeRegs(arrays, '');
       return loadNext ? `${stores}\n    ${nextLoads(arrays.map(([src]) => src))}` : stores;
     }
     if (isFrag) {
@@ -162,20 +241,6 @@ export function sgFlashSource(v: SgFlashVariant): string {
       let fc = e % ${NF}u;
 ${arrays.map(([src, dst]) => `      subgroupMatrixStore(&${dst}, fr * 16u * KS + fc * 16u, subgroupMatrixLoad<${L}>(&${src}, kbase + fr * 16u * D + fc * 16u, false, D), false, KS);`).join('\n')}
     }`).join('\n    ');
-    }
-    if (stage === 'smem' && v.prefetch) {
-      const per = (KT * D) / 8 / WG;
-      const stores = range(per).map((t) => `{
-      let c = lid + ${t * WG}u;
-      let o = c / ${D / 8}u * KS + (c % ${D / 8}u) * 8u;
-${arrays.map(([src, dst]) => `      {
-        let w = ${src}_w${t};
-        let a = bitcast<vec2<f16>>(w.x); let b2 = bitcast<vec2<f16>>(w.y); let c2 = bitcast<vec2<f16>>(w.z); let d2 = bitcast<vec2<f16>>(w.w);
-        ${dst}[o] = a.x; ${dst}[o + 1u] = a.y; ${dst}[o + 2u] = b2.x; ${dst}[o + 3u] = b2.y;
-        ${dst}[o + 4u] = c2.x; ${dst}[o + 5u] = c2.y; ${dst}[o + 6u] = d2.x; ${dst}[o + 7u] = d2.y;
-      }`).join('\n')}
-    }`).join('\n    ');
-      return loadNext ? `${stores}\n    ${nextLoads(arrays.map(([src]) => src))}` : stores;
     }
     if (stage === 'smem') {
       const per = (KT * D) / 8 / WG;
@@ -195,23 +260,32 @@ ${arrays.map(([src, dst]) => `      {
     return '';
   };
 
-  // Loads the next tile's fragments into the prefetch registers.
-  // One prefetch register's load: a 16x16 fragment ('frag'/'fragk') or a 16-byte word ('smem').
-  const pfPer = stage === 'smem' ? (KT * D) / 8 / WG : (NB * NF) / NSG;
-  const pfLoad = (src: string, t: number, base: string) => stage === 'smem'
-    ? `${src}_w${t} = ${src}[${base} / 8u + lid + ${t * WG}u];`
-    : `${src}_pf${t} = subgroupMatrixLoad<${L}>(&${src}, ${base} + (sg + ${t * NSG}u) / ${NF}u * 16u * D + (sg + ${t * NSG}u) % ${NF}u * 16u, false, D);`;
-  function nextLoads(srcs: string[]): string {
-    return `if (it + 1u < n_tiles) {
-      let nbase = (kvbase + tile_kt(it + 1u, start2, n_sink)) * D;
-      ${range(pfPer).map((t) => srcs.map((src) => pfLoad(src, t, 'nbase')).join('\n      ')).join('\n      ')}
-    }`;
+  // Double buffering: tile it+1 goes from registers (loaded during tile it-1) into the idle
+  // buffer, which every subgroup left at the barrier that ended tile it-1; tile it+2 is loaded.
+  const dblArrays: Array<[string, string]> = vStaged ? [['kb', 'ks'], ['vb', 'vs']] : [['kb', 'ks']];
+  const dblStart = !dbl || ab.has('stage') ? '' : `if (n_tiles > 0u) {
+    let nbase = (kvbase + tile_kt(0u, start2, n_sink)) * D;
+    ${loadRegs(dblArrays.map(([s]) => s), 'nbase')}
+    ${storeRegs(dblArrays, '')}
   }
+  if (n_tiles > 1u) {
+    let nbase = (kvbase + tile_kt(1u, start2, n_sink)) * D;
+    ${loadRegs(dblArrays.map(([s]) => s), 'nbase')}
+  }`;
+  const dblStage = ab.has('stage') ? '' : `if (it + 1u < n_tiles) {
+      let kn = ${KT * KS}u - kc;
+      ${storeRegs(dblArrays, 'kn + ')}
+    }
+    if (it + 2u < n_tiles) {
+      let nbase = (kvbase + tile_kt(it + 2u, start2, n_sink)) * D;
+      ${loadRegs(dblArrays.map(([s]) => s), 'nbase')}
+    }`;
 
+  const qf = (f: number) => (v.qReload ? `subgroupMatrixLoad<${L}>(&qb, qoff + ${f * 16}u, false, D)` : `q${f}f`);
   // S = Q·Kᵀ for this tile into the subgroup's score scratch.
-  const scores = range(NB).map((nb) => `{
-      var acc = subgroupMatrixMultiply<f32>(q0f, subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, 0)}, true, ${kStride}));
-${range(NF - 1).map((f) => `      acc = subgroupMatrixMultiplyAccumulate(q${f + 1}f, subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, f + 1)}, true, ${kStride}), acc);`).join('\n')}
+  const scores = range(NB).map((nb) => ab.has('qk') ? `subgroupMatrixStore(&ss, sbase + ${nb * 16}u, ${s16 ? 'sz' : 'o0'}, false, SS);` : `{
+      var acc = subgroupMatrixMultiply<${s16 ? 'f16' : 'f32'}>(${qf(0)}, subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, 0)}, true, ${kStride}));
+${range(NF - 1).map((f) => `      acc = subgroupMatrixMultiplyAccumulate(${qf(f + 1)}, subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, f + 1)}, true, ${kStride}), acc);`).join('\n')}
       subgroupMatrixStore(&ss, sbase + ${nb * 16}u, acc, false, SS);
     }`).join('\n    ');
 
@@ -221,13 +295,13 @@ ${range(NF - 1).map((f) => `      acc = subgroupMatrixMultiplyAccumulate(q${f + 
     let srow = sbase + r * SS + part;
     var mt = NEG;
     if (full) {
-${range(E).map((k) => `      mt = max(mt, ss[srow + ${k * LPR}u] * u.scale2);`).join('\n')}
+${range(E).map((k) => `      mt = max(mt, ${sv(`srow + ${k * LPR}u`)} * u.scale2);`).join('\n')}
     } else {
-${range(E).map((k) => `      mt = max(mt, select(NEG, ss[srow + ${k * LPR}u] * u.scale2, visible(kt + part + ${k * LPR}u, pos)));`).join('\n')}
+${range(E).map((k) => `      mt = max(mt, select(NEG, ${sv(`srow + ${k * LPR}u`)} * u.scale2, visible(kt + part + ${k * LPR}u, pos)));`).join('\n')}
     }` : `
     let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
     let srow = sbase + r * SS + part;
-${range(E).map((k) => `    var x${k} = ss[srow + ${k * LPR}u] * u.scale2;`).join('\n')}
+${range(E).map((k) => `    var x${k} = ${sv(`srow + ${k * LPR}u`)} * u.scale2;`).join('\n')}
     if (!full) {
 ${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k * LPR}u, pos));`).join('\n')}
     }
@@ -236,7 +310,7 @@ ${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k 
     let live = mt > HALF_NEG;`;
 
   // This lane's k-th score of the tile (log2-scaled, hidden keys at NEG).
-  const xval = (k: number) => v.reread ? `select(NEG, ss[srow + ${k * LPR}u] * u.scale2, full || visible(kt + part + ${k * LPR}u, pos))` : `x${k}`;
+  const xval = (k: number) => v.reread ? `select(NEG, ${sv(`srow + ${k * LPR}u`)} * u.scale2, full || visible(kt + part + ${k * LPR}u, pos))` : `x${k}`;
 
   const writeP = (mExpr: string) => `
     let mu = select(-NEG, ${mExpr}, live);
@@ -245,31 +319,39 @@ ${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k 
 ${range(E).map((k) => `    { let p = f16(exp2(${xval(k)} - mu)); ${pArr}[prow + ${k * LPR}u] = p; ps += f32(p); }`).join('\n')}
     ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
 
-  const pv = `
-${range(NB).map((nb) => `    let p${nb}f = subgroupMatrixLoad<${L}>(&${pArr}, pbase + ${nb * 16}u, false, PS);`).join('\n')}
-${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiplyAccumulate(p${nb}f, subgroupMatrixLoad<${R}>(&${vArr}, ${vStaged ? `${nb * 16}u * KS + ${f * 16}u` : `kbase + ${nb * 16}u * D + ${f * 16}u`}, false, ${vStride}), o${f});`).join('\n')).join('\n')}`;
+  // Timing ablation: S copied to P as it is.
+  const copyP = `
+    let srow = sbase + r * SS + part;
+    let prow = pbase + r * PS + part;
+${range(E).map((k) => `    ${pArr}[prow + ${k * LPR}u] = f16(${sv(`srow + ${k * LPR}u`)});`).join('\n')}`;
 
-  // Routes O through the score scratch (NB fragments at a time) to run `body` on its rows.
-  const viaScratch = (body: (chunk: number, col: string) => string) => {
+  const pv = ab.has('pv') ? '' : `
+${range(NB).map((nb) => `    let p${nb}f = subgroupMatrixLoad<${L}>(&${pArr}, pbase + ${nb * 16}u, false, PS);`).join('\n')}
+${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiplyAccumulate(p${nb}f, subgroupMatrixLoad<${R}>(&${vArr}, ${vStaged ? `${cur}${nb * 16}u * KS + ${f * 16}u` : `kbase + ${nb * 16}u * D + ${f * 16}u`}, false, ${vStride}), o${f});`).join('\n')).join('\n')}`;
+
+  // Routes O through f32 scratch (the score rows, or with f16 scores a one-fragment scratch)
+  // to run `body` on its rows; `at` is the element of row r, column cc of the chunk.
+  const scr = s16 ? { arr: 'os', base: 'obase', stride: 'OS', per: 1 } : { arr: 'ss', base: 'sbase', stride: 'SS', per: NB };
+  const viaScratch = (bar: string, body: (chunk: number, at: string) => string) => {
     const chunks: string[] = [];
-    for (let c = 0; c * NB < NF; c++) {
-      const fs = range(Math.min(NB, NF - c * NB)).map((j) => c * NB + j);
+    for (let c = 0; c * scr.per < NF; c++) {
+      const fs = range(Math.min(scr.per, NF - c * scr.per)).map((j) => c * scr.per + j);
       chunks.push(`
-    ${fs.map((f, j) => `subgroupMatrixStore(&ss, sbase + ${j * 16}u, o${f}, false, SS);`).join('\n    ')}
-    workgroupBarrier();
+    ${fs.map((f, j) => `subgroupMatrixStore(&${scr.arr}, ${scr.base} + ${j * 16}u, o${f}, false, ${scr.stride});`).join('\n    ')}
+    ${bar}
     for (var cc = part; cc < ${fs.length * 16}u; cc += LPR) {
-      ${body(c, 'cc')}
+      ${body(c, `${scr.base} + r * ${scr.stride} + cc`)}
     }
-    workgroupBarrier();
-    ${fs.map((f, j) => `o${f} = subgroupMatrixLoad<${A}>(&ss, sbase + ${j * 16}u, false, SS);`).join('\n    ')}
-    workgroupBarrier();`);
+    ${bar}
+    ${fs.map((f, j) => `o${f} = subgroupMatrixLoad<${A}>(&${scr.arr}, ${scr.base} + ${j * 16}u, false, ${scr.stride});`).join('\n    ')}
+    ${bar}`);
     }
     return chunks.join('');
   };
 
   // Prefetch registers, filled with the first tile's fragments before a sweep starts.
   const prefetchStart = (withV: boolean): string => {
-    if (!v.prefetch) return '';
+    if (!v.prefetch || ab.has('stage')) return '';
     const arrays = withV && vStaged ? ['kb', 'vb'] : ['kb'];
     return `if (n_tiles > 0u) {
     let nbase = (kvbase + tile_kt(0u, start2, n_sink)) * D;
@@ -278,23 +360,24 @@ ${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiply
   };
   const pfType = stage === 'smem' ? 'vec4<u32>' : L;
   const pfName = stage === 'smem' ? 'w' : 'pf';
-  const prefetchDecl = v.prefetch
+  const prefetchDecl = pf
     ? range(pfPer).map((t) => `  var kb_${pfName}${t}: ${pfType};${vStaged ? `\n  var vb_${pfName}${t}: ${pfType};` : ''}`).join('\n')
     : '';
-  const pvPrefetch = v.prefetch === 'pv' ? nextLoads(vStaged ? ['kb', 'vb'] : ['kb']) : '';
+  const pvPrefetch = v.prefetch === 'pv' && !ab.has('stage') ? nextLoads(vStaged ? ['kb', 'vb'] : ['kb']) : '';
 
-  const mainLoop = `
-  ${prefetchStart(true)}
-  for (var it = 0u; it < n_tiles; it++) {
-    let kt = tile_kt(it, start2, n_sink);
-    let kbase = (kvbase + kt) * D;
-    ${stageTile(true, v.prefetch === true)}
-    ${staged ? 'workgroupBarrier();' : ''}
-    ${scores}
-    workgroupBarrier();
-    ${readScores}
-${twoPass ? `${writeP('m')}
-    workgroupBarrier();` : `
+  const lazyStep = sgSync ? `
+    var alpha = 1.0;
+    var need = false;
+    if (live) {
+      if (l == 0.0) { m = mt; }
+      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
+    }
+    ${writeP('m')}
+    l = l * alpha + ps;
+    ${laneBar}
+    if (subgroupAny(need)) {
+      ${viaScratch('subgroup_sync();', (_c, at) => `${scr.arr}[${at}] *= alpha;`)}
+    }` : `
     var alpha = 1.0;
     var need = false;
     if (live) {
@@ -307,11 +390,44 @@ ${twoPass ? `${writeP('m')}
     if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
     let fl = workgroupUniformLoad(&flags);
     if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
-      ${viaScratch(() => 'ss[sbase + r * SS + cc] *= alpha;')}
-    }`}
+      ${viaScratch('workgroupBarrier();', (_c, at) => `${scr.arr}[${at}] *= alpha;`)}
+    }`;
+
+  const softmaxStep = ab.has('softmax') ? `${copyP}
+    ${laneBar}` : twoPass ? `${readScores}
+${writeP('m')}
+    ${laneBar}` : `${readScores}
+${lazyStep}`;
+
+  // The barrier after the scores also frees K for P when P lives there.
+  const afterScores = pInK ? kvBar : laneBar;
+
+  const mainLoop = dbl ? `
+  ${dblStart}
+  ${kvBar}
+  for (var it = 0u; it < n_tiles; it++) {
+    let kt = tile_kt(it, start2, n_sink);
+    let kbase = (kvbase + kt) * D;
+    let kc = (it & 1u) * ${KT * KS}u;
+    ${dblStage}
+    ${scores}
+    ${afterScores}
+    ${softmaxStep}
+    ${pv}
+    ${kvBar}
+  }` : `
+  ${prefetchStart(true)}
+  for (var it = 0u; it < n_tiles; it++) {
+    let kt = tile_kt(it, start2, n_sink);
+    let kbase = (kvbase + kt) * D;
+    ${stageTile(true, v.prefetch === true)}
+    ${staged ? kvBar : ''}
+    ${scores}
+    ${afterScores}
+    ${softmaxStep}
     ${pvPrefetch}
     ${pv}
-    ${staged ? 'workgroupBarrier();' : ''}
+    ${staged ? kvBar : ''}
   }`;
 
   const statsLoop = `
@@ -320,9 +436,9 @@ ${twoPass ? `${writeP('m')}
     let kt = tile_kt(it, start2, n_sink);
     let kbase = (kvbase + kt) * D;
     ${stageTile(false, true)}
-    ${staged ? 'workgroupBarrier();' : ''}
+    ${staged ? kvBar : ''}
     ${scores}
-    workgroupBarrier();
+    ${laneBar}
     ${readScores}
     if (live) {
       let mn = max(m, mt);
@@ -332,13 +448,15 @@ ${range(E).map((k) => `      ps += exp2(${xval(k)} - mn);`).join('\n')}
       l = l * exp2(m - mn) + ps;
       m = mn;
     }
+    ${staged && sgSync ? kvBar : ''}
   }`;
 
+  const nbuf = dbl ? 2 : 1;
   return `enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 diagnostic(off, subgroup_uniformity);
-${uniformStruct('U', FIELDS)}
+${sgSync ? '// The per-subgroup rescale branches on subgroupAny, uniform within the subgroup only, which\n// the uniformity analysis cannot see (it needs Dawn\'s allow_unsafe_apis, as subgroup matrices do).\nenable chromium_disable_uniformity_analysis;\n' : ''}${uniformStruct('U', FIELDS)}
 @group(0) @binding(0) var<storage, read> qb: array<f16>;
 @group(0) @binding(1) var<storage, read> kb: array<${kvType}>;
 @group(0) @binding(2) var<storage, read> vb: array<${kvType}>;
@@ -351,17 +469,23 @@ const BQ = ${NSG * 16}u;
 const KS = ${KS}u;
 const PS = ${PS}u;
 const SS = ${SS}u;
+const OS = ${OS}u;
 const LPR = ${LPR}u;
 const NEG = ${NEG};
 const HALF_NEG = -5.0e29;
 const TAU = ${v.tau.toFixed(1)};
 const LN2 = 0.6931471805599453;
 ${NEG_INF_FN}
-${staged ? `var<workgroup> ks: array<f16, ${KT * KS}>;` : ''}
-${vStaged ? `var<workgroup> vs: array<f16, ${KT * KS}>;` : ''}
-${pInK ? '' : `var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;`}
-var<workgroup> ss: array<f32, ${NSG * 16 * SS}>;
-var<workgroup> flags: array<u32, ${NSG}>;
+${staged ? `var<workgroup> ks: array<f16, ${nbuf * KT * KS}>;` : ''}
+${vStaged ? `var<workgroup> vs: array<f16, ${nbuf * KT * KS}>;` : ''}
+${pInK || s16 ? '' : `var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;`}
+var<workgroup> ss: array<${s16 ? 'f16' : 'f32'}, ${NSG * 16 * SS}>;
+${s16 ? `var<workgroup> os: array<f32, ${NSG * 16 * OS}>;` : ''}
+${sgSync ? '' : `var<workgroup> flags: array<u32, ${NSG}>;`}
+${sgSync ? `// A subgroup's lanes see each other's workgroup-memory writes without a barrier: the
+// subgroup runs converged and in order (NVIDIA warps). WGSL has no subgroup barrier; this
+// marks where one belongs (the tests' emulation turns it into a workgroup barrier).
+fn subgroup_sync() {}` : ''}
 
 fn tile_kt(it: u32, start2: u32, n_sink: u32) -> u32 { return select(start2 + it - n_sink, it, it < n_sink) * KT; }
 
@@ -394,9 +518,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32
   let pos = i32(u.kvLen) - i32(u.S) + i32(i);
   let sbase = sg * 16u * SS;
   let pbase = sg * 16u * PS;
+${s16 ? '  let obase = sg * 16u * OS;' : ''}
 
-${range(NF).map((f) => `  let q${f}f = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + q0) * D + ${f * 16}u, false, D);`).join('\n')}
+  let qoff = (bh * u.S + q0) * D;
+${v.qReload ? '' : range(NF).map((f) => `  let q${f}f = subgroupMatrixLoad<${L}>(&qb, qoff + ${f * 16}u, false, D);`).join('\n')}
 ${range(NF).map((f) => `  var o${f}: ${A};`).join('\n')}
+${ab.has('qk') && s16 ? `  var sz: ${SA};` : ''}
   var m = NEG;
   var l = 0.0;
 
@@ -416,7 +543,7 @@ ${v.rescale === 'stats-only' ? '' : mainLoop}
 
   let inv = select(0.0, 1.0 / l, l > 0.0);
   let orow = (bh * u.S + i) * D;
-  ${viaScratch((c) => `if (i0 < u.S) { ob[orow + ${c * NB * 16}u + cc] = f16(ss[sbase + r * SS + cc] * inv); }`)}
+  ${viaScratch(endBar, (c, at) => `if (i0 < u.S) { ob[orow + ${c * scr.per * 16}u + cc] = f16(${scr.arr}[${at}] * inv); }`)}
   if (i0 < u.S && part == 0u) { lseb[bh * u.S + i] = select(neg_inf(), (m + log2(l)) * LN2, l > 0.0); }
 }
 `;
