@@ -42,6 +42,14 @@ export interface FlashF32Variant {
    * global reads from 32 different rows per subgroup instead of 4 rows of 64 bytes.
    */
   AR?: boolean;
+  /**
+   * P goes through workgroup memory in passes of 4*TX keys (one vec4 of each invocation's
+   * keys per pass, the V loop after each), so a key tile of BK = 8*TX keys (8x8 scores per
+   * invocation at BQ 128, TX 16: the matmul's 8x8 blocking) needs P memory for half of it.
+   */
+  SPLIT?: boolean;
+  /** P rows unpadded, vec4 columns XOR-swizzled by row group (bank spread without the padding). */
+  SWZ?: boolean;
 }
 
 /** Dims (and keys) per staged slice. */
@@ -64,6 +72,9 @@ interface Derived {
   DP4: number;
   /** O vec4 columns per invocation per row. */
   DN4: number;
+  /** P passes per key tile, keys per pass. */
+  NPASS: number;
+  PK: number;
   /** P row stride in vec4. */
   PS: number;
   /** vec4 size of the aliased slice region. */
@@ -76,10 +87,12 @@ function derive(v: FlashF32Variant): Derived {
   const SN = v.BK / v.TX;
   const D4 = v.D / 4;
   const DP4 = Math.ceil(D4 / v.TX) * v.TX;
-  const PS = v.BK / 4 + 1;
+  const NPASS = v.SPLIT ? v.BK / v.TX / 4 : 1;
+  const PK = v.BK / NPASS;
+  const PS = PK / 4 + (v.SWZ ? 0 : 1);
   const qk = (SL * v.BQ) / 4 + (SL * v.BK) / 4;
   const red = v.SG ? 0 : Math.ceil((v.BQ * v.TX) / 4);
-  return { NT, TM, G: TM / 4, SN, HS: SN / 4, D4, DP4, DN4: DP4 / v.TX, PS, A4: Math.max(qk, SL * DP4, red) };
+  return { NT, TM, G: TM / 4, SN, HS: SN / 4, D4, DP4, DN4: DP4 / v.TX, NPASS, PK, PS, A4: Math.max(qk, SL * DP4, red) };
 }
 
 /** Why a variant is invalid, or null. */
@@ -91,6 +104,8 @@ export function flashF32VariantProblem(v: FlashF32Variant): string | null {
   if (![1, 2, 4, 8, 16, 32].includes(TX)) return 'TX must be a power of two up to 32';
   if (BQ % TY || (BQ / TY) % 4) return 'BQ/TY (rows per invocation) must be a multiple of 4';
   if (BK % TX || (BK / TX) % 4 || BK % SL) return 'BK/TX (keys per invocation) must be a multiple of 4 and BK of 16';
+  if (v.SPLIT && (4 * TX) % SL) return 'SPLIT needs passes of 4*TX keys, a multiple of 16';
+  if (v.SWZ && (TY % 8 || (v.SPLIT ? TX : BK / 4) < 8 || ((v.SPLIT ? TX : BK / 4) & ((v.SPLIT ? TX : BK / 4) - 1)))) return 'SWZ needs TY % 8 == 0 and a power-of-two P row of at least 8 vec4';
   return null;
 }
 
@@ -100,7 +115,7 @@ export function flashF32WorkgroupBytes(v: FlashF32Variant): number {
 }
 
 export function flashF32Name(v: FlashF32Variant): string {
-  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}`;
+  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}`;
 }
 
 export function flashF32Key(v: FlashF32Variant): string {
@@ -113,7 +128,10 @@ export function flashF32Source(v: FlashF32Variant): string {
   const bad = flashF32VariantProblem(v);
   if (bad) throw new ArgumentError('attention', 'flash-f32 variant', bad, flashF32Name(v));
   const { BQ, BK, TX, TY } = v;
-  const { NT, TM, G, HS, D4, DP4, DN4, PS, A4 } = derive(v);
+  const { NT, TM, G, HS, D4, DP4, DN4, NPASS, PK, PS, A4 } = derive(v);
+  const HPP = HS / NPASS; // S vec4 columns per P pass
+  // P's vec4 column c of row group (g, ty): swizzled by ty (rows 4*ty.. share a swizzle).
+  const pcol = (c: string) => (v.SWZ ? `((${c}) ^ sw)` : `${c}`);
   const Q4 = BQ / 4; // vec4 per staged Q dim row
   const K4 = BK / 4;
   const KOFF = SL * Q4; // K slice offset in the aliased region
@@ -177,7 +195,7 @@ export function flashF32Source(v: FlashF32Variant): string {
   const computeO: string[] = [];
   for (let kb = 0; kb < SL / 4; kb++) {
     const s: string[] = [];
-    for (let R = 0; R < TM; R++) s.push(`let p${R} = wp[prow + ${((R >> 2) * 4 * TY + (R & 3)) * PS + kb}u + kq];`);
+    for (let R = 0; R < TM; R++) s.push(`let p${R} = wp[prow + ${((R >> 2) * 4 * TY + (R & 3)) * PS}u + ${pcol(`kq + ${kb}u`)}];`);
     for (let e = 0; e < 4; e++) {
       for (let h = 0; h < DN4; h++) s.push(`let v${e}_${h} = wa[${(kb * 4 + e) * DP4 + h * TX}u + tx];`);
     }
@@ -250,7 +268,7 @@ export function flashF32Source(v: FlashF32Variant): string {
       `var ps = 0.0;`,
     ];
     for (let h = 0; h < HS; h++) {
-      t.push(`{ let p = exp2(s_${R}_${h} - vec4<f32>(base)); ps += (p.x + p.y) + (p.z + p.w); wp[prow + ${((R >> 2) * 4 * TY + (R & 3)) * PS + h * TX}u + tx] = p; }`);
+      t.push(`{ let p = exp2(s_${R}_${h} - vec4<f32>(base)); ps += (p.x + p.y) + (p.z + p.w); ${NPASS > 1 ? `s_${R}_${h} = p;` : `wp[prow + ${((R >> 2) * 4 * TY + (R & 3)) * PS}u + ${pcol(`${h * TX}u + tx`)}] = p;`} }`);
     }
     t.push(`l_${R} = l_${R} * alpha + ps;`);
     for (let h = 0; h < DN4; h++) t.push(`o_${R}_${h} *= alpha;`);
@@ -290,25 +308,43 @@ ${computeS.join('\n')}
 ${computeS.join('\n')}
       workgroupBarrier();
     }`;
-  const vLoop = v.PF
-    ? `    for (var kk0 = 0u; kk0 < BK; kk0 += ${SL}u) {
+  // V over keys [lo, hi) of the tile; P's columns start at key lo.
+  const vRange = (lo: number, hi: number) => v.PF
+    ? `    for (var kk0 = ${lo}u; kk0 < ${hi}u; kk0 += ${SL}u) {
       ${stageV()}
       workgroupBarrier();
       if (kk0 + ${SL}u < BK) {
       ${fetchV(`kk0 + ${SL}u`)}
       }
-      let kq = kk0 / 4u;
+      let kq = (kk0 - ${lo}u) / 4u;
 ${computeO.join('\n')}
       workgroupBarrier();
     }`
-    : `    for (var kk0 = 0u; kk0 < BK; kk0 += ${SL}u) {
+    : `    for (var kk0 = ${lo}u; kk0 < ${hi}u; kk0 += ${SL}u) {
       ${fetchV('kk0')}
       ${stageV()}
       workgroupBarrier();
-      let kq = kk0 / 4u;
+      let kq = (kk0 - ${lo}u) / 4u;
 ${computeO.join('\n')}
       workgroupBarrier();
     }`;
+  // With passes, each pass writes its share of P (the previous pass's last barrier has
+  // retired every read of the buffer), then runs V over its keys.
+  const passes: string[] = [];
+  for (let ps = 0; ps < NPASS; ps++) {
+    if (NPASS > 1) {
+      const w: string[] = [];
+      for (let R = 0; R < TM; R++) {
+        for (let hh = 0; hh < HPP; hh++) {
+          const h = ps * HPP + hh;
+          w.push(`wp[prow + ${((R >> 2) * 4 * TY + (R & 3)) * PS}u + ${pcol(`${hh * TX}u + tx`)}] = s_${R}_${h};`);
+        }
+      }
+      passes.push(`    ${w.join('\n    ')}`);
+    }
+    passes.push(vRange(ps * PK, (ps + 1) * PK));
+  }
+  const vLoop = passes.join('\n');
 
   const tileOf = v.REV
     ? `  let tile = u.qTiles - 1u - g / nbh;\n  let bh = g % nbh;`
@@ -346,6 +382,7 @@ ${tileOf}
   let qrow = bh * u.S;
   let kvrow = (b * u.Hkv + hk) * u.cap;
   let prow = ty * ${4 * PS}u;
+  let sw = ty & 7u;
   let i_last = min(i0 + BQ, u.S) - 1u;
   let p_first = i32(u.kvLen) - i32(u.S) + i32(i0);
   let p_last = i32(u.kvLen) - i32(u.S) + i32(i_last);
