@@ -57,6 +57,8 @@ const VARIANTS: Variant[] = [
   V('dbl-s16-sgsync-4x32', { ...BASE, NSG: 4, scores: 'f16', sync: 'subgroup', double: true }),
   V('smem-s16-sgsync-4x64', { ...BASE, NSG: 4, KT: 64, stage: 'smem', scores: 'f16', sync: 'subgroup' }, '64-key tiles, 16-byte staging, 49152 B'),
   V('fragk-s16-sgsync-8x64', { ...BASE, KT: 64, stage: 'fragk', scores: 'f16', sync: 'subgroup' }, '64-key tiles, V fragments from storage'),
+  V('ahead-sgsync-8x32', { ...BASE, sync: 'subgroup', ahead: true }, 'fragment loads one step ahead, score chains interleaved'),
+  V('ahead-dbl-sgsync-8x16', { ...BASE, KT: 16, sync: 'subgroup', double: true, ahead: true }),
   V('pfpv-sgsync-8x32', { ...BASE, sync: 'subgroup', prefetch: 'pv' }, 'next tile loaded into registers before P.V'),
   V('smem-pfpv-sgsync-8x32', { ...BASE, stage: 'smem', sync: 'subgroup', prefetch: 'pv' }),
 ];

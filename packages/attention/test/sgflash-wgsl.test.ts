@@ -35,6 +35,8 @@ const VARIANTS: SgFlashVariant[] = [
   { ...base, NSG: 8, ablate: ['softmax', 'pv', 'qk', 'stage', 'barriers'] },
   { ...base, scores: 'f16', ablate: ['qk'] },
   { ...base, NSG: 8, sync: 'subgroup', qReload: true },
+  { ...base, NSG: 8, KT: 16, sync: 'subgroup', double: true, ahead: true },
+  { ...base, scores: 'f16', ahead: true },
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));

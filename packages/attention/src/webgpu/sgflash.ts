@@ -65,6 +65,9 @@ export interface SgFlashVariant {
   /** Q fragments loaded from storage for every key tile instead of held in registers for
    *  the whole sweep (32 fewer registers per lane: room for more subgroups per SM). */
   qReload?: boolean;
+  /** Fragment loads issued one 16-wide step ahead of the multiplies that use them, the
+   *  score columns' accumulation chains interleaved (the staged matmul's 'FP'). */
+  ahead?: boolean;
   sgSize: number;
 }
 
@@ -122,7 +125,7 @@ export function sgFlashLayout(v: SgFlashVariant): Layout {
 }
 
 export function sgFlashKey(v: SgFlashVariant): string {
-  const extra = [v.sync === 'subgroup' ? 'sgsync' : '', v.scores === 'f16' ? 's16' : '', v.double ? 'dbl' : '', v.qReload ? 'qreload' : '', ...(v.ablate ?? []).map((a) => `no-${a}`)].filter(Boolean).join('+');
+  const extra = [v.sync === 'subgroup' ? 'sgsync' : '', v.scores === 'f16' ? 's16' : '', v.double ? 'dbl' : '', v.qReload ? 'qreload' : '', v.ahead ? 'ahead' : '', ...(v.ablate ?? []).map((a) => `no-${a}`)].filter(Boolean).join('+');
   return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}${extra ? `/${extra}` : ''}`;
 }
 
@@ -283,7 +286,21 @@ ${arrays.map(([src, dst]) => `      {
 
   const qf = (f: number) => (v.qReload ? `subgroupMatrixLoad<${L}>(&qb, qoff + ${f * 16}u, false, D)` : `q${f}f`);
   // S = Q·Kᵀ for this tile into the subgroup's score scratch.
-  const scores = range(NB).map((nb) => ab.has('qk') ? `subgroupMatrixStore(&ss, sbase + ${nb * 16}u, ${s16 ? 'sz' : 'o0'}, false, SS);` : `{
+  const kLoad = (nb: number, f: number) => `subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, f)}, true, ${kStride})`;
+  const scoresAhead = () => {
+    const out: string[] = [];
+    const loads = (f: number) => range(NB).map((nb) => `let k${nb}_${f} = ${kLoad(nb, f)};`);
+    out.push(...loads(0));
+    for (let f = 0; f < NF; f++) {
+      if (f + 1 < NF) out.push(...loads(f + 1));
+      out.push(...range(NB).map((nb) => (f === 0
+        ? `var acc${nb} = subgroupMatrixMultiply<${s16 ? 'f16' : 'f32'}>(${qf(0)}, k${nb}_0);`
+        : `acc${nb} = subgroupMatrixMultiplyAccumulate(${qf(f)}, k${nb}_${f}, acc${nb});`)));
+    }
+    out.push(...range(NB).map((nb) => `subgroupMatrixStore(&ss, sbase + ${nb * 16}u, acc${nb}, false, SS);`));
+    return `{\n      ${out.join('\n      ')}\n    }`;
+  };
+  const scores = v.ahead && !ab.has('qk') ? scoresAhead() : range(NB).map((nb) => ab.has('qk') ? `subgroupMatrixStore(&ss, sbase + ${nb * 16}u, ${s16 ? 'sz' : 'o0'}, false, SS);` : `{
       var acc = subgroupMatrixMultiply<${s16 ? 'f16' : 'f32'}>(${qf(0)}, subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, 0)}, true, ${kStride}));
 ${range(NF - 1).map((f) => `      acc = subgroupMatrixMultiplyAccumulate(${qf(f + 1)}, subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, f + 1)}, true, ${kStride}), acc);`).join('\n')}
       subgroupMatrixStore(&ss, sbase + ${nb * 16}u, acc, false, SS);
@@ -325,7 +342,18 @@ ${range(E).map((k) => `    { let p = f16(exp2(${xval(k)} - mu)); ${pArr}[prow + 
     let prow = pbase + r * PS + part;
 ${range(E).map((k) => `    ${pArr}[prow + ${k * LPR}u] = f16(${sv(`srow + ${k * LPR}u`)});`).join('\n')}`;
 
-  const pv = ab.has('pv') ? '' : `
+  const vLoad = (nb: number, f: number) => `subgroupMatrixLoad<${R}>(&${vArr}, ${vStaged ? `${cur}${nb * 16}u * KS + ${f * 16}u` : `kbase + ${nb * 16}u * D + ${f * 16}u`}, false, ${vStride})`;
+  const pvAhead = () => {
+    const out: string[] = range(NB).map((nb) => `let p${nb}f = subgroupMatrixLoad<${L}>(&${pArr}, pbase + ${nb * 16}u, false, PS);`);
+    const loads = (f: number) => range(NB).map((nb) => `let v${nb}_${f} = ${vLoad(nb, f)};`);
+    out.push(...loads(0));
+    for (let f = 0; f < NF; f++) {
+      if (f + 1 < NF) out.push(...loads(f + 1));
+      out.push(...range(NB).map((nb) => `o${f} = subgroupMatrixMultiplyAccumulate(p${nb}f, v${nb}_${f}, o${f});`));
+    }
+    return `{\n    ${out.join('\n    ')}\n    }`;
+  };
+  const pv = ab.has('pv') ? '' : v.ahead ? pvAhead() : `
 ${range(NB).map((nb) => `    let p${nb}f = subgroupMatrixLoad<${L}>(&${pArr}, pbase + ${nb * 16}u, false, PS);`).join('\n')}
 ${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiplyAccumulate(p${nb}f, subgroupMatrixLoad<${R}>(&${vArr}, ${vStaged ? `${cur}${nb * 16}u * KS + ${f * 16}u` : `kbase + ${nb * 16}u * D + ${f * 16}u`}, false, ${vStride}), o${f});`).join('\n')).join('\n')}`;
 
