@@ -96,14 +96,14 @@ describe.runIf(gpu)('f32 flash prefill', () => {
 
   // One pipeline covers three things: head dim 80 (O columns padded to the thread grid), rows
   // combined by subgroup shuffles (8 invocations per row: one lavapipe subgroup), and the
-  // loop without register prefetch issuing the last query tile first.
-  it('head dim 80, subgroup-shuffle rows, no prefetch, last query tile first', async () => {
+  // loop without register prefetch issuing the query tiles first-first (the default is last-first).
+  it('head dim 80, subgroup-shuffle rows, no prefetch, first query tile first', async () => {
     const sgOk = be.caps.subgroups && be.caps.subgroupMinSize >= 8;
-    tuneFlashF32({ BQ: 64, BK: 32, TX: 8, TY: 16, SG: sgOk, PF: false, REV: true });
+    tuneFlashF32({ BQ: 64, BK: 32, TX: 8, TY: 16, SG: sgOk, PF: false, REV: false });
     const q = be.empty('t', 'f32', [1, 1, 3, 80]);
     const picked = chooseFlashF32Variant(be, resolveProblem('attention', q, q, q, {}));
     q.dispose();
-    expect(flashF32Name(picked!)).toBe(sgOk ? 'q64k32-8x16-sg-rev' : 'q64k32-8x16-rev');
+    expect(flashF32Name(picked!)).toBe(sgOk ? 'q64k32-8x16-sg' : 'q64k32-8x16');
     for (const [S, n, group] of [[17, 100, 4], [130, 150, 8]] as const) {
       const d: Dims = { B: 2, Hq: group, Hkv: 1, S, L: n, kvLength: n, D: 80 };
       for (const [name, mask] of MASKS) await check(be, d, mask, 0.1, `D80 ${name} S${S} L${n}`);
@@ -117,7 +117,7 @@ describe.runIf(gpu)('f32 flash prefill', () => {
   });
 
   it('runs a given variant directly (64-row tiles, workgroup-memory row combine)', async () => {
-    const v: FlashF32Variant = { D: 64, BQ: 64, BK: 64, TX: 16, TY: 16, SG: false, PF: true, REV: false };
+    const v: FlashF32Variant = { D: 64, BQ: 64, BK: 64, TX: 16, TY: 16, SG: false, PF: true, REV: true };
     const d: Dims = { B: 2, Hq: 2, Hkv: 1, S: 130, L: 150, kvLength: 150, D: 64 };
     const x = await inputs(be, d, 'f32');
     const p = resolveProblem('attention', x.q, x.k, x.v, { causal: true, scale: 0.2 });
