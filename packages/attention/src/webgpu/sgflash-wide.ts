@@ -48,6 +48,9 @@ export interface SgWideVariant {
   qGlobal?: boolean;
   /** P = exp2 evaluated in f16 (the argument rounded to f16 first). */
   expF16?: boolean;
+  /** Softmax lanes take runs of 4 adjacent scores (16-byte aligned reads) instead of
+   *  every LPR-th one. */
+  contig?: boolean;
   /** Timing ablations (the output is not attention): drop the exponentials, P·V or Q·Kᵀ. */
   ablate?: 'no-exp' | 'no-pv' | 'no-qk';
   sgSize: number;
@@ -84,7 +87,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -96,6 +99,7 @@ export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
   if (![4, 8].includes(v.NSG)) bad('NSG', '4 or 8', v.NSG);
   if (v.pad % 8 !== 0 || v.pad < 0) bad('pad', 'a multiple of 8 halves', v.pad);
   if (v.sgSize < 16 || v.sgSize % 16 !== 0) bad('subgroup size', 'a multiple of 16', v.sgSize);
+  if (v.contig && (v.KT / (v.sgSize / 16)) % 4 !== 0) bad('contig', 'KT / (subgroup size / 16) a multiple of 4', v.KT);
   if (!(v.tau >= 0 && v.tau <= 12)) bad('tau', 'between 0 and 12 (P stays below 2^tau in f16)', v.tau);
 }
 
@@ -201,13 +205,15 @@ ${range(4).map((j) => `        let h${j} = bitcast<vec2<f16>>(w[${j}]); ${dst}[o
     : [0, 1].map((rb) => range(NF).map((f) => `  let q${rb}_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qr${rb}) * D + ${f * 16}u, false, D);`).join('\n')).join('\n');
   const scores = v.ablate === 'no-qk' ? '' : v.qGlobal ? `{\n${qLoads}\n    ${own ? scoresOwn : scoresSplit}\n    }` : own ? scoresOwn : scoresSplit;
 
+  // Column of this lane's k-th score relative to its first (`lcol`).
+  const col = (k: number) => (v.contig ? Math.floor(k / 4) * 4 * LPR + (k % 4) : k * LPR);
   // This lane's scores (log2-scaled, hidden keys at NEG) and the row's tile max.
   const readScores = `
     let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
-    let srow = wr * SS + part;
-${range(E).map((k) => `    var x${k} = ss[srow + ${k * LPR}u] * u.scale2;`).join('\n')}
+    let srow = wr * SS + lcol;
+${range(E).map((k) => `    var x${k} = ss[srow + ${col(k)}u] * u.scale2;`).join('\n')}
     if (!full) {
-${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k * LPR}u, pos));`).join('\n')}
+${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + lcol + ${col(k)}u, pos));`).join('\n')}
     }
     var mt = ${range(E).reduce((acc, k) => (acc ? `max(${acc}, x${k})` : `x${k}`), '')};
     ${xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n    ')}
@@ -217,8 +223,8 @@ ${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k 
   const writeP = `
     let mu = select(-NEG, m, live);
     var ps = 0.0;
-    let prow = wr * PS + part;
-${range(E).map((k) => `    { let p = ${pExpr(`x${k} - mu`)}; pw[prow + ${k * LPR}u] = p; ps += f32(p); }`).join('\n')}
+    let prow = wr * PS + lcol;
+${range(E).map((k) => `    { let p = ${pExpr(`x${k} - mu`)}; pw[prow + ${col(k)}u] = p; ps += f32(p); }`).join('\n')}
     ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
 
   // O fragments of this subgroup: o{rb}_{dd}, rows rb*16.. of the pair, d columns h*D/2 + dd*16.
@@ -321,6 +327,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32
   // This lane's softmax row: row r of the pair's row block h.
   let r = lane / LPR;
   let part = lane % LPR;
+  let lcol = part * ${v.contig ? 4 : 1}u;
   let wr = pbase + h * 16u + r;
   let qown = select(qr0, qr1, h == 1u);
   let i = qown + r;
