@@ -70,18 +70,17 @@ const VARIANTS: FlashF32Variant[] = [
   v(128, 64, 16, 16, { REV: true, AR: true }),
   v(128, 64, 16, 16, { REV: true, SG: false }),
   v(128, 64, 16, 16, { REV: true, SWZ: true }),
-  v(128, 64, 16, 16, { REV: true, PF: false }),
+  v(128, 64, 16, 16, { REV: true, SWZ: true, VS: 32 }),
   v(128, 64, 8, 32, { REV: true }),
-  v(64, 64, 16, 16, { REV: true }),
   // 8x8 scores per invocation (the matmul's blocking), P through memory in two passes.
   v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true }),
+  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32 }),
   v(128, 128, 16, 16, { SPLIT: true, SWZ: true, AR: true, REV: true }),
   v(64, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true }),
-  v(128, 64, 16, 16, { REV: true }),
 ];
 if (small) {
   // lavapipe: 32 KB of workgroup memory, subgroups of 8; the shapes that fit it.
-  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true }));
+  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true, VS: 32 }));
 }
 const chosen = (() => {
   const q = random(be, [1, 1, 1, D], { seed: 1 });

@@ -50,6 +50,8 @@ export interface FlashF32Variant {
   SPLIT?: boolean;
   /** P rows unpadded, vec4 columns XOR-swizzled by row group (bank spread without the padding). */
   SWZ?: boolean;
+  /** Keys per staged V slice (16 by default; 32 halves the V loop's barriers). */
+  VS?: 16 | 32;
 }
 
 /** Dims (and keys) per staged slice. */
@@ -92,7 +94,7 @@ function derive(v: FlashF32Variant): Derived {
   const PS = PK / 4 + (v.SWZ ? 0 : 1);
   const qk = (SL * v.BQ) / 4 + (SL * v.BK) / 4;
   const red = v.SG ? 0 : Math.ceil((v.BQ * v.TX) / 4);
-  return { NT, TM, G: TM / 4, SN, HS: SN / 4, D4, DP4, DN4: DP4 / v.TX, NPASS, PK, PS, A4: Math.max(qk, SL * DP4, red) };
+  return { NT, TM, G: TM / 4, SN, HS: SN / 4, D4, DP4, DN4: DP4 / v.TX, NPASS, PK, PS, A4: Math.max(qk, (v.VS ?? SL) * DP4, red) };
 }
 
 /** Why a variant is invalid, or null. */
@@ -105,6 +107,7 @@ export function flashF32VariantProblem(v: FlashF32Variant): string | null {
   if (BQ % TY || (BQ / TY) % 4) return 'BQ/TY (rows per invocation) must be a multiple of 4';
   if (BK % TX || (BK / TX) % 4 || BK % SL) return 'BK/TX (keys per invocation) must be a multiple of 4 and BK of 16';
   if (v.SPLIT && (4 * TX) % SL) return 'SPLIT needs passes of 4*TX keys, a multiple of 16';
+  if (v.VS !== undefined && (![16, 32].includes(v.VS) || (v.SPLIT ? 4 * TX : BK) % v.VS)) return 'VS must be 16 or 32 and divide the keys of a P pass';
   if (v.SWZ && (TY % 8 || (v.SPLIT ? TX : BK / 4) < 8 || ((v.SPLIT ? TX : BK / 4) & ((v.SPLIT ? TX : BK / 4) - 1)))) return 'SWZ needs TY % 8 == 0 and a power-of-two P row of at least 8 vec4';
   return null;
 }
@@ -115,7 +118,7 @@ export function flashF32WorkgroupBytes(v: FlashF32Variant): number {
 }
 
 export function flashF32Name(v: FlashF32Variant): string {
-  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}`;
+  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}${v.VS && v.VS !== SL ? `-vs${v.VS}` : ''}`;
 }
 
 export function flashF32Key(v: FlashF32Variant): string {
@@ -149,7 +152,8 @@ export function flashF32Source(v: FlashF32Variant): string {
   const rc = (rows: number) => (v.AR ? `let r = e % ${rows}u; let c4 = e / ${rows}u;` : 'let r = e / 4u; let c4 = e % 4u;');
   const UQ = BQ * 4;
   const UK = BK * 4;
-  const UV = SL * DP4;
+  const VS = v.VS ?? SL;
+  const UV = VS * DP4;
   const fetchQK = (dv: string) => {
     const out: string[] = [];
     for (let n = 0; n < per(UQ); n++) {
@@ -193,7 +197,7 @@ export function flashF32Source(v: FlashF32Variant): string {
     computeS.push(`      {\n        ${s.join('\n        ')}\n      }`);
   }
   const computeO: string[] = [];
-  for (let kb = 0; kb < SL / 4; kb++) {
+  for (let kb = 0; kb < VS / 4; kb++) {
     const s: string[] = [];
     for (let R = 0; R < TM; R++) s.push(`let p${R} = wp[prow + ${((R >> 2) * 4 * TY + (R & 3)) * PS}u + ${pcol(`kq + ${kb}u`)}];`);
     for (let e = 0; e < 4; e++) {
@@ -310,17 +314,17 @@ ${computeS.join('\n')}
     }`;
   // V over keys [lo, hi) of the tile; P's columns start at key lo.
   const vRange = (lo: number, hi: number) => v.PF
-    ? `    for (var kk0 = ${lo}u; kk0 < ${hi}u; kk0 += ${SL}u) {
+    ? `    for (var kk0 = ${lo}u; kk0 < ${hi}u; kk0 += ${VS}u) {
       ${stageV()}
       workgroupBarrier();
-      if (kk0 + ${SL}u < BK) {
-      ${fetchV(`kk0 + ${SL}u`)}
+      if (kk0 + ${VS}u < BK) {
+      ${fetchV(`kk0 + ${VS}u`)}
       }
       let kq = (kk0 - ${lo}u) / 4u;
 ${computeO.join('\n')}
       workgroupBarrier();
     }`
-    : `    for (var kk0 = ${lo}u; kk0 < ${hi}u; kk0 += ${SL}u) {
+    : `    for (var kk0 = ${lo}u; kk0 < ${hi}u; kk0 += ${VS}u) {
       ${fetchV('kk0')}
       ${stageV()}
       workgroupBarrier();
