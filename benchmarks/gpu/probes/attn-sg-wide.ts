@@ -44,12 +44,14 @@ const VARIANTS: Variant[] = [
   W('wide-4x64-la-vg-c4', { ...LA, NSG: 4, KT: 64, vGlobal: true, contig: true }, '64-key tiles (each subgroup 2x2 score fragments), V from storage'),
   W('wide-8x32-la-qg', { ...LA, qGlobal: true }, 'Q fragments reloaded from storage every tile (64 fewer registers)'),
   W('wide-4x32-la-own-qg', { ...LA, NSG: 4, qk: 'own-rows', qGlobal: true }, 'the lightest on registers'),
-  W('wide-8x32-la-vg', { ...LA, vGlobal: true }, 'V fragments straight from storage'),
   W('wide-8x32-la-e16', { ...LA, expF16: true }, 'exp2 in f16'),
   W('ablate-8x32-la-no-exp', { ...LA, ablate: 'no-exp' }, 'timing ablation, not attention: P = scores, no exponentials'),
   W('ablate-8x32-la-no-pv', { ...LA, ablate: 'no-pv' }, 'timing ablation, not attention: no P.V multiplies'),
   W('ablate-8x32-la-no-qk', { ...LA, ablate: 'no-qk' }, 'timing ablation, not attention: no Q.K^T multiplies (softmax reads stale scores)'),
+  W('ablate-8x32-la-no-softmax', { ...LA, ablate: 'no-softmax' }, 'timing ablation, not attention: no score reads, exponentials or P writes'),
+  W('ablate-8x32-la-no-stage', { ...LA, ablate: 'no-stage' }, 'timing ablation, not attention: K/V staged for the first tile only'),
   W('wide-8x32', { ...LA, lookahead: false }, 'tiles loaded just before they are staged'),
+  W('wide-8x32-la-vg', { ...LA, vGlobal: true }, 'V fragments straight from storage'),
 ];
 
 interface Row {

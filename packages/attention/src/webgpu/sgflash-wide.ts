@@ -51,8 +51,9 @@ export interface SgWideVariant {
   /** Softmax lanes take runs of 4 adjacent scores (16-byte aligned reads) instead of
    *  every LPR-th one. */
   contig?: boolean;
-  /** Timing ablations (the output is not attention): drop the exponentials, P·V or Q·Kᵀ. */
-  ablate?: 'no-exp' | 'no-pv' | 'no-qk';
+  /** Timing ablations (the output is not attention): drop the exponentials, P·V, Q·Kᵀ,
+   *  the whole softmax (no score reads, no P writes) or the K/V staging after the first tile. */
+  ablate?: 'no-exp' | 'no-pv' | 'no-qk' | 'no-softmax' | 'no-stage';
   sgSize: number;
 }
 
@@ -366,15 +367,15 @@ ${regDecl}
     ${scores}
     // Scores visible to the softmax lanes; every subgroup is done with this K tile.
     workgroupBarrier();
-    ${stageNext('kb', 'ks')}
-    ${readScores}
+    ${v.ablate === 'no-stage' ? '' : stageNext('kb', 'ks')}
+    ${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
     var alpha = 1.0;
     var need = false;
     if (live) {
       if (l == 0.0) { m = mt; }
       else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
     }
-    ${writeP}
+    ${v.ablate === 'no-softmax' ? 'let ps = 1.0;' : writeP}
     l = l * alpha + ps;
     if (part == 0u) { rowf[wr] = alpha; }
     let any_need = subgroupAny(need);
@@ -387,7 +388,7 @@ ${regDecl}
     ${v.ablate === 'no-pv' ? '' : pv}
     // Every subgroup is done with this V tile and P.
     workgroupBarrier();
-    ${v.vGlobal ? '' : stageNext('vb', 'vs')}
+    ${v.vGlobal || v.ablate === 'no-stage' ? '' : stageNext('vb', 'vs')}
   }
 
   if (part == 0u) { rowf[wr] = select(0.0, 1.0 / l, l > 0.0); }
