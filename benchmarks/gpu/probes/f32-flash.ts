@@ -63,24 +63,30 @@ const v = (BQ: number, BK: number, TX: number, TY: number, o: Partial<FlashF32Va
 // The chooser's pick on this adapter first, then the alternatives.
 // Round 1 (H200, medians): q128k64-16x16-sg-pf 5.59 ms, the same with REV 4.34 ms (31.7
 // TFLOP/s), without PF 5.56, without SG 5.18, 8x32 5.10, q128k32-8x32 6.24, q64k64 5.91,
-// q64k32-8x16 5.68, q64k64-16x8 7.11; plain kernel 15.9. REV is now the default.
+// q64k32-8x16 5.68, q64k64-16x8 7.11; plain kernel 15.9. REV became the default.
+// Round 2: default (REV) 4.68 first in the list and 4.20 repeated last (drift), AR 4.64,
+// no SG 4.52, SWZ 4.16, 8x32 4.55, q64k64 5.68, q128k128 SPLIT+SWZ 4.14 (+AR 4.36), q64k128
+// SPLIT+SWZ 5.38; unmasked 8.28 ms = 33.2 TFLOP/s (causal runs at the steady-state rate).
+// Round 3: cross-tile prefetch (now in PF; NXT turns it off), head-grouped REV order (HG),
+// 32-key V slices (VS).
 const VARIANTS: FlashF32Variant[] = [
   v(128, 64, 16, 16, { REV: true }),
-  v(128, 64, 16, 16),
-  v(128, 64, 16, 16, { REV: true, AR: true }),
-  v(128, 64, 16, 16, { REV: true, SG: false }),
+  v(128, 64, 16, 16, { REV: true, NXT: true }),
   v(128, 64, 16, 16, { REV: true, SWZ: true }),
   v(128, 64, 16, 16, { REV: true, SWZ: true, VS: 32 }),
-  v(128, 64, 8, 32, { REV: true }),
+  v(128, 64, 16, 16, { REV: true, HG: 8 }),
+  v(128, 64, 16, 16, { REV: true, HG: 4 }),
+  v(128, 64, 16, 16, { REV: true, SWZ: true, VS: 32, HG: 8 }),
   // 8x8 scores per invocation (the matmul's blocking), P through memory in two passes.
   v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true }),
+  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, NXT: true }),
   v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32 }),
-  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, AR: true, REV: true }),
-  v(64, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true }),
+  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32, HG: 8 }),
+  v(128, 64, 16, 16, { REV: true }),
 ];
 if (small) {
   // lavapipe: 32 KB of workgroup memory, subgroups of 8; the shapes that fit it.
-  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true, VS: 32 }));
+  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true, VS: 32, REV: true, HG: 3 }));
 }
 const chosen = (() => {
   const q = random(be, [1, 1, 1, D], { seed: 1 });

@@ -32,8 +32,13 @@ export interface FlashF32Variant {
   TY: number;
   /** Row maxima and sums combined with subgroupShuffleXor (needs a subgroup size >= TX). */
   SG: boolean;
-  /** The next Q/K or V slice is loaded into registers while the current one is multiplied. */
+  /**
+   * The next Q/K or V slice is loaded into registers while the current one is multiplied
+   * (the next tile's first Q/K slice during this tile's last V slice).
+   */
   PF: boolean;
+  /** With PF: each tile's first Q/K slice loaded at the tile's start instead (measurement). */
+  NXT?: boolean;
   /** Query tiles issued last-first (causal: the longest rows start first). */
   REV: boolean;
   /**
@@ -50,6 +55,11 @@ export interface FlashF32Variant {
   SPLIT?: boolean;
   /** P rows unpadded, vec4 columns XOR-swizzled by row group (bank spread without the padding). */
   SWZ?: boolean;
+  /**
+   * With REV: last-first within groups of HG (batch, head) pairs, so the workgroups resident
+   * at once share the K/V of a few heads in L2 (0: across all heads).
+   */
+  HG?: number;
   /** Keys per staged V slice (16 by default; 32 halves the V loop's barriers). */
   VS?: 16 | 32;
 }
@@ -107,6 +117,7 @@ export function flashF32VariantProblem(v: FlashF32Variant): string | null {
   if (BQ % TY || (BQ / TY) % 4) return 'BQ/TY (rows per invocation) must be a multiple of 4';
   if (BK % TX || (BK / TX) % 4 || BK % SL) return 'BK/TX (keys per invocation) must be a multiple of 4 and BK of 16';
   if (v.SPLIT && (4 * TX) % SL) return 'SPLIT needs passes of 4*TX keys, a multiple of 16';
+  if (v.HG !== undefined && (!Number.isInteger(v.HG) || v.HG < 0)) return 'HG must be a non-negative integer';
   if (v.VS !== undefined && (![16, 32].includes(v.VS) || (v.SPLIT ? 4 * TX : BK) % v.VS)) return 'VS must be 16 or 32 and divide the keys of a P pass';
   if (v.SWZ && (TY % 8 || (v.SPLIT ? TX : BK / 4) < 8 || ((v.SPLIT ? TX : BK / 4) & ((v.SPLIT ? TX : BK / 4) - 1)))) return 'SWZ needs TY % 8 == 0 and a power-of-two P row of at least 8 vec4';
   return null;
@@ -118,7 +129,7 @@ export function flashF32WorkgroupBytes(v: FlashF32Variant): number {
 }
 
 export function flashF32Name(v: FlashF32Variant): string {
-  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}${v.VS && v.VS !== SL ? `-vs${v.VS}` : ''}`;
+  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}${v.VS && v.VS !== SL ? `-vs${v.VS}` : ''}${v.REV && v.HG ? `-hg${v.HG}` : ''}${v.PF && v.NXT ? '-nxt' : ''}`;
 }
 
 export function flashF32Key(v: FlashF32Variant): string {
@@ -154,13 +165,13 @@ export function flashF32Source(v: FlashF32Variant): string {
   const UK = BK * 4;
   const VS = v.VS ?? SL;
   const UV = VS * DP4;
-  const fetchQK = (dv: string) => {
+  const fetchQK = (dv: string, ktv = 'kt') => {
     const out: string[] = [];
     for (let n = 0; n < per(UQ); n++) {
       out.push(guarded(UQ, n, `let e = lid + ${n * NT}u; ${rc(BQ)} let i = i0 + r; pq_${n} = vec4<f32>(0.0); if (i < u.S) { pq_${n} = qb[(qrow + i) * D4 + ${dv} + c4] * u.qscale; }`));
     }
     for (let n = 0; n < per(UK); n++) {
-      out.push(guarded(UK, n, `let e = lid + ${n * NT}u; ${rc(BK)} let j = kt + r; pk_${n} = vec4<f32>(0.0); if (j < u.kvLen) { pk_${n} = kb[(kvrow + j) * D4 + ${dv} + c4]; }`));
+      out.push(guarded(UK, n, `let e = lid + ${n * NT}u; ${rc(BK)} let j = ${ktv} + r; pk_${n} = vec4<f32>(0.0); if (j < u.kvLen) { pk_${n} = kb[(kvrow + j) * D4 + ${dv} + c4]; }`));
     }
     return out.join('\n      ');
   };
@@ -294,9 +305,9 @@ export function flashF32Source(v: FlashF32Variant): string {
     ...Array.from({ length: per(UV) }, (_, n) => `var pv_${n} = vec4<f32>(0.0);`),
   ];
 
+  const xt = v.PF && !v.NXT;
   const sLoop = v.PF
-    ? `    ${fetchQK('0u')}
-    for (var d0 = 0u; d0 < D4; d0 += 4u) {
+    ? `${xt ? '' : `    ${fetchQK('0u')}\n`}    for (var d0 = 0u; d0 < D4; d0 += 4u) {
       ${stageQK()}
       workgroupBarrier();
       if (d0 + 4u < D4) {
@@ -319,7 +330,11 @@ ${computeS.join('\n')}
       workgroupBarrier();
       if (kk0 + ${VS}u < BK) {
       ${fetchV(`kk0 + ${VS}u`)}
-      }
+      }${xt ? ` else if (it + 1u < n_tiles) {
+      // The next tile's first Q/K slice, so its load overlaps this last multiply.
+      let ktn = tile_key(it + 1u, start2, n_sink);
+      ${fetchQK('0u', 'ktn')}
+      }` : ''}
       let kq = (kk0 - ${lo}u) / 4u;
 ${computeO.join('\n')}
       workgroupBarrier();
@@ -350,9 +365,16 @@ ${computeO.join('\n')}
   }
   const vLoop = passes.join('\n');
 
-  const tileOf = v.REV
-    ? `  let tile = u.qTiles - 1u - g / nbh;\n  let bh = g % nbh;`
-    : `  let tile = g % u.qTiles;\n  let bh = g / u.qTiles;`;
+  const tileOf = v.REV && v.HG
+    ? `  let per = ${v.HG}u * u.qTiles;
+  let gi = g / per;
+  let w = g % per;
+  let hgs = min(${v.HG}u, nbh - gi * ${v.HG}u);
+  let tile = u.qTiles - 1u - w / hgs;
+  let bh = gi * ${v.HG}u + w % hgs;`
+    : v.REV
+      ? `  let tile = u.qTiles - 1u - g / nbh;\n  let bh = g % nbh;`
+      : `  let tile = g % u.qTiles;\n  let bh = g / u.qTiles;`;
 
   return `${v.SG ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n' : ''}${uniformStruct('U', FIELDS)}
 @group(0) @binding(0) var<storage, read> qb: array<vec4<f32>>;
@@ -367,6 +389,8 @@ const BK = ${BK}u;
 const NEG = ${NEG};
 const LN2 = 0.6931471805599453;
 ${NEG_INF_FN}
+/** First key of the it-th visited tile: the sink tiles, then tiles start2 ... */
+fn tile_key(it: u32, start2: u32, n_sink: u32) -> u32 { return select(start2 + it - n_sink, it, it < n_sink) * BK; }
 // Q/K slices ([16][BQ] then [16][BK]), V slices ([16][${DP4}]) and row partials share this region.
 var<workgroup> wa: array<vec4<f32>, ${A4}>;
 // P, row-major, ${PS} vec4 per row.
@@ -395,9 +419,13 @@ ${KEY_BOUNDS_WGSL}
 ${keyTilesWgsl('BK')}
   ${regs.join('\n  ')}
   ${prefetchDecl.join('\n  ')}
+${xt ? `  if (n_tiles > 0u) {
+    let kt0 = tile_key(0u, start2, n_sink);
+    ${fetchQK('0u', 'kt0')}
+  }` : ''}
 
   for (var it = 0u; it < n_tiles; it++) {
-    let kt = select(start2 + it - n_sink, it, it < n_sink) * BK;
+    let kt = tile_key(it, start2, n_sink);
     ${sDecl.join('\n    ')}
 ${sLoop}
     // Every key of the tile visible to every row of the query tile: no per-element test.
