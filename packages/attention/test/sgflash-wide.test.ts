@@ -84,6 +84,7 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     { ...base, ablate: 'no-qk', contig: true },
     { ...base, D: 64, NSG: 4, tau: 0 },
     { ...base, D: 96, NSG: 4, pad: 0 },
+    { ...base, stage: 'frag', contig: true },
   ];
   for (const v of probeVariants) {
     it(`is valid WGSL for Tint (Dawn null backend): ${JSON.stringify(v)}`, () => {
@@ -107,6 +108,9 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     expect(() => checkSgWideVariant({ ...base, D: 80 })).toThrow(/D/);
     expect(() => checkSgWideVariant({ ...base, D: 256 })).toThrow(/D/);
     expect(() => checkSgWideVariant({ ...base, tau: 20 })).toThrow(/tau/);
+    // 'frag' staging: 16 fragments per tile over 8 subgroups is fine, 12 over 8 is not whole.
+    expect(() => checkSgWideVariant({ ...base, stage: 'frag' })).not.toThrow();
+    expect(() => checkSgWideVariant({ ...base, D: 96, stage: 'frag' })).toThrow(/stage/);
   });
 
   it('declines problems it cannot take, saying why', async () => {
@@ -129,7 +133,7 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     // (qGlobal is only validated as WGSL above and checked on the H200 by the probe: with Q
     // loads inside the key loop llvmpipe took ~50 s to build the emulated kernel.)
     const cases: Array<[string, Shape, Dims, AttentionOptions, (d: Dims) => Visible]> = [
-      ['4 subgroups, tiles loaded ahead, causal GQA, last pair half past S', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: true },
+      ['4 subgroups, fragment staging loaded ahead, causal GQA, last pair half past S', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: true, stage: 'frag' },
         { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
       ['D64, no lookahead, exact rescale, dense, queries at the end of a longer KV', { NSG: 4, KT: 32, pad: 8, tau: 0, lookahead: false },
         { B: 1, Hq: 1, Hkv: 1, S: 32, L: 64, kvLength: 48, D: 64 }, {}, () => () => true],

@@ -37,6 +37,10 @@ export interface SgWideVariant {
   /** Load the tile after next into registers right after staging the next one (true), or
    *  just before staging it (false: no global latency hidden). */
   lookahead: boolean;
+  /** How K/V tiles reach workgroup memory: 'words' (default: 16-byte loads by every
+   *  invocation, stored as halves) or 'frag' (each subgroup copies whole 16x16 fragments:
+   *  matrix load from storage, matrix store to workgroup memory). */
+  stage?: 'words' | 'frag';
   /** V fragments straight from storage instead of a staged V tile (frees workgroup memory). */
   vGlobal?: boolean;
   /** Q·Kᵀ split inside a pair: 'split-keys' (default: both row blocks' Q resident, each K
@@ -88,7 +92,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.stage === 'frag' ? '/frag' : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -100,6 +104,12 @@ export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
   if (![4, 8].includes(v.NSG)) bad('NSG', '4 or 8', v.NSG);
   if (v.pad % 8 !== 0 || v.pad < 0) bad('pad', 'a multiple of 8 halves', v.pad);
   if (v.sgSize < 16 || v.sgSize % 16 !== 0) bad('subgroup size', 'a multiple of 16', v.sgSize);
+  if (v.stage === 'frag') {
+    const per = ((v.KT / 16) * (v.D / 16)) / v.NSG;
+    if (!Number.isInteger(per)) bad('stage', "'frag' with (KT/16)*(D/16) a multiple of NSG", v.stage);
+    // More than 8 fragment copies per subgroup per tile gave wrong results on the H200 (sgflash.ts).
+    if (per * (v.vGlobal ? 1 : 2) > 8) bad('stage', "'frag' with at most 8 fragment copies per subgroup per tile", v.stage);
+  }
   if (v.contig && (v.KT / (v.sgSize / 16)) % 4 !== 0) bad('contig', 'KT / (subgroup size / 16) a multiple of 4', v.KT);
   if (!(v.tau >= 0 && v.tau <= 12)) bad('tau', 'between 0 and 12 (P stays below 2^tau in f16)', v.tau);
 }
@@ -143,16 +153,23 @@ export function sgWideSource(v: SgWideVariant): string {
   const xor = range(Math.log2(LPR)).map((k) => 1 << k);
   const Q8 = D / 8; // 16-byte words per K/V row
   const words = (KT * D) / 8; // 16-byte words per tile
-  const per = Math.ceil(words / WG);
+  const frag = v.stage === 'frag';
+  const per = frag ? (KT / 16) * NF / NSG : Math.ceil(words / WG);
   const stagedArrays: Array<[string, string]> = v.vGlobal ? [['kb', 'ks']] : [['kb', 'ks'], ['vb', 'vs']];
 
   // 16-byte words of one tile of `src` into registers `src_w{t}`.
-  const loadRegs = (src: string, base: string) => range(per).map((t) => {
+  const fragAt = (t: number) => `(sg + ${t * NSG}u) / ${NF}u * 16u`;
+  const fragCol = (t: number) => `(sg + ${t * NSG}u) % ${NF}u * 16u`;
+  const loadRegs = (src: string, base: string) => frag
+    ? range(per).map((t) => `${src}_w${t} = subgroupMatrixLoad<${L}>(&${src}, ${base} + ${fragAt(t)} * D + ${fragCol(t)}, false, D);`).join('\n      ')
+    : range(per).map((t) => {
     const guard = (t + 1) * WG > words ? `if (lid + ${t * WG}u < ${words}u) ` : '';
     return `${guard}{ ${src}_w${t} = ${src}[${base} / 8u + lid + ${t * WG}u]; }`;
   }).join('\n      ');
   // Registers into the staged tile.
-  const storeRegs = (src: string, dst: string) => range(per).map((t) => {
+  const storeRegs = (src: string, dst: string) => frag
+    ? range(per).map((t) => `subgroupMatrixStore(&${dst}, ${fragAt(t)} * KS + ${fragCol(t)}, ${src}_w${t}, false, KS);`).join('\n      ')
+    : range(per).map((t) => {
     const guard = (t + 1) * WG > words ? `if (lid + ${t * WG}u < ${words}u) ` : '';
     return `${guard}{
         let c = lid + ${t * WG}u;
@@ -261,7 +278,7 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u +
     return chunks.join('');
   };
 
-  const regDecl = range(per).map((t) => stagedArrays.map(([src]) => `  var ${src}_w${t}: vec4<u32>;`).join('\n')).join('\n');
+  const regDecl = range(per).map((t) => stagedArrays.map(([src]) => `  var ${src}_w${t}: ${frag ? L : 'vec4<u32>'};`).join('\n')).join('\n');
 
   return `enable f16;
 enable subgroups;
@@ -269,8 +286,8 @@ enable chromium_experimental_subgroup_matrix;
 diagnostic(off, subgroup_uniformity);
 ${uniformStruct('U', FIELDS)}
 @group(0) @binding(0) var<storage, read> qb: array<f16>;
-@group(0) @binding(1) var<storage, read> kb: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> vb: array<${v.vGlobal ? 'f16' : 'vec4<u32>'}>;
+@group(0) @binding(1) var<storage, read> kb: array<${frag ? 'f16' : 'vec4<u32>'}>;
+@group(0) @binding(2) var<storage, read> vb: array<${v.vGlobal || frag ? 'f16' : 'vec4<u32>'}>;
 @group(0) @binding(3) var<storage, read_write> ob: array<f16>;
 @group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
 @group(0) @binding(5) var<uniform> u: U;
