@@ -43,6 +43,7 @@ const C4 = { ...LA, contig: true };
 const VARIANTS: Variant[] = [
   { name: 'sgflash-default', check: true, note: 'the library kernel now: attention() on the subgroup-matrix path with SG_FLASH_DEFAULT (reference for maxAbsErrVsDefault)' },
   W('wide-8x32-la-c4', C4, 'round-2 best: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4'),
+  W('wide-8x32-la-c4-u32', { ...C4, stage: 'u32' }, 'K/V staged through 4-byte loads (a subgroup stores 32 consecutive words: no bank conflicts)'),
   W('wide-8x32-la-c4-frag', { ...C4, stage: 'frag' }, 'K/V staged as whole fragments (matrix load from storage, matrix store)'),
   W('ablate-c4-no-stage', { ...C4, ablate: 'no-stage' }, 'timing ablation, not attention: K/V staged for the first tile only'),
   W('ablate-c4-no-softmax', { ...C4, ablate: 'no-softmax' }, 'timing ablation, not attention: no score reads, exponentials or P writes'),

@@ -85,6 +85,7 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     { ...base, D: 64, NSG: 4, tau: 0 },
     { ...base, D: 96, NSG: 4, pad: 0 },
     { ...base, stage: 'frag', contig: true },
+    { ...base, stage: 'u32', contig: true },
   ];
   for (const v of probeVariants) {
     it(`is valid WGSL for Tint (Dawn null backend): ${JSON.stringify(v)}`, () => {
@@ -135,7 +136,7 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     const cases: Array<[string, Shape, Dims, AttentionOptions, (d: Dims) => Visible]> = [
       ['4 subgroups, fragment staging loaded ahead, causal GQA, last pair half past S', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: true, stage: 'frag' },
         { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
-      ['D64, no lookahead, exact rescale, dense, queries at the end of a longer KV', { NSG: 4, KT: 32, pad: 8, tau: 0, lookahead: false },
+      ['D64, 4-byte staging loads, no lookahead, exact rescale, dense, queries at the end of a longer KV', { NSG: 4, KT: 32, pad: 8, tau: 0, lookahead: false, stage: 'u32' },
         { B: 1, Hq: 1, Hkv: 1, S: 32, L: 64, kvLength: 48, D: 64 }, {}, () => () => true],
       ['8 subgroups, V from storage, softmax over runs of 4, window 20 with 3 sinks', { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, vGlobal: true, contig: true },
         { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },

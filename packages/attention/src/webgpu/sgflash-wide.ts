@@ -38,9 +38,10 @@ export interface SgWideVariant {
    *  just before staging it (false: no global latency hidden). */
   lookahead: boolean;
   /** How K/V tiles reach workgroup memory: 'words' (default: 16-byte loads by every
-   *  invocation, stored as halves) or 'frag' (each subgroup copies whole 16x16 fragments:
+   *  invocation, stored as halves), 'u32' (4-byte loads: the stores of a subgroup hit 32
+   *  different banks) or 'frag' (each subgroup copies whole 16x16 fragments:
    *  matrix load from storage, matrix store to workgroup memory). */
-  stage?: 'words' | 'frag';
+  stage?: 'words' | 'u32' | 'frag';
   /** V fragments straight from storage instead of a staged V tile (frees workgroup memory). */
   vGlobal?: boolean;
   /** Q·Kᵀ split inside a pair: 'split-keys' (default: both row blocks' Q resident, each K
@@ -92,7 +93,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.stage === 'frag' ? '/frag' : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -151,9 +152,13 @@ export function sgWideSource(v: SgWideVariant): string {
   const E = KT / LPR; // scores per lane per tile
   const WG = NSG * sgSize;
   const xor = range(Math.log2(LPR)).map((k) => 1 << k);
-  const Q8 = D / 8; // 16-byte words per K/V row
-  const words = (KT * D) / 8; // 16-byte words per tile
   const frag = v.stage === 'frag';
+  // Halves per global load: 16-byte words, or 4-byte words (a warp's stores of one row then
+  // fall on 32 different banks).
+  const HW = v.stage === 'u32' ? 2 : 8;
+  const unitType = HW === 8 ? 'vec4<u32>' : 'u32';
+  const Q8 = D / HW; // loads per K/V row
+  const words = (KT * D) / HW; // loads per tile
   const per = frag ? (KT / 16) * NF / NSG : Math.ceil(words / WG);
   const stagedArrays: Array<[string, string]> = v.vGlobal ? [['kb', 'ks']] : [['kb', 'ks'], ['vb', 'vs']];
 
@@ -164,7 +169,7 @@ export function sgWideSource(v: SgWideVariant): string {
     ? range(per).map((t) => `${src}_w${t} = subgroupMatrixLoad<${L}>(&${src}, ${base} + ${fragAt(t)} * D + ${fragCol(t)}, false, D);`).join('\n      ')
     : range(per).map((t) => {
     const guard = (t + 1) * WG > words ? `if (lid + ${t * WG}u < ${words}u) ` : '';
-    return `${guard}{ ${src}_w${t} = ${src}[${base} / 8u + lid + ${t * WG}u]; }`;
+    return `${guard}{ ${src}_w${t} = ${src}[${base} / ${HW}u + lid + ${t * WG}u]; }`;
   }).join('\n      ');
   // Registers into the staged tile.
   const storeRegs = (src: string, dst: string) => frag
@@ -173,9 +178,9 @@ export function sgWideSource(v: SgWideVariant): string {
     const guard = (t + 1) * WG > words ? `if (lid + ${t * WG}u < ${words}u) ` : '';
     return `${guard}{
         let c = lid + ${t * WG}u;
-        let o = c / ${Q8}u * KS + (c % ${Q8}u) * 8u;
+        let o = c / ${Q8}u * KS + (c % ${Q8}u) * ${HW}u;
         let w = ${src}_w${t};
-${range(4).map((j) => `        let h${j} = bitcast<vec2<f16>>(w[${j}]); ${dst}[o + ${2 * j}u] = h${j}.x; ${dst}[o + ${2 * j + 1}u] = h${j}.y;`).join('\n')}
+${range(HW / 2).map((j) => `        let h${j} = bitcast<vec2<f16>>(${HW === 8 ? `w[${j}]` : 'w'}); ${dst}[o + ${2 * j}u] = h${j}.x; ${dst}[o + ${2 * j + 1}u] = h${j}.y;`).join('\n')}
       }`;
   }).join('\n      ');
   const tileBase = (itExpr: string) => `(kvbase + tile_kt(${itExpr}, start2, n_sink)) * D`;
@@ -278,7 +283,7 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u +
     return chunks.join('');
   };
 
-  const regDecl = range(per).map((t) => stagedArrays.map(([src]) => `  var ${src}_w${t}: ${frag ? L : 'vec4<u32>'};`).join('\n')).join('\n');
+  const regDecl = range(per).map((t) => stagedArrays.map(([src]) => `  var ${src}_w${t}: ${frag ? L : unitType};`).join('\n')).join('\n');
 
   return `enable f16;
 enable subgroups;
@@ -286,8 +291,8 @@ enable chromium_experimental_subgroup_matrix;
 diagnostic(off, subgroup_uniformity);
 ${uniformStruct('U', FIELDS)}
 @group(0) @binding(0) var<storage, read> qb: array<f16>;
-@group(0) @binding(1) var<storage, read> kb: array<${frag ? 'f16' : 'vec4<u32>'}>;
-@group(0) @binding(2) var<storage, read> vb: array<${v.vGlobal || frag ? 'f16' : 'vec4<u32>'}>;
+@group(0) @binding(1) var<storage, read> kb: array<${frag ? 'f16' : unitType}>;
+@group(0) @binding(2) var<storage, read> vb: array<${v.vGlobal || frag ? 'f16' : unitType}>;
 @group(0) @binding(3) var<storage, read_write> ob: array<f16>;
 @group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
 @group(0) @binding(5) var<uniform> u: U;
