@@ -47,6 +47,8 @@ const VARIANTS: Variant[] = [
   W('wide-8x32-la-c4-frag', { ...C4, stage: 'frag' }, 'K/V staged as whole fragments (matrix load from storage, matrix store)'),
   W('ablate-c4-no-stage', { ...C4, ablate: 'no-stage' }, 'timing ablation, not attention: K/V staged for the first tile only'),
   W('ablate-c4-no-softmax', { ...C4, ablate: 'no-softmax' }, 'timing ablation, not attention: no score reads, exponentials or P writes'),
+  W('wide-4x32-la-c4-u32', { ...C4, NSG: 4, stage: 'u32' }, '64 rows per workgroup (several workgroups per SM) once staging is cheap'),
+  W('wide-8x32-la-c4-u32-own', { ...C4, stage: 'u32', qk: 'own-rows' }, 'each subgroup scores its own rows (32 fewer registers)'),
   W('wide-8x32-la', LA, 'SG_WIDE_DEFAULT (softmax lanes strided)'),
   W('wide-8x32-c4-frag', { ...C4, stage: 'frag', lookahead: false }, 'fragment staging without the lookahead registers'),
 ];
