@@ -116,9 +116,11 @@ describe.runIf(gpu)('f32 flash prefill', () => {
     q2.dispose();
   });
 
-  it('runs a given variant directly (64-row tiles, workgroup-memory row combine)', async () => {
-    const v: FlashF32Variant = { D: 64, BQ: 64, BK: 64, TX: 16, TY: 16, SG: false, PF: true, REV: true };
-    const d: Dims = { B: 2, Hq: 2, Hkv: 1, S: 130, L: 150, kvLength: 150, D: 64 };
+  // P in two passes of 64 keys (128-key tiles), unpadded swizzled P, 32-key V slices, the
+  // last-first order within groups of 3 heads (4 heads: one partial group).
+  it('runs a given variant directly (P in passes, swizzled, 32-key V slices, head groups)', async () => {
+    const v: FlashF32Variant = { D: 64, BQ: 64, BK: 128, TX: 16, TY: 16, SG: false, PF: true, REV: true, SPLIT: true, SWZ: true, VS: 32, HG: 3 };
+    const d: Dims = { B: 2, Hq: 2, Hkv: 1, S: 130, L: 300, kvLength: 300, D: 64 };
     const x = await inputs(be, d, 'f32');
     const p = resolveProblem('attention', x.q, x.k, x.v, { causal: true, scale: 0.2 });
     const want = oracle(x.Q, x.K, x.V, d, 0.2, causalVis(d));
@@ -143,6 +145,7 @@ describe.runIf(gpu)('f32 flash prefill', () => {
     const q = be.empty('t', 'f32', [1, 1, 3, 64]);
     const p = resolveProblem('attention', q, q, q, {});
     expect(() => runFlashF32(be, p, q, q, q, { D: 64, BQ: 100, BK: 64, TX: 16, TY: 16, SG: false, PF: true, REV: false })).toThrow(ArgumentError);
+    expect(() => runFlashF32(be, p, q, q, q, { D: 64, BQ: 64, BK: 64, TX: 16, TY: 16, SG: false, PF: true, REV: true, HG: -1 })).toThrow(ArgumentError);
     q.dispose();
   });
 });
