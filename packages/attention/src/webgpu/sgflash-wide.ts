@@ -62,8 +62,13 @@ export interface SgWideVariant {
   sgSize: number;
 }
 
-/** The variant the probe starts from (H200: 46.6 KB of workgroup memory at D128). */
-export const SG_WIDE_DEFAULT: Omit<SgWideVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
+/**
+ * The best variant measured so far (46.6 KB of workgroup memory at D128). H200, B1 H32 S4096
+ * D128 causal, interleaved with the library's tiled kernel (benchmarks/results/h200/
+ * attn-sg-wide.r2.json): 1.024 ms = 134 TFLOP/s against sgflash's 1.488 ms; without the
+ * runs of 4 in the softmax 1.057 ms; 4 subgroups, Q or V from storage, 64-key tiles slower.
+ */
+export const SG_WIDE_DEFAULT: Omit<SgWideVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, contig: true };
 
 const FIELDS = [
   ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
