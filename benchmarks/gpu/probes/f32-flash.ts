@@ -128,6 +128,34 @@ async function errVsRef(variant: FlashF32Variant): Promise<number> {
   return maxAbs(got, refOut);
 }
 
+// ---------------------------------------------------------------- other head dims
+// Correctness only: attention() (the chooser's pick for this adapter) at D 64, 80, 256 with
+// a sinks + window mask and with causal, against the CPU reference.
+for (const Dx of small ? [80] : [64, 80, 256]) {
+  const name = `entry-attention()-D${Dx}-check`;
+  try {
+    const mk = (seed: number, sh: number[]) => random(cpu, sh, { seed });
+    const [xq, xk, xv] = [mk(21, [2, 8, 70, Dx]), mk(22, [2, 2, 333, Dx]), mk(23, [2, 2, 333, Dx])];
+    const [yq, yk, yv] = [await toGpu(xq), await toGpu(xk), await toGpu(xv)];
+    let err = 0;
+    for (const mask of [{ kind: 'causal' }, { kind: 'window', window: 90, sinks: 5 }] as const) {
+      const want = await attention(xq, xk, xv, { mask }).toArray();
+      const got = attention(yq, yk, yv, { mask });
+      err = Math.max(err, maxAbs(await got.toArray(), want));
+      got.dispose();
+    }
+    const pick = chooseFlashF32Variant(be, resolveProblem('attention', yq, yk, yv, { causal: true }));
+    for (const t of [yq, yk, yv]) t.dispose();
+    const row: Row = { variant: name, shape: `B2 Hq8 Hkv2 S70 L333 D${Dx}`, medianMs: NaN, minMs: NaN, maxMs: NaN, maxAbsErrRef: err, notes: `kernel: ${pick ? `flash ${flashF32Name(pick)}` : 'plain (flash does not fit)'}; causal and sinks 5 + window 90` };
+    rows.push(row);
+    print(row);
+  } catch (e) {
+    const row: Row = { variant: name, shape: `D${Dx}`, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `failed: ${errText(e)}` };
+    rows.push(row);
+    print(row);
+  }
+}
+
 // ---------------------------------------------------------------- timed shape
 const big = (seed: number, s: number[]) => random(be as Backend, s, { seed });
 const q = big(1, [BIG.B, BIG.H, BIG.S, D]);
