@@ -21,6 +21,10 @@ import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
  *    happens whenever any row's max grows (the textbook online softmax).
  *  - 'twopass': a first sweep over the key tiles computes each row's exact max and sum from
  *    Q·Kᵀ alone; the second computes P against the final max and never rescales.
+ *  - 'restart': a row's max is the max of its first visible tile and never moves; P may
+ *    then reach 2^tau (f16 holds it for tau up to 15). A row whose later max exceeds that by
+ *    more than tau marks the workgroup, which then recomputes its rows with 'twopass'. No
+ *    per-tile vote or rescale path: the key loop has no branch on data.
  *  - 'stats-only': the first sweep alone (an ablation that times Q·Kᵀ plus softmax
  *    statistics; its output is not attention).
  */
@@ -37,7 +41,7 @@ export interface SgFlashVariant {
   stage: 'global' | 'smem' | 'frag' | 'fragk';
   /** f16 elements of padding per staged K/V row and per P row (bank spread). */
   pad: number;
-  rescale: 'lazy' | 'twopass' | 'stats-only';
+  rescale: 'lazy' | 'twopass' | 'stats-only' | 'restart';
   /** Lazy rescale threshold in log2 units. */
   tau: number;
   /** Staged K/V: load the next tile's fragments (or 16-byte words) into registers while this tile
@@ -120,13 +124,13 @@ export function sgFlashLayout(v: SgFlashVariant): Layout {
   const sBytes = v.NSG * 16 * SS * (s16 ? 2 : 4);
   // f16 scores cannot carry O's f32 rows through a rescale: a one-fragment f32 scratch per subgroup.
   const oBytes = s16 ? v.NSG * 16 * OS * 4 : 0;
-  const flagBytes = v.sync === 'subgroup' ? 0 : 4 * v.NSG;
+  const flagBytes = v.rescale === 'restart' ? 4 : v.sync === 'subgroup' ? 0 : 4 * v.NSG;
   return { KS, PS, SS, OS, pInK, bytes: kvBytes + (pInK ? 0 : pBytes) + sBytes + oBytes + flagBytes };
 }
 
 export function sgFlashKey(v: SgFlashVariant): string {
   const extra = [v.sync === 'subgroup' ? 'sgsync' : '', v.scores === 'f16' ? 's16' : '', v.double ? 'dbl' : '', v.qReload ? 'qreload' : '', v.ahead ? 'ahead' : '', ...(v.ablate ?? []).map((a) => `no-${a}`)].filter(Boolean).join('+');
-  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}${extra ? `/${extra}` : ''}`;
+  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' || v.rescale === 'restart' ? v.tau : ''}${extra ? `/${extra}` : ''}`;
 }
 
 export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
@@ -150,7 +154,8 @@ export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
   if (v.scores !== undefined && v.scores !== 'f32' && v.scores !== 'f16') bad('scores', "'f32' or 'f16'", v.scores);
   if (v.double && (v.stage === 'global' || v.prefetch)) bad('double', "a staged K/V ('frag', 'fragk' or 'smem') without prefetch (double buffering loads one tile ahead itself)", v.stage);
   if (v.scores === 'f16' && v.reread) bad('reread', 'off with f16 scores (P is written over them)', v.reread);
-  if (v.double && v.rescale !== 'lazy') bad('double', "rescale 'lazy'", v.rescale);
+  if (v.double && v.rescale !== 'lazy' && v.rescale !== 'restart') bad('double', "rescale 'lazy' or 'restart'", v.rescale);
+  if (v.rescale === 'restart' && !(v.tau > 0 && v.tau <= 15)) bad('tau', "in (0, 15] with 'restart' (P reaches 2^tau in f16)", v.tau);
   const ablations = ['softmax', 'pv', 'qk', 'stage', 'barriers'];
   for (const a of v.ablate ?? []) if (!ablations.includes(a)) bad('ablate', ablations.join(', '), a);
 }
@@ -171,7 +176,8 @@ export function sgFlashSource(v: SgFlashVariant): string {
   const E = KT / LPR; // score columns per lane per tile
   const WG = NSG * sgSize;
   const staged = stage !== 'global';
-  const twoPass = v.rescale !== 'lazy';
+  const twoPass = v.rescale === 'twopass' || v.rescale === 'stats-only';
+  const restart = v.rescale === 'restart';
   const xor = range(Math.log2(LPR)).map((k) => 1 << k);
   const kvType = stage === 'smem' ? 'vec4<u32>' : 'f16';
   const isFrag = stage === 'frag' || stage === 'fragk';
@@ -421,16 +427,29 @@ ${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiply
       ${viaScratch('workgroupBarrier();', (_c, at) => `${scr.arr}[${at}] *= alpha;`)}
     }`;
 
-  const softmaxStep = ab.has('softmax') ? `${copyP}
-    ${laneBar}` : twoPass ? `${readScores}
+  // 'restart': m stays at the first visible tile's max; a row past it by more than TAU only
+  // marks the workgroup for the exact recompute.
+  const restartStep = `
+    if (live) {
+      if (l == 0.0) { m = mt; }
+      else if (mt > m + TAU) { bad = true; }
+    }
+    ${writeP('m')}
+    l += ps;
+    ${laneBar}`;
+
+  type Mode = 'lazy' | 'twopass' | 'restart';
+  const softmaxStep = (mode: Mode) => ab.has('softmax') ? `${copyP}
+    ${laneBar}` : mode === 'twopass' ? `${readScores}
 ${writeP('m')}
-    ${laneBar}` : `${readScores}
+    ${laneBar}` : mode === 'restart' ? `${readScores}
+${restartStep}` : `${readScores}
 ${lazyStep}`;
 
   // The barrier after the scores also frees K for P when P lives there.
   const afterScores = pInK ? kvBar : laneBar;
 
-  const mainLoop = dbl ? `
+  const mainLoop = (mode: Mode) => dbl ? `
   ${dblStart}
   ${kvBar}
   for (var it = 0u; it < n_tiles; it++) {
@@ -440,7 +459,7 @@ ${lazyStep}`;
     ${dblStage}
     ${scores}
     ${afterScores}
-    ${softmaxStep}
+    ${softmaxStep(mode)}
     ${pv}
     ${kvBar}
   }` : `
@@ -452,7 +471,7 @@ ${lazyStep}`;
     ${staged ? kvBar : ''}
     ${scores}
     ${afterScores}
-    ${softmaxStep}
+    ${softmaxStep(mode)}
     ${pvPrefetch}
     ${pv}
     ${staged ? kvBar : ''}
@@ -463,6 +482,7 @@ ${lazyStep}`;
   for (var it = 0u; it < n_tiles; it++) {
     let kt = tile_kt(it, start2, n_sink);
     let kbase = (kvbase + kt) * D;
+    ${dbl ? 'let kc = 0u;' : ''}
     ${stageTile(false, true)}
     ${staged ? kvBar : ''}
     ${scores}
@@ -484,7 +504,7 @@ ${range(E).map((k) => `      ps += exp2(${xval(k)} - mn);`).join('\n')}
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 diagnostic(off, subgroup_uniformity);
-${sgSync ? '// The per-subgroup rescale branches on subgroupAny, uniform within the subgroup only, which\n// the uniformity analysis cannot see (it needs Dawn\'s allow_unsafe_apis, as subgroup matrices do).\nenable chromium_disable_uniformity_analysis;\n' : ''}${uniformStruct('U', FIELDS)}
+${sgSync && v.rescale === 'lazy' ? '// The per-subgroup rescale branches on subgroupAny, uniform within the subgroup only, which\n// the uniformity analysis cannot see (it needs Dawn\'s allow_unsafe_apis, as subgroup matrices do).\nenable chromium_disable_uniformity_analysis;\n' : ''}${uniformStruct('U', FIELDS)}
 @group(0) @binding(0) var<storage, read> qb: array<f16>;
 @group(0) @binding(1) var<storage, read> kb: array<${kvType}>;
 @group(0) @binding(2) var<storage, read> vb: array<${kvType}>;
@@ -509,7 +529,8 @@ ${vStaged ? `var<workgroup> vs: array<f16, ${nbuf * KT * KS}>;` : ''}
 ${pInK || s16 ? '' : `var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;`}
 var<workgroup> ss: array<${s16 ? 'f16' : 'f32'}, ${NSG * 16 * SS}>;
 ${s16 ? `var<workgroup> os: array<f32, ${NSG * 16 * OS}>;` : ''}
-${sgSync ? '' : `var<workgroup> flags: array<u32, ${NSG}>;`}
+${sgSync || restart ? '' : `var<workgroup> flags: array<u32, ${NSG}>;`}
+${restart ? 'var<workgroup> restart_flag: u32;' : ''}
 ${sgSync ? `// A subgroup's lanes see each other's workgroup-memory writes without a barrier: the
 // subgroup runs converged and in order (NVIDIA warps). WGSL has no subgroup barrier; this
 // marks where one belongs (the tests' emulation turns it into a workgroup barrier).
@@ -554,6 +575,9 @@ ${range(NF).map((f) => `  var o${f}: ${A};`).join('\n')}
 ${ab.has('qk') && s16 ? `  var sz: ${SA};` : ''}
   var m = NEG;
   var l = 0.0;
+${restart ? `  var bad = false;
+  if (lid == 0u) { restart_flag = 0u; }
+  workgroupBarrier();` : ''}
 
   let p_first = i32(u.kvLen) - i32(u.S) + i32(w0);
   let p_last = i32(u.kvLen) - i32(u.S) + i32(min(w0 + BQ, u.S) - 1u);
@@ -567,7 +591,16 @@ ${keyTilesWgsl('KT')}
   let kvbase = (b * u.Hkv + hk) * u.cap;
 ${prefetchDecl}
 ${twoPass ? statsLoop : ''}
-${v.rescale === 'stats-only' ? '' : mainLoop}
+${v.rescale === 'stats-only' ? '' : mainLoop(twoPass ? 'twopass' : restart ? 'restart' : 'lazy')}
+${restart ? `  // Some row's max outgrew its first tile's by more than TAU: the workgroup starts over, exactly.
+  if (bad) { restart_flag = 1u; }
+  if (workgroupUniformLoad(&restart_flag) != 0u) {
+${range(NF).map((f) => `    o${f} = ${A}();`).join('\n')}
+    m = NEG;
+    l = 0.0;
+    ${statsLoop}
+    ${mainLoop('twopass')}
+  }` : ''}
 
   let inv = select(0.0, 1.0 / l, l > 0.0);
   let orow = (bh * u.S + i) * D;
