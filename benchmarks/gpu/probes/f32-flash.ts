@@ -68,25 +68,25 @@ const v = (BQ: number, BK: number, TX: number, TY: number, o: Partial<FlashF32Va
 // no SG 4.52, SWZ 4.16, 8x32 4.55, q64k64 5.68, q128k128 SPLIT+SWZ 4.14 (+AR 4.36), q64k128
 // SPLIT+SWZ 5.38; unmasked 8.28 ms = 33.2 TFLOP/s (causal runs at the steady-state rate).
 // Round 3: cross-tile prefetch (now in PF; NXT turns it off), head-grouped REV order (HG),
-// 32-key V slices (VS).
+// 32-key V slices (VS), XOR-swizzled Q/K staging (QSW).
 const VARIANTS: FlashF32Variant[] = [
   v(128, 64, 16, 16, { REV: true }),
   v(128, 64, 16, 16, { REV: true, NXT: true }),
+  v(128, 64, 16, 16, { REV: true, QSW: true }),
   v(128, 64, 16, 16, { REV: true, SWZ: true }),
   v(128, 64, 16, 16, { REV: true, SWZ: true, VS: 32 }),
   v(128, 64, 16, 16, { REV: true, HG: 8 }),
-  v(128, 64, 16, 16, { REV: true, HG: 4 }),
-  v(128, 64, 16, 16, { REV: true, SWZ: true, VS: 32, HG: 8 }),
+  v(128, 64, 16, 16, { REV: true, SWZ: true, VS: 32, QSW: true, HG: 8 }),
   // 8x8 scores per invocation (the matmul's blocking), P through memory in two passes.
   v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true }),
-  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, NXT: true }),
   v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32 }),
-  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32, HG: 8 }),
+  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32, QSW: true }),
+  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32, QSW: true, HG: 8 }),
   v(128, 64, 16, 16, { REV: true }),
 ];
 if (small) {
   // lavapipe: 32 KB of workgroup memory, subgroups of 8; the shapes that fit it.
-  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true, VS: 32, REV: true, HG: 3 }));
+  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true, VS: 32, REV: true, HG: 3, QSW: true }));
 }
 const chosen = (() => {
   const q = random(be, [1, 1, 1, D], { seed: 1 });

@@ -60,6 +60,11 @@ export interface FlashF32Variant {
    * at once share the K/V of a few heads in L2 (0: across all heads).
    */
   HG?: number;
+  /**
+   * Q/K slices staged with XOR-swizzled vec4 columns: the transposed scalar writes land in
+   * distinct banks (else 4-way conflicts) while global reads stay coalesced (unlike AR).
+   */
+  QSW?: boolean;
   /** Keys per staged V slice (16 by default; 32 halves the V loop's barriers). */
   VS?: 16 | 32;
 }
@@ -117,6 +122,7 @@ export function flashF32VariantProblem(v: FlashF32Variant): string | null {
   if (BQ % TY || (BQ / TY) % 4) return 'BQ/TY (rows per invocation) must be a multiple of 4';
   if (BK % TX || (BK / TX) % 4 || BK % SL) return 'BK/TX (keys per invocation) must be a multiple of 4 and BK of 16';
   if (v.SPLIT && (4 * TX) % SL) return 'SPLIT needs passes of 4*TX keys, a multiple of 16';
+  if (v.QSW && (BQ % 32 || BK % 32)) return 'QSW needs BQ and BK to be multiples of 32';
   if (v.HG !== undefined && (!Number.isInteger(v.HG) || v.HG < 0)) return 'HG must be a non-negative integer';
   if (v.VS !== undefined && (![16, 32].includes(v.VS) || (v.SPLIT ? 4 * TX : BK) % v.VS)) return 'VS must be 16 or 32 and divide the keys of a P pass';
   if (v.SWZ && (TY % 8 || (v.SPLIT ? TX : BK / 4) < 8 || ((v.SPLIT ? TX : BK / 4) & ((v.SPLIT ? TX : BK / 4) - 1)))) return 'SWZ needs TY % 8 == 0 and a power-of-two P row of at least 8 vec4';
@@ -129,7 +135,7 @@ export function flashF32WorkgroupBytes(v: FlashF32Variant): number {
 }
 
 export function flashF32Name(v: FlashF32Variant): string {
-  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}${v.VS && v.VS !== SL ? `-vs${v.VS}` : ''}${v.REV && v.HG ? `-hg${v.HG}` : ''}${v.PF && v.NXT ? '-nxt' : ''}`;
+  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}${v.VS && v.VS !== SL ? `-vs${v.VS}` : ''}${v.REV && v.HG ? `-hg${v.HG}` : ''}${v.PF && v.NXT ? '-nxt' : ''}${v.QSW ? '-qsw' : ''}`;
 }
 
 export function flashF32Key(v: FlashF32Variant): string {
@@ -175,15 +181,18 @@ export function flashF32Source(v: FlashF32Variant): string {
     }
     return out.join('\n      ');
   };
+  // With QSW the vec4 column of 4 rows (keys) in dims 4*c4.. is XORed with 2*c4: the four
+  // lanes that stage one row's 16 dims then write to four different banks.
+  const qsw = (c: string) => (v.QSW ? `((${c}) ^ (2u * c4))` : c);
   const stageQK = () => {
     const out: string[] = [];
     for (let n = 0; n < per(UQ); n++) {
       const w = [0, 1, 2, 3].map((c) => `wa[w + ${c * Q4}u][r & 3u] = pq_${n}.${C[c]};`).join(' ');
-      out.push(guarded(UQ, n, `let e = lid + ${n * NT}u; ${rc(BQ)} let w = c4 * ${4 * Q4}u + r / 4u; ${w}`));
+      out.push(guarded(UQ, n, `let e = lid + ${n * NT}u; ${rc(BQ)} let w = c4 * ${4 * Q4}u + ${qsw('r / 4u')}; ${w}`));
     }
     for (let n = 0; n < per(UK); n++) {
       const w = [0, 1, 2, 3].map((c) => `wa[w + ${c * K4}u][r & 3u] = pk_${n}.${C[c]};`).join(' ');
-      out.push(guarded(UK, n, `let e = lid + ${n * NT}u; ${rc(BK)} let w = ${KOFF}u + c4 * ${4 * K4}u + r / 4u; ${w}`));
+      out.push(guarded(UK, n, `let e = lid + ${n * NT}u; ${rc(BK)} let w = ${KOFF}u + c4 * ${4 * K4}u + ${qsw('r / 4u')}; ${w}`));
     }
     return out.join('\n      ');
   };
@@ -200,8 +209,11 @@ export function flashF32Source(v: FlashF32Variant): string {
   const computeS: string[] = [];
   for (let kk = 0; kk < SL; kk++) {
     const s: string[] = [];
-    for (let g = 0; g < G; g++) s.push(`let a${g} = wa[${kk * Q4 + g * TY}u + ty];`);
-    for (let h = 0; h < HS; h++) s.push(`let b${h} = wa[${KOFF + kk * K4 + h * TX}u + tx];`);
+    // Staging swizzle: dims 4c..4c+3 hold their vec4 columns XOR 2c.
+    const x = v.QSW ? 2 * (kk >> 2) : 0;
+    const col = (base: number, t: string) => (x ? `((${base}u + ${t}) ^ ${x}u)` : `${base}u + ${t}`);
+    for (let g = 0; g < G; g++) s.push(`let a${g} = wa[${kk * Q4}u + ${col(g * TY, 'ty')}];`);
+    for (let h = 0; h < HS; h++) s.push(`let b${h} = wa[${KOFF + kk * K4}u + ${col(h * TX, 'tx')}];`);
     for (let R = 0; R < TM; R++) {
       for (let h = 0; h < HS; h++) s.push(`s_${R}_${h} = fma(vec4<f32>(a${R >> 2}.${C[R & 3]}), b${h}, s_${R}_${h});`);
     }
