@@ -45,6 +45,8 @@ const ABL = (name: string, ablate: NonNullable<SgTiledOptions['ablate']>, note: 
 const VARIANTS: Variant[] = [
   V('smem-pfpv-sgsync-8x32', BEST, 'round 2 best'),
   V('smem-pfpv-sgsync-restart12-8x32', { ...BEST, rescale: 'restart', tau: 12 }, "m fixed at the first tile's max, exact recompute if a row outgrows it by 2^12"),
+  V('smem-pfpv-sgsync-ccols-8x32', { ...BEST, cols: 'contiguous' }, 'each softmax lane owns 16 contiguous score columns (mergeable into 16-byte accesses)'),
+  V('smem-pfpv-sgsync-restart12-ccols-8x32', { ...BEST, rescale: 'restart', tau: 12, cols: 'contiguous' }),
   V('smem-pfpv-sgsync-s16-8x32', { ...BEST, scores: 'f16' }),
   V('smem-pfpv-sgsync-s16-restart12-8x32', { ...BEST, scores: 'f16', rescale: 'restart', tau: 12 }),
   V('smem-pfpv-sgsync-ahead-8x32', { ...BEST, ahead: true }),
@@ -54,7 +56,7 @@ const VARIANTS: Variant[] = [
   V('smem-dbl-sgsync-8x16', { ...BEST, KT: 16, prefetch: undefined, double: true }, 'double-buffered 16-byte staging, 1 barrier per 16 keys'),
   V('smem-dbl-sgsync-restart12-8x16', { ...BEST, KT: 16, prefetch: undefined, double: true, rescale: 'restart', tau: 12 }),
   V('smem-pfpv-sgsync-s16-4x64', { ...BEST, NSG: 4, KT: 64, scores: 'f16' }, '49152 B'),
-  V('smem-pfpv-sgsync-s16-restart12-ahead-8x32', { ...BEST, scores: 'f16', rescale: 'restart', tau: 12, ahead: true }),
+  V('smem-pfpv-sgsync-s16-restart12-ahead-ccols-8x32', { ...BEST, scores: 'f16', rescale: 'restart', tau: 12, ahead: true, cols: 'contiguous' }),
   ABL('abl-stage', ['stage'], 'no K/V copies'),
   ABL('abl-softmax', ['softmax'], 'S copied to P'),
   ABL('abl-qk-pv', ['qk', 'pv'], 'no MMAs'),

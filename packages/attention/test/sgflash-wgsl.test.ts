@@ -37,6 +37,7 @@ const VARIANTS: SgFlashVariant[] = [
   { ...base, NSG: 8, sync: 'subgroup', qReload: true },
   { ...base, NSG: 8, KT: 16, sync: 'subgroup', double: true, ahead: true },
   { ...base, scores: 'f16', ahead: true },
+  { ...base, NSG: 8, stage: 'smem', sync: 'subgroup', prefetch: 'pv', rescale: 'restart', tau: 12, cols: 'contiguous' },
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ArgumentError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import { backendsForTests } from '@attnkit/tensor/testing';
 import { resolveProblem } from '../src/problem.js';
-import { checkSgFlashVariant, runSgFlash, sgFlashLayout, sgFlashSource, type SgFlashVariant } from '../src/webgpu/sgflash.js';
+import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, SG_FLASH_FALLBACKS, sgFlashLayout, sgFlashSource, type SgFlashVariant } from '../src/webgpu/sgflash.js';
 import type { AttentionOptions } from '../src/options.js';
 import { emulateSubgroupMatrices } from './sg-emulate.js';
 import { causalVis, oracle, type Dims, type Visible } from './oracle.js';
@@ -70,6 +70,18 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
     expect(sgFlashLayout(base)).toMatchObject({ KS: 136, PS: 40, SS: 36, pInK: true });
   });
 
+  it('the default or one of its fallbacks builds for the usual head dims within 48 KiB of workgroup memory', () => {
+    for (const D of [32, 64, 96, 128, 256]) {
+      const builds = [SG_FLASH_DEFAULT, ...SG_FLASH_FALLBACKS].filter((v) => {
+        const full = { ...v, D, sgSize: 32 };
+        try { checkSgFlashVariant(full); } catch { return false; }
+        return sgFlashLayout(full).bytes <= 49152;
+      });
+      expect(builds.length, `D ${D}`).toBeGreaterThan(0);
+    }
+    expect(sgFlashLayout({ ...SG_FLASH_DEFAULT, D: 128, sgSize: 32 }).bytes).toBe(46080);
+  });
+
   it('rejects variants it cannot build with a typed error', () => {
     const base: SgFlashVariant = { D: 128, NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, sgSize: 32 };
     expect(() => checkSgFlashVariant({ ...base, KT: 24 })).toThrow(ArgumentError);
@@ -90,7 +102,7 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
       ['frag 4x32 lazy, subgroup sync, loads ahead, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, sync: 'subgroup', ahead: true }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
       ['frag 4x32 lazy, double-buffered K/V, subgroup sync, Q reloaded, causal queries at the end', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, sync: 'subgroup', double: true, qReload: true }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 128, kvLength: 112, D: 32 }, { causal: true }, causalVis],
-      ['frag 4x32 restart (tau 12: first-tile max kept), subgroup sync, causal GQA', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'restart', tau: 12, sync: 'subgroup' }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 96, kvLength: 96, D: 32 }, { causal: true }, causalVis],
+      ['frag 4x32 restart (tau 12: first-tile max kept), subgroup sync, contiguous score columns, causal GQA', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'restart', tau: 12, sync: 'subgroup', cols: 'contiguous' }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 96, kvLength: 96, D: 32 }, { causal: true }, causalVis],
       ['frag 4x32 restart (tau 1: rows outgrow it, exact recompute), double-buffered, causal', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'restart', tau: 1, sync: 'subgroup', double: true }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 96, kvLength: 96, D: 32 }, { causal: true }, causalVis],
       ['smem 4x32 f16 scores, double-buffered K/V, window 20 with 3 sinks', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 0, scores: 'f16', double: true }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],

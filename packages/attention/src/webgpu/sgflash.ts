@@ -72,17 +72,28 @@ export interface SgFlashVariant {
   /** Fragment loads issued one 16-wide step ahead of the multiplies that use them, the
    *  score columns' accumulation chains interleaved (the staged matmul's 'FP'). */
   ahead?: boolean;
+  /** Which score columns a softmax lane owns: 'strided' (default; the lanes of a row
+   *  interleave) or 'contiguous' (a run per lane: mergeable into 16-byte accesses). */
+  cols?: 'strided' | 'contiguous';
   sgSize: number;
 }
 
 /**
- * The default and its fallback for adapters with less workgroup memory or head dims the
- * default cannot be built for. H200, B1 H32 S4096 D128 causal, best of 4 interleaved turns
- * (benchmarks/results/h200/attn-sg-sweep.r3.json): 8 subgroups 2.31 ms = 59 TFLOP/s,
- * 4 subgroups 3.59 ms = 38 TFLOP/s, the one-subgroup v1 kernel 11.9 ms = 11.5 TFLOP/s.
+ * The default and, in order, the variants tried where it cannot be built (head dims whose
+ * K/V tile does not split into 16-byte words over the workgroup, fragments over subgroups,
+ * or less workgroup memory). H200, B1 H32 S4096 D128 causal, median of 40 round-robin turns
+ * (benchmarks/results/h200/attn-sg-sweep.s8r2.json): 16-byte staging with the next tile
+ * loaded before P·V and no lane barriers 1.172 ms = 117 TFLOP/s; the previous default
+ * (whole-fragment staging, workgroup barriers) 1.549 ms = 89 TFLOP/s.
  */
-export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 };
-export const SG_FLASH_FALLBACK: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 };
+export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, sync: 'subgroup', prefetch: 'pv' };
+export const SG_FLASH_FALLBACKS: ReadonlyArray<Omit<SgFlashVariant, 'D' | 'sgSize'>> = [
+  { ...SG_FLASH_DEFAULT, NSG: 4 },
+  { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 },
+  { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 },
+];
+/** The first fallback (kept for callers of the earlier single-fallback API). */
+export const SG_FLASH_FALLBACK = SG_FLASH_FALLBACKS[0]!;
 
 const FIELDS = [
   ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
@@ -129,7 +140,7 @@ export function sgFlashLayout(v: SgFlashVariant): Layout {
 }
 
 export function sgFlashKey(v: SgFlashVariant): string {
-  const extra = [v.sync === 'subgroup' ? 'sgsync' : '', v.scores === 'f16' ? 's16' : '', v.double ? 'dbl' : '', v.qReload ? 'qreload' : '', v.ahead ? 'ahead' : '', ...(v.ablate ?? []).map((a) => `no-${a}`)].filter(Boolean).join('+');
+  const extra = [v.sync === 'subgroup' ? 'sgsync' : '', v.scores === 'f16' ? 's16' : '', v.double ? 'dbl' : '', v.qReload ? 'qreload' : '', v.ahead ? 'ahead' : '', v.cols === 'contiguous' ? 'ccols' : '', ...(v.ablate ?? []).map((a) => `no-${a}`)].filter(Boolean).join('+');
   return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' || v.rescale === 'restart' ? v.tau : ''}${extra ? `/${extra}` : ''}`;
 }
 
@@ -312,41 +323,45 @@ ${range(NF - 1).map((f) => `      acc = subgroupMatrixMultiplyAccumulate(${qf(f 
       subgroupMatrixStore(&ss, sbase + ${nb * 16}u, acc, false, SS);
     }`).join('\n    ');
 
+  // A lane's score columns: k-th at PC + k*CS (strided: lanes of a row interleave; contiguous:
+  // each lane a run of E columns, which the compiler may merge into wide accesses).
+  const CS = v.cols === 'contiguous' ? 1 : LPR;
+  const PC = v.cols === 'contiguous' ? `part * ${E}u` : 'part';
   // Reads this lane's scores (log2-scaled, hidden keys at NEG) and their tile max.
   const readScores = (v.reread ? `
     let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
-    let srow = sbase + r * SS + part;
+    let srow = sbase + r * SS + ${PC};
     var mt = NEG;
     if (full) {
-${range(E).map((k) => `      mt = max(mt, ${sv(`srow + ${k * LPR}u`)} * u.scale2);`).join('\n')}
+${range(E).map((k) => `      mt = max(mt, ${sv(`srow + ${k * CS}u`)} * u.scale2);`).join('\n')}
     } else {
-${range(E).map((k) => `      mt = max(mt, select(NEG, ${sv(`srow + ${k * LPR}u`)} * u.scale2, visible(kt + part + ${k * LPR}u, pos)));`).join('\n')}
+${range(E).map((k) => `      mt = max(mt, select(NEG, ${sv(`srow + ${k * CS}u`)} * u.scale2, visible(kt + ${PC} + ${k * CS}u, pos)));`).join('\n')}
     }` : `
     let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
-    let srow = sbase + r * SS + part;
-${range(E).map((k) => `    var x${k} = ${sv(`srow + ${k * LPR}u`)} * u.scale2;`).join('\n')}
+    let srow = sbase + r * SS + ${PC};
+${range(E).map((k) => `    var x${k} = ${sv(`srow + ${k * CS}u`)} * u.scale2;`).join('\n')}
     if (!full) {
-${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + part + ${k * LPR}u, pos));`).join('\n')}
+${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + ${PC} + ${k * CS}u, pos));`).join('\n')}
     }
     var mt = ${range(E).reduce((acc, k) => (acc ? `max(${acc}, x${k})` : `x${k}`), '')};`) + `
     ${xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n    ')}
     let live = mt > HALF_NEG;`;
 
   // This lane's k-th score of the tile (log2-scaled, hidden keys at NEG).
-  const xval = (k: number) => v.reread ? `select(NEG, ${sv(`srow + ${k * LPR}u`)} * u.scale2, full || visible(kt + part + ${k * LPR}u, pos))` : `x${k}`;
+  const xval = (k: number) => v.reread ? `select(NEG, ${sv(`srow + ${k * CS}u`)} * u.scale2, full || visible(kt + ${PC} + ${k * CS}u, pos))` : `x${k}`;
 
   const writeP = (mExpr: string) => `
     let mu = select(-NEG, ${mExpr}, live);
     var ps = 0.0;
-    let prow = pbase + r * PS + part;
-${range(E).map((k) => `    { let p = f16(exp2(${xval(k)} - mu)); ${pArr}[prow + ${k * LPR}u] = p; ps += f32(p); }`).join('\n')}
+    let prow = pbase + r * PS + ${PC};
+${range(E).map((k) => `    { let p = f16(exp2(${xval(k)} - mu)); ${pArr}[prow + ${k * CS}u] = p; ps += f32(p); }`).join('\n')}
     ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
 
   // Timing ablation: S copied to P as it is.
   const copyP = `
-    let srow = sbase + r * SS + part;
-    let prow = pbase + r * PS + part;
-${range(E).map((k) => `    ${pArr}[prow + ${k * LPR}u] = f16(${sv(`srow + ${k * LPR}u`)});`).join('\n')}`;
+    let srow = sbase + r * SS + ${PC};
+    let prow = pbase + r * PS + ${PC};
+${range(E).map((k) => `    ${pArr}[prow + ${k * CS}u] = f16(${sv(`srow + ${k * CS}u`)});`).join('\n')}`;
 
   const vLoad = (nb: number, f: number) => `subgroupMatrixLoad<${R}>(&${vArr}, ${vStaged ? `${cur}${nb * 16}u * KS + ${f * 16}u` : `kbase + ${nb * 16}u * D + ${f * 16}u`}, false, ${vStride})`;
   const pvAhead = () => {

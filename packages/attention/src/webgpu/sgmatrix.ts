@@ -1,19 +1,20 @@
 import { ArgumentError, gridFor, packUniforms, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
 import { checkWorkgroupBytes, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
-import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, SG_FLASH_FALLBACK, sgFlashLayout, type SgFlashVariant } from './sgflash.js';
+import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, SG_FLASH_FALLBACKS, sgFlashLayout, type SgFlashVariant } from './sgflash.js';
 
 /**
  * f16 prefill through subgroup matrices (cooperative matrices / tensor cores): the entry
  * point, its configuration and support check, and the first kernel ('v1').
  *
  * The default kernel is the tiled one in sgflash.ts (8 subgroups x 16 query rows per
- * workgroup, 32-key tiles copied to workgroup memory fragment by fragment, O resident in
- * result fragments, lazy rescale; 4 subgroups where 8 do not fit). On the H200
- * (benchmarks/results/h200/attn-sg-sweep.r3.json, B1 H32 S4096 D128 causal, best of 4
- * interleaved turns) it ran 2.31 ms = 59 TFLOP/s against 11.9 ms for v1 in the same run,
- * matching the plain kernel to 4.9e-4 and the float64 CPU reference to 4.9e-4 on GQA,
- * partial-tile, queries-at-the-end and window+sink checks.
+ * workgroup, 32-key K/V tiles staged in workgroup memory with 16-byte loads issued a tile
+ * ahead, O resident in result fragments, lazy rescale, no barriers between a subgroup's own
+ * lanes; SG_FLASH_FALLBACKS where it cannot be built). On the H200
+ * (benchmarks/results/h200/attn-sg-sweep.s8r2.json, B1 H32 S4096 D128 causal, median of 40
+ * round-robin turns) it ran 1.172 ms = 117 TFLOP/s against 1.549 ms for the previous
+ * default, matching the plain kernel to 4.9e-4 and the float64 CPU reference to 4.9e-4 on
+ * GQA, partial-tile, queries-at-the-end and window+sink checks.
  *
  * 'v1': one subgroup is one workgroup and owns 16 query rows. Per key tile of KT keys:
  * S = Q·Kᵀ with the Q fragments held in registers and Kᵀ fragments loaded straight from
@@ -115,8 +116,10 @@ function fits(be: WebGpuBackend, v: SgFlashVariant): boolean {
 function tiledVariant(be: WebGpuBackend, D: number): SgFlashVariant {
   const v = { ...tiled, D, sgSize: be.caps.subgroupMaxSize };
   if (tiledIsDefault && !fits(be, v)) {
-    const fb = { ...SG_FLASH_FALLBACK, D, sgSize: be.caps.subgroupMaxSize };
-    if (fits(be, fb)) return fb;
+    for (const f of SG_FLASH_FALLBACKS) {
+      const fb = { ...f, D, sgSize: be.caps.subgroupMaxSize };
+      if (fits(be, fb)) return fb;
+    }
   }
   return v;
 }
