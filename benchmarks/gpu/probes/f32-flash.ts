@@ -67,26 +67,27 @@ const v = (BQ: number, BK: number, TX: number, TY: number, o: Partial<FlashF32Va
 // Round 2: default (REV) 4.68 first in the list and 4.20 repeated last (drift), AR 4.64,
 // no SG 4.52, SWZ 4.16, 8x32 4.55, q64k64 5.68, q128k128 SPLIT+SWZ 4.14 (+AR 4.36), q64k128
 // SPLIT+SWZ 5.38; unmasked 8.28 ms = 33.2 TFLOP/s (causal runs at the steady-state rate).
-// Round 3: cross-tile prefetch (now in PF; NXT turns it off), head-grouped REV order (HG),
-// 32-key V slices (VS), XOR-swizzled Q/K staging (QSW).
+// Round 3: cross-tile prefetch (then in PF) hurt: 4.51 vs 4.22 ms without it (now opt-in,
+// XT); QSW 4.21, SWZ 4.29, SWZ+VS32 4.26, HG8 4.50 (with XT); SPLIT+SWZ 4.07, +VS32 4.19,
+// +VS32+QSW 4.06, +VS32+QSW+HG8 4.02 (34.2 TFLOP/s; all SPLIT rows with XT). That last one,
+// without XT, is the chooser's first pick since.
+const S8: Partial<FlashF32Variant> = { SPLIT: true, SWZ: true, VS: 32, QSW: true, HG: 8, REV: true };
 const VARIANTS: FlashF32Variant[] = [
+  v(128, 128, 16, 16, S8),
+  v(128, 128, 16, 16, { ...S8, XT: true }),
+  v(128, 128, 16, 16, { ...S8, HG: 4 }),
+  v(128, 128, 16, 16, { ...S8, HG: 16 }),
+  v(128, 128, 16, 16, { ...S8, HG: 0 }),
+  v(128, 128, 16, 16, { ...S8, VS: 16 }),
+  v(128, 128, 16, 16, { ...S8, QSW: false }),
+  v(128, 128, 16, 16, { ...S8, SG: false }),
   v(128, 64, 16, 16, { REV: true }),
-  v(128, 64, 16, 16, { REV: true, NXT: true }),
-  v(128, 64, 16, 16, { REV: true, QSW: true }),
-  v(128, 64, 16, 16, { REV: true, SWZ: true }),
-  v(128, 64, 16, 16, { REV: true, SWZ: true, VS: 32 }),
-  v(128, 64, 16, 16, { REV: true, HG: 8 }),
-  v(128, 64, 16, 16, { REV: true, SWZ: true, VS: 32, QSW: true, HG: 8 }),
-  // 8x8 scores per invocation (the matmul's blocking), P through memory in two passes.
-  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true }),
-  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32 }),
-  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32, QSW: true }),
-  v(128, 128, 16, 16, { SPLIT: true, SWZ: true, REV: true, VS: 32, QSW: true, HG: 8 }),
-  v(128, 64, 16, 16, { REV: true }),
+  v(128, 64, 16, 16, { REV: true, QSW: true, HG: 8 }),
+  v(128, 128, 16, 16, S8),
 ];
 if (small) {
   // lavapipe: 32 KB of workgroup memory, subgroups of 8; the shapes that fit it.
-  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true, VS: 32, REV: true, HG: 3, QSW: true }));
+  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true, VS: 32, REV: true, HG: 3, QSW: true, XT: true }));
 }
 const chosen = (() => {
   const q = random(be, [1, 1, 1, D], { seed: 1 });

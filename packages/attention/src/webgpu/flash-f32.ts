@@ -32,13 +32,13 @@ export interface FlashF32Variant {
   TY: number;
   /** Row maxima and sums combined with subgroupShuffleXor (needs a subgroup size >= TX). */
   SG: boolean;
-  /**
-   * The next Q/K or V slice is loaded into registers while the current one is multiplied
-   * (the next tile's first Q/K slice during this tile's last V slice).
-   */
+  /** The next Q/K or V slice is loaded into registers while the current one is multiplied. */
   PF: boolean;
-  /** With PF: each tile's first Q/K slice loaded at the tile's start instead (measurement). */
-  NXT?: boolean;
+  /**
+   * With PF: the next tile's first Q/K slice is loaded during this tile's last V slice.
+   * Slower on the H200 (4.51 vs 4.22 ms, round 3): those registers stay live through P V.
+   */
+  XT?: boolean;
   /** Query tiles issued last-first (causal: the longest rows start first). */
   REV: boolean;
   /**
@@ -135,7 +135,7 @@ export function flashF32WorkgroupBytes(v: FlashF32Variant): number {
 }
 
 export function flashF32Name(v: FlashF32Variant): string {
-  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}${v.VS && v.VS !== SL ? `-vs${v.VS}` : ''}${v.REV && v.HG ? `-hg${v.HG}` : ''}${v.PF && v.NXT ? '-nxt' : ''}${v.QSW ? '-qsw' : ''}`;
+  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}${v.VS && v.VS !== SL ? `-vs${v.VS}` : ''}${v.REV && v.HG ? `-hg${v.HG}` : ''}${v.PF && v.XT ? '-xt' : ''}${v.QSW ? '-qsw' : ''}`;
 }
 
 export function flashF32Key(v: FlashF32Variant): string {
@@ -317,7 +317,7 @@ export function flashF32Source(v: FlashF32Variant): string {
     ...Array.from({ length: per(UV) }, (_, n) => `var pv_${n} = vec4<f32>(0.0);`),
   ];
 
-  const xt = v.PF && !v.NXT;
+  const xt = v.PF && !!v.XT;
   const sLoop = v.PF
     ? `${xt ? '' : `    ${fetchQK('0u')}\n`}    for (var d0 = 0u; d0 < D4; d0 += 4u) {
       ${stageQK()}
@@ -477,9 +477,13 @@ export function flashF32Uniforms(p: Problem, qTiles: number): ArrayBuffer {
  * Candidate shapes, best first (H200: 46.8 KB of the 48 KB workgroup memory at D 128). The
  * register budget is 64 O accumulators per invocation (TM * D/TX <= 64).
  */
-// Round 1 on the H200 (B1 H32 S4096 D128 causal): 4.34 ms for the first with REV against
-// 5.59 ms without (causal rows differ in length: the longest issued first balance the SMs).
+// Measured on the H200 at B1 H32 S4096 D128 causal (benchmarks/gpu/probes/f32-flash.ts):
+// round 1, last-first query tiles (REV) 4.34 ms against 5.59; round 3, 128-key tiles with P
+// in two passes, unpadded swizzled P, 32-key V slices, swizzled Q/K staging and head groups
+// of 8 4.02 ms (34.2 TFLOP/s) against 4.22 for the 64-key REV kernel. The first takes all
+// 48 KB of the H200's workgroup memory; the others are for smaller adapters (lavapipe: 32 KB).
 const CANDIDATES: ReadonlyArray<Omit<FlashF32Variant, 'D' | 'SG'>> = [
+  { BQ: 128, BK: 128, TX: 16, TY: 16, PF: true, REV: true, SPLIT: true, SWZ: true, VS: 32, QSW: true, HG: 8 },
   { BQ: 128, BK: 64, TX: 16, TY: 16, PF: true, REV: true },
   { BQ: 64, BK: 64, TX: 16, TY: 16, PF: true, REV: true },
   { BQ: 128, BK: 32, TX: 8, TY: 32, PF: true, REV: true },
@@ -518,8 +522,11 @@ function subgroupsCover(be: WebGpuBackend, TX: number): boolean {
 export function chooseFlashF32Variant(be: WebGpuBackend, p: Problem): FlashF32Variant | null {
   if (p.dtype !== 'f32' || p.blocks || p.bias || p.D % SL) return null;
   const limit = be.caps.maxComputeWorkgroupStorageSize;
-  for (const c of CANDIDATES) {
-    const base = { ...c, ...tuning, D: p.D };
+  // A tuning describes one variant: it overrides the plain 64-key kernel, not the options
+  // of the first candidate.
+  const list = Object.keys(tuning).length ? [{ ...CANDIDATES[1]!, ...tuning }] : CANDIDATES;
+  for (const c of list) {
+    const base = { ...c, D: p.D };
     const v: FlashF32Variant = { ...base, SG: tuning.SG ?? subgroupsCover(be, base.TX) };
     if (v.SG && !subgroupsCover(be, v.TX)) continue;
     if (flashF32VariantProblem(v)) continue;
