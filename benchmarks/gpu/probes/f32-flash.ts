@@ -81,6 +81,7 @@ const VARIANTS: FlashF32Variant[] = [
   v(128, 128, 16, 16, { ...S8, VS: 16 }),
   v(128, 128, 16, 16, { ...S8, QSW: false }),
   v(128, 128, 16, 16, { ...S8, SG: false }),
+  v(128, 128, 16, 16, { ...S8, PF: false }),
   v(128, 64, 16, 16, { REV: true }),
   v(128, 64, 16, 16, { REV: true, QSW: true, HG: 8 }),
   v(128, 128, 16, 16, S8),
