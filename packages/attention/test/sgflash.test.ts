@@ -19,7 +19,9 @@ const EMU = {
   tag: 'emulated',
   rewrite: (src: string) => emulateSubgroupMatrices(src.replaceAll('subgroupMatrixMultiply<f16>(', 'subgroupMatrixMultiply<f32>('))
     .replaceAll('subgroup_sync();', 'workgroupBarrier();')
-    .replace('enable chromium_disable_uniformity_analysis;\n', ''),
+    .replace('enable chromium_disable_uniformity_analysis;\n', '')
+    .replaceAll('subgroupMatrixScalarMultiply(', 'sml_scale(') +
+    'fn sml_scale(a: array<f32, 256>, s: f16) -> array<f32, 256> {\n  var c = a;\n  for (var i = 0u; i < 256u; i++) { c[i] = a[i] * f32(s); }\n  return c;\n}\n',
 };
 
 function seeded(n: number, seed: number, scale: (i: number) => number): Float32Array {

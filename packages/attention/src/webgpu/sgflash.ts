@@ -57,7 +57,9 @@ export interface SgFlashVariant {
    *  the lazy-rescale vote becomes a subgroupAny and the rescale runs per subgroup. */
   sync?: 'workgroup' | 'subgroup';
   /** Result type of the Q·Kᵀ fragments: 'f16' stores S as f16 and softmax writes P over it in
-   *  place (half the score traffic, no separate P array; S accumulates in f16). */
+   *  place (half the score traffic, no separate P array). S then accumulates in f16, from Q
+   *  pre-scaled by the softmax scale in log2 units (no overflow short of |S| ~ 65504 log2 units);
+   *  its relative precision is f16's (~2^-11), as with bf16 inputs, not f32's. */
   scores?: 'f32' | 'f16';
   /** Two K/V tile buffers: the next tile is stored (from registers loaded one tile earlier)
    *  into the idle buffer while this one is read, so a tile needs one K/V barrier, not two. */
@@ -301,7 +303,8 @@ ${arrays.map(([src, dst]) => `      {
       ${loadRegs(dblArrays.map(([s]) => s), 'nbase')}
     }`;
 
-  const qf = (f: number) => (v.qReload ? `subgroupMatrixLoad<${L}>(&qb, qoff + ${f * 16}u, false, D)` : `q${f}f`);
+  const qLoad = (f: number) => (s16 ? `subgroupMatrixScalarMultiply(subgroupMatrixLoad<${L}>(&qb, qoff + ${f * 16}u, false, D), qs)` : `subgroupMatrixLoad<${L}>(&qb, qoff + ${f * 16}u, false, D)`);
+  const qf = (f: number) => (v.qReload ? qLoad(f) : `q${f}f`);
   // S = Q·Kᵀ for this tile into the subgroup's score scratch.
   const kLoad = (nb: number, f: number) => `subgroupMatrixLoad<${R}>(&${kArr}, ${kOff(`${nb}u`, f)}, true, ${kStride})`;
   const scoresAhead = () => {
@@ -333,13 +336,13 @@ ${range(NF - 1).map((f) => `      acc = subgroupMatrixMultiplyAccumulate(${qf(f 
     let srow = sbase + r * SS + ${PC};
     var mt = NEG;
     if (full) {
-${range(E).map((k) => `      mt = max(mt, ${sv(`srow + ${k * CS}u`)} * u.scale2);`).join('\n')}
+${range(E).map((k) => `      mt = max(mt, ${sv(`srow + ${k * CS}u`)} * sc2);`).join('\n')}
     } else {
-${range(E).map((k) => `      mt = max(mt, select(NEG, ${sv(`srow + ${k * CS}u`)} * u.scale2, visible(kt + ${PC} + ${k * CS}u, pos)));`).join('\n')}
+${range(E).map((k) => `      mt = max(mt, select(NEG, ${sv(`srow + ${k * CS}u`)} * sc2, visible(kt + ${PC} + ${k * CS}u, pos)));`).join('\n')}
     }` : `
     let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
     let srow = sbase + r * SS + ${PC};
-${range(E).map((k) => `    var x${k} = ${sv(`srow + ${k * CS}u`)} * u.scale2;`).join('\n')}
+${range(E).map((k) => `    var x${k} = ${sv(`srow + ${k * CS}u`)} * sc2;`).join('\n')}
     if (!full) {
 ${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + ${PC} + ${k * CS}u, pos));`).join('\n')}
     }
@@ -348,7 +351,7 @@ ${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + ${PC} + ${k
     let live = mt > HALF_NEG;`;
 
   // This lane's k-th score of the tile (log2-scaled, hidden keys at NEG).
-  const xval = (k: number) => v.reread ? `select(NEG, ${sv(`srow + ${k * CS}u`)} * u.scale2, full || visible(kt + ${PC} + ${k * CS}u, pos))` : `x${k}`;
+  const xval = (k: number) => v.reread ? `select(NEG, ${sv(`srow + ${k * CS}u`)} * sc2, full || visible(kt + ${PC} + ${k * CS}u, pos))` : `x${k}`;
 
   const writeP = (mExpr: string) => `
     let mu = select(-NEG, ${mExpr}, live);
@@ -585,7 +588,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32
 ${s16 ? '  let obase = sg * 16u * OS;' : ''}
 
   let qoff = (bh * u.S + q0) * D;
-${v.qReload ? '' : range(NF).map((f) => `  let q${f}f = subgroupMatrixLoad<${L}>(&qb, qoff + ${f * 16}u, false, D);`).join('\n')}
+${s16 ? `  // f16 scores: Q is pre-scaled by the softmax scale (in log2 units) so S stays far from
+  // f16's range limit; the rounding of that scale to f16 is undone in f32 by sc2.
+  let qs = f16(u.scale2);
+  let sc2 = u.scale2 / f32(qs);` : '  let sc2 = u.scale2;'}
+${v.qReload ? '' : range(NF).map((f) => `  let q${f}f = ${qLoad(f)};`).join('\n')}
 ${range(NF).map((f) => `  var o${f}: ${A};`).join('\n')}
 ${ab.has('qk') && s16 ? `  var sz: ${SA};` : ''}
   var m = NEG;
