@@ -34,23 +34,20 @@ interface Variant { name: string; wide?: Shape; note: string; check: boolean }
 const W = (name: string, wide: Shape, note = ''): Variant => ({ name, wide, note, check: !wide.ablate });
 const LA: Shape = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
 // Most telling first (the round gives the whole script 60 s).
-// Round 3. Rounds 1-2 (benchmarks/results/h200/attn-sg-wide.r2.json): 8 subgroups x 32-key
-// tiles with the tile after next in registers won (1.06 ms vs the library's 1.49 ms; runs
-// of 4 in the softmax 1.02 ms); 4 subgroups, Q or V from storage, 64-key tiles lost.
-// Dropping the exponentials saved nothing, P.V 0.18 ms, Q.K^T 0.11 ms: the rest (staging,
-// the score and P round trips, barriers) is most of the time, which these ablations split.
+// Round 4. Rounds 1-3 (benchmarks/results/h200/attn-sg-wide.r{1,2,3}.json): 8 subgroups x
+// 32-key tiles with the tile after next in registers and the softmax over runs of 4 won
+// (1.03 ms; the library's tiled kernel 1.16 ms in round 3). Ablations of it: no staging
+// 0.88, no softmax 0.81, no P.V 0.88, no Q.K^T 0.95 (ms): a third of the time is none of
+// these. 4-byte or whole-fragment staging, 4 subgroups, Q or V from storage, own-row
+// scoring: slower. Here: barriers' share, shorter-lived prefetch registers, padding.
 const C4: Shape = { ...LA, contig: true };
 const VARIANTS: Variant[] = [
   { name: 'sgflash-default', check: true, note: 'the library kernel now: attention() on the subgroup-matrix path with SG_FLASH_DEFAULT (reference for maxAbsErrVsDefault)' },
-  W('wide-8x32-la-c4', C4, 'SG_WIDE_DEFAULT, round-2 best: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4'),
-  W('wide-8x32-la-c4-u32', { ...C4, stage: 'u32' }, 'K/V staged through 4-byte loads (a subgroup stores 32 consecutive words: no bank conflicts)'),
-  W('wide-8x32-la-c4-frag', { ...C4, stage: 'frag' }, 'K/V staged as whole fragments (matrix load from storage, matrix store)'),
-  W('ablate-c4-no-stage', { ...C4, ablate: 'no-stage' }, 'timing ablation, not attention: K/V staged for the first tile only'),
-  W('ablate-c4-no-softmax', { ...C4, ablate: 'no-softmax' }, 'timing ablation, not attention: no score reads, exponentials or P writes'),
-  W('wide-4x32-la-c4-u32', { ...C4, NSG: 4, stage: 'u32' }, '64 rows per workgroup (several workgroups per SM) once staging is cheap'),
-  W('wide-8x32-la-c4-u32-own', { ...C4, stage: 'u32', qk: 'own-rows' }, 'each subgroup scores its own rows (32 fewer registers)'),
-  W('wide-8x32-la', LA, 'softmax lanes strided (the round-1 default)'),
-  W('wide-8x32-c4-frag', { ...C4, stage: 'frag', lookahead: false }, 'fragment staging without the lookahead registers'),
+  W('wide-8x32-la-c4', C4, 'SG_WIDE_DEFAULT, round-2/3 best: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4'),
+  W('wide-8x32-las-c4', { ...C4, lookahead: 'short' }, 'next K loaded before Q.K^T, next V before P.V (registers live one phase)'),
+  W('wide-8x32-las-c4-own', { ...C4, lookahead: 'short', qk: 'own-rows' }, 'the fewest registers with Q resident'),
+  W('ablate-c4-no-barrier', { ...C4, ablate: 'no-barrier' }, 'timing ablation, not attention: no barriers (nor rescale) in the key loop'),
+  W('wide-8x32-la-c4-tau12', { ...C4, tau: 12 }, 'lazy rescale threshold 12'),
 ];
 
 interface Row {

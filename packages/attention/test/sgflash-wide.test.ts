@@ -86,6 +86,8 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     { ...base, D: 96, NSG: 4, pad: 0 },
     { ...base, stage: 'frag', contig: true },
     { ...base, stage: 'u32', contig: true },
+    { ...base, lookahead: 'short', contig: true, qk: 'own-rows' },
+    { ...base, ablate: 'no-barrier', contig: true },
   ];
   for (const v of probeVariants) {
     it(`is valid WGSL for Tint (Dawn null backend): ${JSON.stringify(v)}`, () => {
@@ -138,7 +140,7 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
         { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
       ['D64, 4-byte staging loads, no lookahead, exact rescale, dense, queries at the end of a longer KV', { NSG: 4, KT: 32, pad: 8, tau: 0, lookahead: false, stage: 'u32' },
         { B: 1, Hq: 1, Hkv: 1, S: 32, L: 64, kvLength: 48, D: 64 }, {}, () => () => true],
-      ['8 subgroups, V from storage, softmax over runs of 4, window 20 with 3 sinks', { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, vGlobal: true, contig: true },
+      ['8 subgroups, next K loaded before Q.K^T, V from storage, softmax over runs of 4, window 20 with 3 sinks', { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: 'short', vGlobal: true, contig: true },
         { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
       ['64-key tiles, V from storage, batch 2, GQA, causal with odd kvLength', { NSG: 4, KT: 64, pad: 8, tau: 8, lookahead: true, vGlobal: true },

@@ -34,9 +34,11 @@ export interface SgWideVariant {
   pad: number;
   /** Lazy rescale threshold in log2 units (0: textbook online softmax). */
   tau: number;
-  /** Load the tile after next into registers right after staging the next one (true), or
-   *  just before staging it (false: no global latency hidden). */
-  lookahead: boolean;
+  /** Load the tile after next into registers right after staging the next one (true: the
+   *  registers live through a whole tile), the next tile's K before Q·Kᵀ and its V before P·V
+   *  ('short': registers live through one phase), or just before staging (false: no global
+   *  latency hidden). */
+  lookahead: boolean | 'short';
   /** How K/V tiles reach workgroup memory: 'words' (default: 16-byte loads by every
    *  invocation, stored as halves), 'u32' (4-byte loads: the stores of a subgroup hit 32
    *  different banks) or 'frag' (each subgroup copies whole 16x16 fragments:
@@ -57,8 +59,9 @@ export interface SgWideVariant {
    *  every LPR-th one. */
   contig?: boolean;
   /** Timing ablations (the output is not attention): drop the exponentials, P·V, Q·Kᵀ,
-   *  the whole softmax (no score reads, no P writes) or the K/V staging after the first tile. */
-  ablate?: 'no-exp' | 'no-pv' | 'no-qk' | 'no-softmax' | 'no-stage';
+   *  the whole softmax (no score reads, no P writes), the K/V staging after the first tile,
+   *  or the key loop's barriers (and with them the rescale). */
+  ablate?: 'no-exp' | 'no-pv' | 'no-qk' | 'no-softmax' | 'no-stage' | 'no-barrier';
   sgSize: number;
 }
 
@@ -98,7 +101,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -190,7 +193,16 @@ ${range(HW / 2).map((j) => `        let h${j} = bitcast<vec2<f16>>(${HW === 8 ? 
   }).join('\n      ');
   const tileBase = (itExpr: string) => `(kvbase + tile_kt(${itExpr}, start2, n_sink)) * D`;
   // Stages tile it+1 of `src` (its words are in registers) and, with lookahead, loads tile it+2.
-  const stageNext = (src: string, dst: string) => v.lookahead
+  const loadNext = (src: string) => `if (it + 1u < n_tiles) {
+      let nb1 = ${tileBase('it + 1u')};
+      ${loadRegs(src, 'nb1')}
+    }`;
+  const short = v.lookahead === 'short';
+  const stageNext = (src: string, dst: string) => short
+    ? `if (it + 1u < n_tiles) {
+      ${storeRegs(src, dst)}
+    }`
+    : v.lookahead
     ? `if (it + 1u < n_tiles) {
       ${storeRegs(src, dst)}
       if (it + 2u < n_tiles) {
@@ -288,6 +300,8 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u +
     return chunks.join('');
   };
 
+  const noBar = v.ablate === 'no-barrier';
+  const bar = noBar ? '' : 'workgroupBarrier();';
   const regDecl = range(per).map((t) => stagedArrays.map(([src]) => `  var ${src}_w${t}: ${frag ? L : unitType};`).join('\n')).join('\n');
 
   return `enable f16;
@@ -382,7 +396,7 @@ ${regDecl}
   if (n_tiles > 0u) {
     let nb0 = ${tileBase('0u')};
     ${stagedArrays.map(([src, dst]) => `${loadRegs(src, 'nb0')}\n      ${storeRegs(src, dst)}`).join('\n    ')}
-    ${v.lookahead ? `if (n_tiles > 1u) {
+    ${v.lookahead === true ? `if (n_tiles > 1u) {
       let nb1 = ${tileBase('1u')};
       ${stagedArrays.map(([src]) => loadRegs(src, 'nb1')).join('\n      ')}
     }` : ''}
@@ -391,9 +405,10 @@ ${regDecl}
 
   for (var it = 0u; it < n_tiles; it++) {
     let kt = tile_kt(it, start2, n_sink);
+    ${short && v.ablate !== 'no-stage' ? loadNext('kb') : ''}
     ${scores}
     // Scores visible to the softmax lanes; every subgroup is done with this K tile.
-    workgroupBarrier();
+    ${bar}
     ${v.ablate === 'no-stage' ? '' : stageNext('kb', 'ks')}
     ${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
     var alpha = 1.0;
@@ -408,13 +423,14 @@ ${regDecl}
     let any_need = subgroupAny(need);
     if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
     // P, the next K tile and the rescale votes visible to all.
-    let fl = workgroupUniformLoad(&flags);
+    ${noBar ? '' : `let fl = workgroupUniformLoad(&flags);
     if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
       ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + r];`)}
-    }
+    }`}
+    ${short && !v.vGlobal && v.ablate !== 'no-stage' ? loadNext('vb') : ''}
     ${v.ablate === 'no-pv' ? '' : pv}
     // Every subgroup is done with this V tile and P.
-    workgroupBarrier();
+    ${bar}
     ${v.vGlobal || v.ablate === 'no-stage' ? '' : stageNext('vb', 'vs')}
   }
 
