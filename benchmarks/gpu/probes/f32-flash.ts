@@ -82,13 +82,14 @@ const VARIANTS: FlashF32Variant[] = [
   v(128, 128, 16, 16, { ...S8, QSW: false }),
   v(128, 128, 16, 16, { ...S8, SG: false }),
   v(128, 128, 16, 16, { ...S8, PF: false }),
+  v(128, 128, 16, 16, { ...S8, PR: true }),
   v(128, 64, 16, 16, { REV: true }),
   v(128, 64, 16, 16, { REV: true, QSW: true, HG: 8 }),
   v(128, 128, 16, 16, S8),
 ];
 if (small) {
   // lavapipe: 32 KB of workgroup memory, subgroups of 8; the shapes that fit it.
-  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true, VS: 32, REV: true, HG: 3, QSW: true, XT: true }));
+  VARIANTS.splice(0, VARIANTS.length, v(64, 64, 16, 16), v(64, 32, 8, 16, { AR: true }), v(64, 64, 16, 16, { PF: false, REV: true, AR: true }), v(64, 128, 16, 16, { SPLIT: true, SWZ: true, VS: 32, REV: true, HG: 3, QSW: true, XT: true, PR: true }));
 }
 const chosen = (() => {
   const q = random(be, [1, 1, 1, D], { seed: 1 });

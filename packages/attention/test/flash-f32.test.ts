@@ -118,9 +118,9 @@ describe.runIf(gpu)('f32 flash prefill', () => {
 
   // P in two passes of 64 keys (128-key tiles), unpadded swizzled P, 32-key V slices, the
   // last-first order within groups of 3 heads (4 heads: one partial group), the next tile's
-  // first Q/K slice loaded during the last V slice.
+  // first Q/K slice loaded during the last V slice, swizzled Q/K staging, P V row by row.
   it('runs a given variant directly (P in passes, swizzled, 32-key V slices, head groups)', async () => {
-    const v: FlashF32Variant = { D: 64, BQ: 64, BK: 128, TX: 16, TY: 16, SG: false, PF: true, REV: true, SPLIT: true, SWZ: true, VS: 32, HG: 3, XT: true };
+    const v: FlashF32Variant = { D: 64, BQ: 64, BK: 128, TX: 16, TY: 16, SG: false, PF: true, REV: true, SPLIT: true, SWZ: true, VS: 32, HG: 3, XT: true, QSW: true, PR: true };
     const d: Dims = { B: 2, Hq: 2, Hkv: 1, S: 130, L: 300, kvLength: 300, D: 64 };
     const x = await inputs(be, d, 'f32');
     const p = resolveProblem('attention', x.q, x.k, x.v, { causal: true, scale: 0.2 });

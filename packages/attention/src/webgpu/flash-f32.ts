@@ -65,6 +65,8 @@ export interface FlashF32Variant {
    * distinct banks (else 4-way conflicts) while global reads stay coalesced (unlike AR).
    */
   QSW?: boolean;
+  /** P V written row by row (one P vec4 live at a time) instead of all P loads first. */
+  PR?: boolean;
   /** Keys per staged V slice (16 by default; 32 halves the V loop's barriers). */
   VS?: 16 | 32;
 }
@@ -135,7 +137,7 @@ export function flashF32WorkgroupBytes(v: FlashF32Variant): number {
 }
 
 export function flashF32Name(v: FlashF32Variant): string {
-  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}${v.VS && v.VS !== SL ? `-vs${v.VS}` : ''}${v.REV && v.HG ? `-hg${v.HG}` : ''}${v.PF && v.XT ? '-xt' : ''}${v.QSW ? '-qsw' : ''}`;
+  return `q${v.BQ}k${v.BK}-${v.TX}x${v.TY}${v.SG ? '-sg' : ''}${v.PF ? '-pf' : ''}${v.REV ? '-rev' : ''}${v.AR ? '-ar' : ''}${v.SPLIT ? '-split' : ''}${v.SWZ ? '-swz' : ''}${v.VS && v.VS !== SL ? `-vs${v.VS}` : ''}${v.REV && v.HG ? `-hg${v.HG}` : ''}${v.PF && v.XT ? '-xt' : ''}${v.QSW ? '-qsw' : ''}${v.PR ? '-pr' : ''}`;
 }
 
 export function flashF32Key(v: FlashF32Variant): string {
@@ -222,13 +224,22 @@ export function flashF32Source(v: FlashF32Variant): string {
   const computeO: string[] = [];
   for (let kb = 0; kb < VS / 4; kb++) {
     const s: string[] = [];
-    for (let R = 0; R < TM; R++) s.push(`let p${R} = wp[prow + ${((R >> 2) * 4 * TY + (R & 3)) * PS}u + ${pcol(`kq + ${kb}u`)}];`);
+    const pLoad = (R: number) => `let p${R} = wp[prow + ${((R >> 2) * 4 * TY + (R & 3)) * PS}u + ${pcol(`kq + ${kb}u`)}];`;
+    if (!v.PR) for (let R = 0; R < TM; R++) s.push(pLoad(R));
     for (let e = 0; e < 4; e++) {
       for (let h = 0; h < DN4; h++) s.push(`let v${e}_${h} = wa[${(kb * 4 + e) * DP4 + h * TX}u + tx];`);
     }
-    for (let e = 0; e < 4; e++) {
+    if (v.PR) {
+      // Row by row: one P vec4 live at a time.
       for (let R = 0; R < TM; R++) {
-        for (let h = 0; h < DN4; h++) s.push(`o_${R}_${h} = fma(vec4<f32>(p${R}.${C[e]}), v${e}_${h}, o_${R}_${h});`);
+        s.push(pLoad(R));
+        for (let e = 0; e < 4; e++) for (let h = 0; h < DN4; h++) s.push(`o_${R}_${h} = fma(vec4<f32>(p${R}.${C[e]}), v${e}_${h}, o_${R}_${h});`);
+      }
+    } else {
+      for (let e = 0; e < 4; e++) {
+        for (let R = 0; R < TM; R++) {
+          for (let h = 0; h < DN4; h++) s.push(`o_${R}_${h} = fma(vec4<f32>(p${R}.${C[e]}), v${e}_${h}, o_${R}_${h});`);
+        }
       }
     }
     computeO.push(`      {\n        ${s.join('\n        ')}\n      }`);
