@@ -39,11 +39,14 @@ const LA: Shape = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
 // (1.03 ms; the library's tiled kernel 1.16 ms in round 3). Ablations of it: no staging
 // 0.88, no softmax 0.81, no P.V 0.88, no Q.K^T 0.95 (ms): a third of the time is none of
 // these. 4-byte or whole-fragment staging, 4 subgroups, Q or V from storage, own-row
-// scoring: slower. Here: barriers' share, shorter-lived prefetch registers, padding.
+// scoring: slower. Here: two barriers per tile instead of three, the barriers' share,
+// shorter-lived prefetch registers.
 const C4: Shape = { ...LA, contig: true };
 const VARIANTS: Variant[] = [
   { name: 'sgflash-default', check: true, note: 'the library kernel now: attention() on the subgroup-matrix path with SG_FLASH_DEFAULT (reference for maxAbsErrVsDefault)' },
   W('wide-8x32-la-c4', C4, 'SG_WIDE_DEFAULT, round-2/3 best: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4'),
+  W('wide-8x32-la-c4-b2', { ...C4, sched: 'b2' }, 'two barriers per tile: this V staged with the next K right after Q.K^T, none after P.V'),
+  W('wide-8x32-las-c4-b2', { ...C4, sched: 'b2', lookahead: 'short' }, 'two barriers per tile, next K and this V loaded just before Q.K^T'),
   W('wide-8x32-las-c4', { ...C4, lookahead: 'short' }, 'next K loaded before Q.K^T, next V before P.V (registers live one phase)'),
   W('wide-8x32-las-c4-own', { ...C4, lookahead: 'short', qk: 'own-rows' }, 'the fewest registers with Q resident'),
   W('ablate-c4-no-barrier', { ...C4, ablate: 'no-barrier' }, 'timing ablation, not attention: no barriers (nor rescale) in the key loop'),

@@ -39,6 +39,10 @@ export interface SgWideVariant {
    *  ('short': registers live through one phase), or just before staging (false: no global
    *  latency hidden). */
   lookahead: boolean | 'short';
+  /** Barriers per key tile: 3 (default: K of the next tile staged after Q·Kᵀ, V after
+   *  P·V) or 2 ('b2': this tile's V staged together with the next K after Q·Kᵀ, so no
+   *  barrier is needed after P·V). */
+  sched?: 'b3' | 'b2';
   /** How K/V tiles reach workgroup memory: 'words' (default: 16-byte loads by every
    *  invocation, stored as halves), 'u32' (4-byte loads: the stores of a subgroup hit 32
    *  different banks) or 'frag' (each subgroup copies whole 16x16 fragments:
@@ -101,7 +105,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.sched === 'b2' ? '/b2' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -300,8 +304,110 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u +
     return chunks.join('');
   };
 
+  const b2 = v.sched === 'b2';
+  const noStage = v.ablate === 'no-stage';
   const noBar = v.ablate === 'no-barrier';
   const bar = noBar ? '' : 'workgroupBarrier();';
+  const loopB3 = `  if (n_tiles > 0u) {
+    let nb0 = ${tileBase('0u')};
+    ${stagedArrays.map(([src, dst]) => `${loadRegs(src, 'nb0')}\n      ${storeRegs(src, dst)}`).join('\n    ')}
+    ${v.lookahead === true ? `if (n_tiles > 1u) {
+      let nb1 = ${tileBase('1u')};
+      ${stagedArrays.map(([src]) => loadRegs(src, 'nb1')).join('\n      ')}
+    }` : ''}
+  }
+  workgroupBarrier();
+
+  for (var it = 0u; it < n_tiles; it++) {
+    let kt = tile_kt(it, start2, n_sink);
+    ${short && v.ablate !== 'no-stage' ? loadNext('kb') : ''}
+    ${scores}
+    // Scores visible to the softmax lanes; every subgroup is done with this K tile.
+    ${bar}
+    ${v.ablate === 'no-stage' ? '' : stageNext('kb', 'ks')}
+    ${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
+    var alpha = 1.0;
+    var need = false;
+    if (live) {
+      if (l == 0.0) { m = mt; }
+      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
+    }
+    ${v.ablate === 'no-softmax' ? 'let ps = 1.0;' : writeP}
+    l = l * alpha + ps;
+    if (part == 0u) { rowf[wr] = alpha; }
+    let any_need = subgroupAny(need);
+    if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
+    // P, the next K tile and the rescale votes visible to all.
+    ${noBar ? '' : `let fl = workgroupUniformLoad(&flags);
+    if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
+      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + r];`)}
+    }`}
+    ${short && !v.vGlobal && v.ablate !== 'no-stage' ? loadNext('vb') : ''}
+    ${v.ablate === 'no-pv' ? '' : pv}
+    // Every subgroup is done with this V tile and P.
+    ${bar}
+    ${v.vGlobal || v.ablate === 'no-stage' ? '' : stageNext('vb', 'vs')}
+  }`;
+  const loopB2 = `  if (n_tiles > 0u) {
+    let nb0 = ${tileBase('0u')};
+    ${loadRegs('kb', 'nb0')}
+    ${storeRegs('kb', 'ks')}
+    ${v.lookahead === true ? `if (n_tiles > 1u) {
+      let nb1 = ${tileBase('1u')};
+      ${loadRegs('kb', 'nb1')}
+    }
+    ${v.vGlobal ? '' : loadRegs('vb', 'nb0')}` : ''}
+  }
+  workgroupBarrier();
+
+  for (var it = 0u; it < n_tiles; it++) {
+    let kt = tile_kt(it, start2, n_sink);
+    ${short && !noStage ? `${loadNext('kb')}
+    ${v.vGlobal ? '' : `{
+      let nbv = ${tileBase('it')};
+      ${loadRegs('vb', 'nbv')}
+    }`}` : ''}
+    ${scores}
+    // Scores visible to the softmax lanes; every subgroup is done with this K tile and
+    // (in the previous tile's P.V) with the V tile.
+    ${bar}
+    ${noStage ? '' : `if (it + 1u < n_tiles) {
+      ${v.lookahead === false ? `let nb1 = ${tileBase('it + 1u')};
+      ${loadRegs('kb', 'nb1')}` : ''}
+      ${storeRegs('kb', 'ks')}
+    }
+    ${v.vGlobal ? '' : `${v.lookahead === false ? `{
+      let nbv = ${tileBase('it')};
+      ${loadRegs('vb', 'nbv')}
+    }` : ''}
+    ${storeRegs('vb', 'vs')}`}
+    ${v.lookahead === true ? `if (it + 2u < n_tiles) {
+      let nb2 = ${tileBase('it + 2u')};
+      ${loadRegs('kb', 'nb2')}
+    }
+    ${v.vGlobal ? '' : `if (it + 1u < n_tiles) {
+      let nbv = ${tileBase('it + 1u')};
+      ${loadRegs('vb', 'nbv')}
+    }`}` : ''}`}
+    ${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
+    var alpha = 1.0;
+    var need = false;
+    if (live) {
+      if (l == 0.0) { m = mt; }
+      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
+    }
+    ${v.ablate === 'no-softmax' ? 'let ps = 1.0;' : writeP}
+    l = l * alpha + ps;
+    if (part == 0u) { rowf[wr] = alpha; }
+    let any_need = subgroupAny(need);
+    if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
+    // P, the next K tile, this V tile and the rescale votes visible to all.
+    ${noBar ? '' : `let fl = workgroupUniformLoad(&flags);
+    if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
+      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + r];`)}
+    }`}
+    ${v.ablate === 'no-pv' ? '' : pv}
+  }`;
   const regDecl = range(per).map((t) => stagedArrays.map(([src]) => `  var ${src}_w${t}: ${frag ? L : unitType};`).join('\n')).join('\n');
 
   return `enable f16;
@@ -393,47 +499,7 @@ ${KEY_BOUNDS_WGSL}
 ${keyTilesWgsl('KT')}
   let kvbase = (b * u.Hkv + hk) * u.cap;
 ${regDecl}
-  if (n_tiles > 0u) {
-    let nb0 = ${tileBase('0u')};
-    ${stagedArrays.map(([src, dst]) => `${loadRegs(src, 'nb0')}\n      ${storeRegs(src, dst)}`).join('\n    ')}
-    ${v.lookahead === true ? `if (n_tiles > 1u) {
-      let nb1 = ${tileBase('1u')};
-      ${stagedArrays.map(([src]) => loadRegs(src, 'nb1')).join('\n      ')}
-    }` : ''}
-  }
-  workgroupBarrier();
-
-  for (var it = 0u; it < n_tiles; it++) {
-    let kt = tile_kt(it, start2, n_sink);
-    ${short && v.ablate !== 'no-stage' ? loadNext('kb') : ''}
-    ${scores}
-    // Scores visible to the softmax lanes; every subgroup is done with this K tile.
-    ${bar}
-    ${v.ablate === 'no-stage' ? '' : stageNext('kb', 'ks')}
-    ${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
-    var alpha = 1.0;
-    var need = false;
-    if (live) {
-      if (l == 0.0) { m = mt; }
-      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
-    }
-    ${v.ablate === 'no-softmax' ? 'let ps = 1.0;' : writeP}
-    l = l * alpha + ps;
-    if (part == 0u) { rowf[wr] = alpha; }
-    let any_need = subgroupAny(need);
-    if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
-    // P, the next K tile and the rescale votes visible to all.
-    ${noBar ? '' : `let fl = workgroupUniformLoad(&flags);
-    if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
-      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + r];`)}
-    }`}
-    ${short && !v.vGlobal && v.ablate !== 'no-stage' ? loadNext('vb') : ''}
-    ${v.ablate === 'no-pv' ? '' : pv}
-    // Every subgroup is done with this V tile and P.
-    ${bar}
-    ${v.vGlobal || v.ablate === 'no-stage' ? '' : stageNext('vb', 'vs')}
-  }
-
+${b2 ? loopB2 : loopB3}
   if (part == 0u) { rowf[wr] = select(0.0, 1.0 / l, l > 0.0); }
   if (own_valid && part == 0u) { lseb[bh * u.S + i] = select(neg_inf(), (m + log2(l)) * LN2, l > 0.0); }
   ${viaScratch((rb, dd, el, cc) => `if (qs${rb} < u.S) { ob[(bh * u.S + qr${rb} + r) * D + dcol + ${dd * 16}u + ${cc}] = f16(${el} * rowf[pbase + ${rb * 16}u + r]); }`)}
