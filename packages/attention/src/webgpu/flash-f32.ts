@@ -21,6 +21,12 @@ import { checkWorkgroupBytes, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } f
  *   invocation) += P V with V staged in slices of 16 keys, aliasing the Q/K slice memory.
  * Masks: causal (queries at the end of the keys), window, sinks+window; tiles fully inside
  * the mask skip the per-element test. Block lists and additive bias stay on the plain kernel.
+ *
+ * The H200's pick (chooseFlashF32Variant) adds to this: 128-key tiles whose P goes through
+ * memory in two 64-key passes (8x8 scores per invocation, as the matmul's 8x8 outputs),
+ * unpadded XOR-swizzled P and Q/K slices, 32-key V slices, and the query tiles issued
+ * longest-first within groups of 8 heads: 4.02 ms at B1 H32 S4096 D128 causal (34 TFLOP/s)
+ * against 14.9 ms for the plain kernel.
  */
 export interface FlashF32Variant {
   D: number;
