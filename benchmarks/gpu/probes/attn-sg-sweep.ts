@@ -33,31 +33,29 @@ const dry = args.includes('--dry');
 interface Variant { name: string; kernel: 'tiled' | 'v1'; tiled?: SgTiledOptions; v1?: { keyTile: number; init: 'mul' | 'ctor' }; check: boolean; note?: string }
 
 const V = (name: string, tiled: SgTiledOptions, note?: string, check = true): Variant => ({ name, kernel: 'tiled', tiled, check, note });
-// Session 8. Round 2 (rounds/r2, base 1.549 ms): staging K/V was the largest cost (no
-// staging: 1.011 ms); 16-byte staging + next tile loaded before P.V + no lane barriers
-// 1.172. Round 3 (r3): on that, the next tile loaded right after staging ('pf', registers
-// live all tile) 1.063, f16 scores 1.038, lane barriers back 1.140 (sync 'subgroup' no
-// gain once staging is cheap), 8 x 16-key double buffering 1.112, pad 16 1.507; the
-// 'restart' rescale was WRONG on the H200 (errors ~1) though right when emulated. Round 4:
-// prefetch 'pf' x f16 scores (Q now pre-scaled) x sync x contiguous score columns, and
-// ablations of the new best.
+// Session 8 (results/h200/attn-sg-sweep.s8r{2,3,4}.json). Round 2: staging K/V was the
+// largest cost; 16-byte staging with the next tile loaded early won. Round 3: loading the
+// next tile right after the stores ('pf') 1.063 ms, f16 scores 1.038; 'restart' rescale wrong
+// on the H200. Round 4: contiguous score columns per lane 1.001 (f32 scores, workgroup
+// barriers: now the library default), with f16 scores 0.950; no K/V staging 0.884; no MMAs
+// 0.694; softmax math hidden. Round 5: workgroup order head by head (L2 reuse of K/V: in the
+// default order all 32 heads' K/V, 64 MB, are in flight at once), on the default and with f16
+// scores, and ablations of that.
 const BASE: SgTiledOptions = { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 };
-const PF: SgTiledOptions = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true };
-const ABL = (name: string, ablate: NonNullable<SgTiledOptions['ablate']>, note: string): Variant => V(name, { ...PF, scores: 'f16', ablate }, `ablation of smem-pf-s16 (timing only, output is not attention): ${note}`, false);
+const DEF: SgTiledOptions = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous' };
+const ABL = (name: string, ablate: NonNullable<SgTiledOptions['ablate']>, note: string): Variant => V(name, { ...DEF, order: 'heads', ablate }, `ablation of the default in head order (timing only, output is not attention): ${note}`, false);
 const VARIANTS: Variant[] = [
-  V('smem-pf-s16-8x32', { ...PF, scores: 'f16' }, 'f16 scores from pre-scaled Q, P over S'),
-  V('smem-pf-sgsync-s16-8x32', { ...PF, scores: 'f16', sync: 'subgroup' }),
-  V('smem-pf-8x32', PF),
-  V('smem-pf-sgsync-8x32', { ...PF, sync: 'subgroup' }, 'round 3: 1.063 ms'),
+  V('default', DEF, 'the library default (round 4: 1.001 ms)'),
+  V('default-heads', { ...DEF, order: 'heads' }, 'workgroups head by head'),
+  V('default-s16', { ...DEF, scores: 'f16' }, 'round 4: 0.950 ms'),
+  V('default-s16-heads', { ...DEF, scores: 'f16', order: 'heads' }),
   ABL('abl-stage', ['stage'], 'no K/V copies'),
-  ABL('abl-softmax', ['softmax'], 'S copied to P'),
   ABL('abl-qk-pv', ['qk', 'pv'], 'no MMAs'),
-  V('smem-pf-s16-ccols-8x32', { ...PF, scores: 'f16', cols: 'contiguous' }),
-  V('smem-pf-ccols-8x32', { ...PF, cols: 'contiguous' }),
-  V('smem-pf-sgsync-s16-ccols-8x32', { ...PF, scores: 'f16', sync: 'subgroup', cols: 'contiguous' }),
-  V('smem-dbl-s16-8x16', { ...PF, KT: 16, prefetch: undefined, double: true, scores: 'f16' }),
-  V('smem-dbl-sgsync-s16-8x16', { ...PF, KT: 16, prefetch: undefined, double: true, scores: 'f16', sync: 'subgroup' }),
-  V('smem-pfpv-sgsync-s16-8x32', { ...PF, prefetch: 'pv', sync: 'subgroup', scores: 'f16' }, 'round 3: 1.038 ms (then without the Q pre-scale)'),
+  ABL('abl-stage-qk-pv', ['stage', 'qk', 'pv'], 'no K/V copies, no MMAs'),
+  V('default-heads-sgsync', { ...DEF, order: 'heads', sync: 'subgroup' }),
+  V('default-heads-ahead', { ...DEF, order: 'heads', ahead: true }),
+  V('default-heads-reread', { ...DEF, order: 'heads', reread: true }, 'scores read twice instead of held (16 fewer registers)'),
+  V('default-s16-heads-sgsync', { ...DEF, scores: 'f16', order: 'heads', sync: 'subgroup' }),
   V('base-8x32', BASE, 'the library default at the start of the session', false),
 ];
 /** PyTorch bf16 SDPA, same shape, measured on the H200 earlier this session (not in this run). */

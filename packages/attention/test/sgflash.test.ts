@@ -81,7 +81,7 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
       });
       expect(builds.length, `D ${D}`).toBeGreaterThan(0);
     }
-    expect(sgFlashLayout({ ...SG_FLASH_DEFAULT, D: 128, sgSize: 32 }).bytes).toBe(46080);
+    expect(sgFlashLayout({ ...SG_FLASH_DEFAULT, D: 128, sgSize: 32 }).bytes).toBe(46112);
   });
 
   it('rejects variants it cannot build with a typed error', () => {
@@ -97,7 +97,7 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
     // Small on purpose: every lane multiplies whole 16x16 matrices here (1-3 s per case on an
     // idle machine; a busy one made llvmpipe's compiles 10-20x slower).
     const cases: Array<[string, Omit<SgFlashVariant, 'D' | 'sgSize'>, Dims, AttentionOptions, (d: Dims) => Visible]> = [
-      ['frag 4x32 lazy, prefetch before P.V, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: 'pv' }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
+      ['frag 4x32 lazy, prefetch before P.V, head-major order, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, prefetch: 'pv', order: 'heads' }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
       ['fragk 4x32 twopass, early prefetch, scores reread, dense, queries at the end', { NSG: 4, KT: 32, stage: 'fragk', pad: 8, rescale: 'twopass', tau: 8, prefetch: true, reread: true }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 64, kvLength: 48, D: 32 }, {}, () => () => true],
       ['global 4x32 lazy, causal queries at the end', { NSG: 4, KT: 32, stage: 'global', pad: 0, rescale: 'lazy', tau: 8 }, { B: 1, Hq: 1, Hkv: 1, S: 16, L: 64, kvLength: 40, D: 16 }, { causal: true }, causalVis],
       ['smem 4x32 exact rescale, prefetch before P.V, window 20 with 3 sinks', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 0, prefetch: 'pv' }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },

@@ -77,6 +77,10 @@ export interface SgFlashVariant {
   /** Which score columns a softmax lane owns: 'strided' (default; the lanes of a row
    *  interleave) or 'contiguous' (a run per lane: mergeable into 16-byte accesses). */
   cols?: 'strided' | 'contiguous';
+  /** Workgroup order: 'tiles' (default; every head's longest query tile first, then the
+   *  next longest: all heads in flight at once) or 'heads' (head by head, longest tile first
+   *  within each: the workgroups in flight share a few heads' K/V in L2). */
+  order?: 'tiles' | 'heads';
   sgSize: number;
 }
 
@@ -84,11 +88,13 @@ export interface SgFlashVariant {
  * The default and, in order, the variants tried where it cannot be built (head dims whose
  * K/V tile does not split into 16-byte words over the workgroup, fragments over subgroups,
  * or less workgroup memory). H200, B1 H32 S4096 D128 causal, median of 40 round-robin turns
- * (benchmarks/results/h200/attn-sg-sweep.s8r2.json): 16-byte staging with the next tile
- * loaded before P·V and no lane barriers 1.172 ms = 117 TFLOP/s; the previous default
- * (whole-fragment staging, workgroup barriers) 1.549 ms = 89 TFLOP/s.
+ * (benchmarks/results/h200/attn-sg-sweep.s8r4.json): 16-byte K/V staging with the next tile
+ * loaded into registers right after the stores, contiguous score columns per softmax lane
+ * 1.001 ms = 137 TFLOP/s; the session's starting default (whole-fragment staging, strided
+ * columns) 1.409 ms in the same run. f16 scores ({ scores: 'f16' }) ran 0.950 ms there, at
+ * 3.2e-3 max error against the float64 reference instead of 4.9e-4: an option, not the default.
  */
-export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, sync: 'subgroup', prefetch: 'pv' };
+export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous' };
 export const SG_FLASH_FALLBACKS: ReadonlyArray<Omit<SgFlashVariant, 'D' | 'sgSize'>> = [
   { ...SG_FLASH_DEFAULT, NSG: 4 },
   { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 },
@@ -142,7 +148,7 @@ export function sgFlashLayout(v: SgFlashVariant): Layout {
 }
 
 export function sgFlashKey(v: SgFlashVariant): string {
-  const extra = [v.sync === 'subgroup' ? 'sgsync' : '', v.scores === 'f16' ? 's16' : '', v.double ? 'dbl' : '', v.qReload ? 'qreload' : '', v.ahead ? 'ahead' : '', v.cols === 'contiguous' ? 'ccols' : '', ...(v.ablate ?? []).map((a) => `no-${a}`)].filter(Boolean).join('+');
+  const extra = [v.sync === 'subgroup' ? 'sgsync' : '', v.scores === 'f16' ? 's16' : '', v.double ? 'dbl' : '', v.qReload ? 'qreload' : '', v.ahead ? 'ahead' : '', v.cols === 'contiguous' ? 'ccols' : '', v.order === 'heads' ? 'heads' : '', ...(v.ablate ?? []).map((a) => `no-${a}`)].filter(Boolean).join('+');
   return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' || v.rescale === 'restart' ? v.tau : ''}${extra ? `/${extra}` : ''}`;
 }
 
@@ -569,9 +575,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32
   let g = wid.x + wid.y * nwg.x;
   let nbh = u.B * u.Hq;
   if (g >= nbh * u.qTiles) { return; }
-  let bh = g % nbh;
+${v.order === 'heads' ? `  // One (batch, head) after another, its longest causal rows first: the workgroups in flight
+  // share a few heads' K/V in L2.
+  let bh = g / u.qTiles;
+  let tile = u.qTiles - 1u - g % u.qTiles;` : `  let bh = g % nbh;
   // The longest causal rows first, so the short tiles fill the tail.
-  let tile = u.qTiles - 1u - g / nbh;
+  let tile = u.qTiles - 1u - g / nbh;`}
   let b = bh / u.Hq;
   let h = bh % u.Hq;
   let hk = h / u.group;
