@@ -34,23 +34,24 @@ interface Variant { name: string; wide?: Shape; note: string; check: boolean }
 const W = (name: string, wide: Shape, note = ''): Variant => ({ name, wide, note, check: !wide.ablate });
 const LA: Shape = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
 // Most telling first (the round gives the whole script 60 s).
-// Round 4. Rounds 1-3 (benchmarks/results/h200/attn-sg-wide.r{1,2,3}.json): 8 subgroups x
-// 32-key tiles with the tile after next in registers and the softmax over runs of 4 won
-// (1.03 ms; the library's tiled kernel 1.16 ms in round 3). Ablations of it: no staging
-// 0.88, no softmax 0.81, no P.V 0.88, no Q.K^T 0.95 (ms): a third of the time is none of
-// these. 4-byte or whole-fragment staging, 4 subgroups, Q or V from storage, own-row
-// scoring: slower. Here: two barriers per tile instead of three, the barriers' share,
-// shorter-lived prefetch registers.
+// Round 5. Rounds 1-4 (benchmarks/results/h200/attn-sg-wide.r{1,2,3,4}.json): two barriers
+// per key tile won round 4 (0.972 ms vs 1.039 with three; the library's tiled kernel
+// 1.217 ms that round); all barriers removed (not attention) 0.80 ms. Short-lived prefetch
+// registers, own-row scoring, tau 12: slower. Here: the next tile's Q.K^T issued before
+// this tile's P.V (chains overlap), score-row padding, f16 exponentials, on the b2 schedule;
+// quads of subgroups per 32 rows (16 subgroups per workgroup, half the registers per lane).
 const C4: Shape = { ...LA, contig: true };
+const B2: Shape = { ...C4, sched: 'b2' };
 const VARIANTS: Variant[] = [
   { name: 'sgflash-default', check: true, note: 'the library kernel now: attention() on the subgroup-matrix path with SG_FLASH_DEFAULT (reference for maxAbsErrVsDefault)' },
-  W('wide-8x32-la-c4', C4, 'SG_WIDE_DEFAULT, round-2/3 best: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4'),
-  W('wide-8x32-la-c4-b2', { ...C4, sched: 'b2' }, 'two barriers per tile: this V staged with the next K right after Q.K^T, none after P.V'),
-  W('wide-8x32-las-c4-b2', { ...C4, sched: 'b2', lookahead: 'short' }, 'two barriers per tile, next K and this V loaded just before Q.K^T'),
-  W('wide-8x32-las-c4', { ...C4, lookahead: 'short' }, 'next K loaded before Q.K^T, next V before P.V (registers live one phase)'),
-  W('wide-8x32-las-c4-own', { ...C4, lookahead: 'short', qk: 'own-rows' }, 'the fewest registers with Q resident'),
-  W('ablate-c4-no-barrier', { ...C4, ablate: 'no-barrier' }, 'timing ablation, not attention: no barriers (nor rescale) in the key loop'),
-  W('wide-8x32-la-c4-tau12', { ...C4, tau: 12 }, 'lazy rescale threshold 12'),
+  W('wide-8x32-la-c4-b2', B2, 'SG_WIDE_DEFAULT, round-4 best: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4, two barriers per tile'),
+  W('wide-g4-16x32-b2', { ...B2, NSG: 16, group: 4 }, 'quads: 16 subgroups (512 invocations) own 128 rows; each scores one row block x 16 keys and accumulates a quarter of D (half the registers per lane)'),
+  W('wide-b2-qke', { ...B2, qkEarly: true }, "next tile's Q.K^T issued right before this tile's P.V"),
+  W('wide-b2-sp8', { ...B2, spad: 8 }, 'score rows padded by 8 floats (runs of 4 conflict-free)'),
+  W('wide-b2-qke-sp8', { ...B2, qkEarly: true, spad: 8 }),
+  W('wide-g4-8x32-b2', { ...B2, NSG: 8, group: 4 }, 'quads, 8 subgroups own 64 rows (several workgroups per SM)'),
+  W('wide-b2-e16', { ...B2, expF16: true }, 'exp2 in f16'),
+  W('wide-8x32-la-c4', C4, 'three barriers per tile (round-3 best)'),
 ];
 
 interface Row {
@@ -114,7 +115,7 @@ console.log(`${NAME}: ${be.name}; workgroup storage ${be.caps.maxComputeWorkgrou
 const rows = readRows();
 writeRows(meta, rows);
 
-const BIG = small ? { B: 1, H: 2, S: 128, D: 32 } : { B: 1, H: 32, S: 4096, D: 128 };
+const BIG = small ? { B: 1, H: 2, S: 128, D: 64 } : { B: 1, H: 32, S: 4096, D: 128 };
 const D = BIG.D;
 const shapeName = `B${BIG.B}xH${BIG.H}xS${BIG.S}xL${BIG.S}xD${D}`;
 const flops = (4 * BIG.B * BIG.H * BIG.S * BIG.S * D) / 2;
@@ -161,10 +162,15 @@ async function maxDiff(a: Tensor, want: ArrayLike<number>): Promise<number> {
   return m;
 }
 
+/** --small: 64 rows per workgroup (lavapipe has 32 KB of workgroup memory). */
+function smallShape(w: Shape): Shape {
+  return small ? { ...w, NSG: w.group === 4 ? 8 : 4 } : w;
+}
+
 /** Runs a variant on q/k/v: the wide kernel through its own entry point, the default through attention(). */
 function runVariant(vr: Variant, q: Tensor, k: Tensor, v: Tensor, opts: Parameters<typeof attention>[3]): { out: Tensor; lse?: Tensor } {
   // --small: 4 subgroups (lavapipe has 32 KB of workgroup memory).
-  if (vr.wide) return sgWideAttention(q, k, v, opts, small ? { ...vr.wide, NSG: 4 } : vr.wide, rw);
+  if (vr.wide) return sgWideAttention(q, k, v, opts, smallShape(vr.wide), rw);
   setPrefillPath('subgroup-matrix');
   try {
     const r = attentionWithStats(q, k, v, { ...opts, lse: true });
@@ -230,7 +236,7 @@ for (let idx = skip; idx < VARIANTS.length; idx++) {
     if (Date.now() - started > BUDGET_MS) throw new Error(`skipped: past the ${BUDGET_MS / 1000} s budget`);
     if (vr.wide) {
       row.config = vr.wide;
-      row.workgroupBytes = sgWideLayout({ ...vr.wide, ...(small ? { NSG: 4 } : {}), D, sgSize: be.caps.subgroupMaxSize }).bytes;
+      row.workgroupBytes = sgWideLayout({ ...smallShape(vr.wide), D, sgSize: be.caps.subgroupMaxSize }).bytes;
     } else {
       if (!hasSg) throw new Error(`${be.name} offers no f16 subgroup matrices (the library kernel runs on the H200 only)`);
       row.config = sgPrefillConfig().tiled;

@@ -90,6 +90,8 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     { ...base, ablate: 'no-barrier', contig: true },
     { ...base, contig: true, sched: 'b2' },
     { ...base, contig: true, sched: 'b2', lookahead: 'short' },
+    { ...base, contig: true, sched: 'b2', qkEarly: true, spad: 8 },
+    { ...base, NSG: 16, group: 4, contig: true, sched: 'b2' },
   ];
   for (const v of probeVariants) {
     it(`is valid WGSL for Tint (Dawn null backend): ${JSON.stringify(v)}`, () => {
@@ -113,6 +115,11 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     expect(() => checkSgWideVariant({ ...base, D: 80 })).toThrow(/D/);
     expect(() => checkSgWideVariant({ ...base, D: 256 })).toThrow(/D/);
     expect(() => checkSgWideVariant({ ...base, tau: 20 })).toThrow(/tau/);
+    expect(() => checkSgWideVariant({ ...base, qkEarly: true })).toThrow(/qkEarly/);
+    expect(() => checkSgWideVariant({ ...base, spad: 2 })).toThrow(/spad/);
+    expect(() => checkSgWideVariant({ ...base, NSG: 4, group: 4 })).toThrow(/NSG/);
+    expect(() => checkSgWideVariant({ ...base, NSG: 16, group: 4, D: 96 })).toThrow(/D/);
+    expect(sgWideLayout({ ...base, NSG: 16, group: 4 }).bytes).toBe(sgWideLayout(base).bytes + 32);
     // 'frag' staging: 16 fragments per tile over 8 subgroups is fine, 12 over 8 is not whole.
     expect(() => checkSgWideVariant({ ...base, stage: 'frag' })).not.toThrow();
     expect(() => checkSgWideVariant({ ...base, D: 96, stage: 'frag' })).toThrow(/stage/);
@@ -138,15 +145,17 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     // (qGlobal is only validated as WGSL above and checked on the H200 by the probe: with Q
     // loads inside the key loop llvmpipe took ~50 s to build the emulated kernel.)
     const cases: Array<[string, Shape, Dims, AttentionOptions, (d: Dims) => Visible]> = [
-      ['4 subgroups, two barriers per tile, fragment staging loaded ahead, causal GQA, last pair half past S', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: true, stage: 'frag', sched: 'b2' },
+      ['4 subgroups, two barriers per tile, next Q.K^T before P.V, fragment staging loaded ahead, causal GQA, last pair half past S', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: true, stage: 'frag', sched: 'b2', qkEarly: true },
         { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
-      ['D64, two barriers per tile, 4-byte staging loads, no lookahead, exact rescale, dense, queries at the end of a longer KV', { NSG: 4, KT: 32, pad: 8, tau: 0, lookahead: false, stage: 'u32', sched: 'b2' },
+      ['D64, two barriers per tile, 4-byte staging loads, score rows padded by 8, no lookahead, exact rescale, dense, queries at the end of a longer KV', { NSG: 4, KT: 32, pad: 8, tau: 0, lookahead: false, stage: 'u32', sched: 'b2', spad: 8 },
         { B: 1, Hq: 1, Hkv: 1, S: 32, L: 64, kvLength: 48, D: 64 }, {}, () => () => true],
       ['8 subgroups, next K loaded before Q.K^T, V from storage, softmax over runs of 4, window 20 with 3 sinks', { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: 'short', vGlobal: true, contig: true },
         { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
       ['64-key tiles, V from storage, batch 2, GQA, causal with odd kvLength', { NSG: 4, KT: 64, pad: 8, tau: 8, lookahead: true, vGlobal: true },
         { B: 2, Hq: 2, Hkv: 1, S: 80, L: 128, kvLength: 101, D: 32 }, { causal: true }, causalVis],
+      ['quads (8 subgroups, 64 rows), two barriers per tile, runs of 4, causal GQA, last group half past S', { NSG: 8, group: 4, KT: 32, pad: 8, tau: 8, lookahead: true, contig: true, sched: 'b2' },
+        { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 56, D: 64 }, { causal: true }, causalVis],
       ['two barriers per tile, next tiles loaded one phase ahead, each subgroup scores its own rows, f16 exponentials, causal GQA, batch 2', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: 'short', qk: 'own-rows', expF16: true, sched: 'b2' },
         { B: 2, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 56, D: 32 }, { causal: true }, causalVis],
     ];

@@ -43,6 +43,16 @@ export interface SgWideVariant {
    *  P·V) or 2 ('b2': this tile's V staged together with the next K after Q·Kᵀ, so no
    *  barrier is needed after P·V). */
   sched?: 'b3' | 'b2';
+  /** With 'b2': the next tile's Q·Kᵀ is issued right before this tile's P·V (its scores
+   *  stay in registers until the next tile stores them), so its multiply chains overlap. */
+  qkEarly?: boolean;
+  /** Subgroups per 32-row group (default 2, a pair). 4: a quad; in Q·Kᵀ each subgroup
+   *  scores one row block against half the keys (Q of one row block resident), in P·V each
+   *  accumulates a quarter of D, so a workgroup of 16 subgroups owns 128 rows with half the
+   *  registers per lane of a pair's. */
+  group?: 2 | 4;
+  /** f32 elements of padding per score row (default 4). */
+  spad?: number;
   /** How K/V tiles reach workgroup memory: 'words' (default: 16-byte loads by every
    *  invocation, stored as halves), 'u32' (4-byte loads: the stores of a subgroup hit 32
    *  different banks) or 'frag' (each subgroup copies whole 16x16 fragments:
@@ -72,10 +82,11 @@ export interface SgWideVariant {
 /**
  * The best variant measured so far (46.6 KB of workgroup memory at D128). H200, B1 H32 S4096
  * D128 causal, interleaved with the library's tiled kernel (benchmarks/results/h200/
- * attn-sg-wide.r2.json): 1.024 ms = 134 TFLOP/s against sgflash's 1.488 ms; without the
- * runs of 4 in the softmax 1.057 ms; 4 subgroups, Q or V from storage, 64-key tiles slower.
+ * attn-sg-wide.r4.json): 0.972 ms = 141 TFLOP/s against sgflash's 1.217 ms that round; with
+ * three barriers per tile 1.039 ms; without the runs of 4 in the softmax ~3% slower (r2);
+ * 4 subgroups, Q or V from storage, 64-key tiles, own-row scoring slower (r1-r4).
  */
-export const SG_WIDE_DEFAULT: Omit<SgWideVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, contig: true };
+export const SG_WIDE_DEFAULT: Omit<SgWideVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, contig: true, sched: 'b2' };
 
 const FIELDS = [
   ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
@@ -94,18 +105,23 @@ export interface SgWideLayout {
   bytes: number;
 }
 
+/** Query rows per workgroup: 32 per pair or quad of subgroups. */
+export function sgWideRows(v: Pick<SgWideVariant, 'NSG' | 'group'>): number {
+  return (v.NSG / (v.group ?? 2)) * 32;
+}
+
 export function sgWideLayout(v: SgWideVariant): SgWideLayout {
   const KS = v.D + v.pad;
   const PS = v.KT + v.pad;
-  const SS = v.KT + SPAD;
-  const BQ = v.NSG * 16;
+  const SS = v.KT + (v.spad ?? SPAD);
+  const BQ = sgWideRows(v);
   const kv = (v.vGlobal ? 1 : 2) * v.KT * KS * 2;
   const bytes = kv + BQ * PS * 2 + BQ * SS * 4 + BQ * 4 + v.NSG * 4;
   return { KS, PS, SS, bytes };
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.sched === 'b2' ? '/b2' : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.sched === 'b2' ? '/b2' : ''}${v.qkEarly ? '/qke' : ''}${v.group === 4 ? '/g4' : ''}${v.spad !== undefined ? `/sp${v.spad}` : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -114,7 +130,12 @@ export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
   if (v.D % 32 !== 0 || v.D < 32 || v.D > 128) bad('D', 'a multiple of 32 up to 128', v.D);
   if (v.KT % 32 !== 0 || v.KT < 32 || v.KT > 128) bad('KT', '32, 64, 96 or 128', v.KT);
   // 2 subgroups per workgroup gave wrong results on the H200 for sgflash; only 4 and 8 are built.
-  if (![4, 8].includes(v.NSG)) bad('NSG', '4 or 8', v.NSG);
+  const G = v.group ?? 2;
+  if (G === 4) {
+    if (![8, 16].includes(v.NSG)) bad('NSG', '8 or 16 with quads', v.NSG);
+    if (v.D % 64 !== 0) bad('D', 'a multiple of 64 with quads', v.D);
+    if (v.qk === 'own-rows' || v.qkEarly || v.qGlobal) bad('group', "quads without 'own-rows', qkEarly or qGlobal", v.group);
+  } else if (![4, 8].includes(v.NSG)) bad('NSG', '4 or 8', v.NSG);
   if (v.pad % 8 !== 0 || v.pad < 0) bad('pad', 'a multiple of 8 halves', v.pad);
   if (v.sgSize < 16 || v.sgSize % 16 !== 0) bad('subgroup size', 'a multiple of 16', v.sgSize);
   if (v.stage === 'frag') {
@@ -123,7 +144,9 @@ export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
     // More than 8 fragment copies per subgroup per tile gave wrong results on the H200 (sgflash.ts).
     if (per * (v.vGlobal ? 1 : 2) > 8) bad('stage', "'frag' with at most 8 fragment copies per subgroup per tile", v.stage);
   }
-  if (v.contig && (v.KT / (v.sgSize / 16)) % 4 !== 0) bad('contig', 'KT / (subgroup size / 16) a multiple of 4', v.KT);
+  if (v.qkEarly && (v.sched !== 'b2' || v.qk === 'own-rows' || v.qGlobal || v.ablate)) bad('qkEarly', "sched 'b2' with split-keys scoring, Q resident and no ablation", v.qkEarly);
+  if (v.spad !== undefined && (v.spad % 4 !== 0 || v.spad < 0)) bad('spad', 'a multiple of 4 floats', v.spad);
+  if (v.contig && (v.KT / ((G * v.sgSize) / 32)) % 4 !== 0) bad('contig', 'KT / (subgroup size / 16) a multiple of 4', v.KT);
   if (!(v.tau >= 0 && v.tau <= 12)) bad('tau', 'between 0 and 12 (P stays below 2^tau in f16)', v.tau);
 }
 
@@ -157,10 +180,14 @@ export function sgWideSource(v: SgWideVariant): string {
   const { D, NSG, KT, sgSize } = v;
   const { KS, PS, SS } = sgWideLayout(v);
   const NF = D / 16;
-  const NFH = NF / 2; // d fragments per subgroup in P·V
   const NB = KT / 16;
   const NBH = NB / 2; // key blocks per subgroup in Q·Kᵀ
-  const LPR = sgSize / 16;
+  const G = v.group ?? 2;
+  const quad = G === 4;
+  const RPS = 32 / G; // softmax rows per subgroup
+  const LPR = (G * sgSize) / 32; // softmax lanes per row
+  const CPR = sgSize / 16; // lanes per row when a subgroup walks a 16x16 fragment
+  const NFG = NF / G; // d fragments per subgroup in P·V
   const E = KT / LPR; // scores per lane per tile
   const WG = NSG * sgSize;
   const xor = range(Math.log2(LPR)).map((k) => 1 << k);
@@ -237,17 +264,35 @@ ${range(HW / 2).map((j) => `        let h${j} = bitcast<vec2<f16>>(${HW === 8 ? 
     }`;
   }).join('\n    ');
 
+  // qkEarly: the scores of the tile in ks into registers se{j}_{rb} (declared at function
+  // scope), and their store into the score scratch at the top of the next iteration.
+  const earlyMmas = range(NBH).map((j) => range(NF).map((f) => {
+    const kf = `subgroupMatrixLoad<${R}>(&ks, (h * ${NBH}u + ${j}u) * 16u * KS + ${f * 16}u, true, KS)`;
+    return f === 0
+      ? `{ let kf = ${kf}; se${j}_0 = subgroupMatrixMultiply<f32>(q0_0, kf); se${j}_1 = subgroupMatrixMultiply<f32>(q1_0, kf); }`
+      : `{ let kf = ${kf}; se${j}_0 = subgroupMatrixMultiplyAccumulate(q0_${f}, kf, se${j}_0); se${j}_1 = subgroupMatrixMultiplyAccumulate(q1_${f}, kf, se${j}_1); }`;
+  }).join('\n    ')).join('\n    ');
+  const earlyStore = range(NBH).map((j) => `subgroupMatrixStore(&ss, pbase * SS + (h * ${NBH}u + ${j}u) * 16u, se${j}_0, false, SS);
+    subgroupMatrixStore(&ss, (pbase + 16u) * SS + (h * ${NBH}u + ${j}u) * 16u, se${j}_1, false, SS);`).join('\n    ');
+  const earlyDecl = v.qkEarly ? range(NBH).map((j) => `  var se${j}_0: ${A};\n  var se${j}_1: ${A};`).join('\n') : '';
   // 'own-rows': this subgroup's row block against every key block of the tile.
   const scoresOwn = range(NB).map((kb) => `{
       ${range(NF).map((f) => `let kf${f} = subgroupMatrixLoad<${R}>(&ks, ${kb * 16}u * KS + ${f * 16}u, true, KS);
       ${f === 0 ? `var a = subgroupMatrixMultiply<f32>(qh_0, kf0);` : `a = subgroupMatrixMultiplyAccumulate(qh_${f}, kf${f}, a);`}`).join('\n      ')}
       subgroupMatrixStore(&ss, (pbase + h * 16u) * SS + ${kb * 16}u, a, false, SS);
     }`).join('\n    ');
+  // Quads: row block h % 2 against key blocks (h / 2) * NB/2 ...
+  const scoresQuad = range(NBH).map((j) => `{
+      let kblk = h / 2u * ${NBH}u + ${j}u;
+      ${range(NF).map((f) => `let kf${f} = subgroupMatrixLoad<${R}>(&ks, kblk * 16u * KS + ${f * 16}u, true, KS);
+      ${f === 0 ? `var a = subgroupMatrixMultiply<f32>(qh_0, kf0);` : `a = subgroupMatrixMultiplyAccumulate(qh_${f}, kf${f}, a);`}`).join('\n      ')}
+      subgroupMatrixStore(&ss, (pbase + h % 2u * 16u) * SS + kblk * 16u, a, false, SS);
+    }`).join('\n    ');
   const own = v.qk === 'own-rows';
-  const qLoads = own
-    ? range(NF).map((f) => `  let qh_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qown) * D + ${f * 16}u, false, D);`).join('\n')
+  const qLoads = own || quad
+    ? range(NF).map((f) => `  let qh_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + ${quad ? 'select(qr0, qr1, h % 2u == 1u)' : 'select(qr0, qr1, h == 1u)'}) * D + ${f * 16}u, false, D);`).join('\n')
     : [0, 1].map((rb) => range(NF).map((f) => `  let q${rb}_${f} = subgroupMatrixLoad<${L}>(&qb, (bh * u.S + qr${rb}) * D + ${f * 16}u, false, D);`).join('\n')).join('\n');
-  const scores = v.ablate === 'no-qk' ? '' : v.qGlobal ? `{\n${qLoads}\n    ${own ? scoresOwn : scoresSplit}\n    }` : own ? scoresOwn : scoresSplit;
+  const scores = v.ablate === 'no-qk' ? '' : quad ? scoresQuad : v.qGlobal ? `{\n${qLoads}\n    ${own ? scoresOwn : scoresSplit}\n    }` : own ? scoresOwn : scoresSplit;
 
   // Column of this lane's k-th score relative to its first (`lcol`).
   const col = (k: number) => (v.contig ? Math.floor(k / 4) * 4 * LPR + (k % 4) : k * LPR);
@@ -272,11 +317,11 @@ ${range(E).map((k) => `    { let p = ${pExpr(`x${k} - mu`)}; pw[prow + ${col(k)}
     ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
 
   // O fragments of this subgroup: o{rb}_{dd}, rows rb*16.. of the pair, d columns h*D/2 + dd*16.
-  const oFrags = range(2).flatMap((rb) => range(NFH).map((dd) => ({ rb, dd, name: `o${rb}_${dd}` })));
+  const oFrags = range(2).flatMap((rb) => range(NFG).map((dd) => ({ rb, dd, name: `o${rb}_${dd}` })));
 
   const pv = range(NB).map((kb) => `{
 ${range(2).map((rb) => `      let p${rb} = subgroupMatrixLoad<${L}>(&pw, (pbase + ${rb * 16}u) * PS + ${kb * 16}u, false, PS);`).join('\n')}
-${range(NFH).map((dd) => `      {
+${range(NFG).map((dd) => `      {
         let vf = ${v.vGlobal
           ? `subgroupMatrixLoad<${R}>(&vb, (kvbase + kt + ${kb * 16}u) * D + dcol + ${dd * 16}u, false, D)`
           : `subgroupMatrixLoad<${R}>(&vs, ${kb * 16}u * KS + dcol + ${dd * 16}u, false, KS)`};
@@ -289,13 +334,14 @@ ${range(NFH).map((dd) => `      {
   // a time; `body(rb, col)` runs per element with ss[el] the element, `r` its row in the block.
   const viaScratch = (body: (rb: number, dd: number, el: string, cc: string) => string) => {
     const chunks: string[] = [];
-    for (let c = 0; c * NB < oFrags.length; c++) {
-      const fs = oFrags.slice(c * NB, c * NB + NB);
+    const CH = quad ? 1 : NB; // fragments per trip through the scratch
+    for (let c = 0; c * CH < oFrags.length; c++) {
+      const fs = oFrags.slice(c * CH, c * CH + CH);
       chunks.push(`
     ${fs.map((o, j) => `subgroupMatrixStore(&ss, sc_base + ${j * 16}u, ${o.name}, false, SS);`).join('\n    ')}
     workgroupBarrier();
-    for (var cc = part; cc < 16u; cc += LPR) {
-${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u + cc]`, 'cc')}`).join('\n')}
+    for (var cc = cp; cc < 16u; cc += ${CPR}u) {
+${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + cr * SS + ${j * 16}u + cc]`, 'cc')}`).join('\n')}
     }
     workgroupBarrier();
     ${fs.map((o, j) => `${o.name} = subgroupMatrixLoad<${A}>(&ss, sc_base + ${j * 16}u, false, SS);`).join('\n    ')}
@@ -340,7 +386,7 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u +
     // P, the next K tile and the rescale votes visible to all.
     ${noBar ? '' : `let fl = workgroupUniformLoad(&flags);
     if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
-      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + r];`)}
+      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + cr];`)}
     }`}
     ${short && !v.vGlobal && v.ablate !== 'no-stage' ? loadNext('vb') : ''}
     ${v.ablate === 'no-pv' ? '' : pv}
@@ -359,6 +405,10 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u +
     ${v.vGlobal ? '' : loadRegs('vb', 'nb0')}` : ''}
   }
   workgroupBarrier();
+${v.qkEarly ? `${earlyDecl}
+  if (n_tiles > 0u) {
+    ${earlyMmas}
+  }` : ''}
 
   for (var it = 0u; it < n_tiles; it++) {
     let kt = tile_kt(it, start2, n_sink);
@@ -367,7 +417,7 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u +
       let nbv = ${tileBase('it')};
       ${loadRegs('vb', 'nbv')}
     }`}` : ''}
-    ${scores}
+    ${v.qkEarly ? earlyStore : scores}
     // Scores visible to the softmax lanes; every subgroup is done with this K tile and
     // (in the previous tile's P.V) with the V tile.
     ${bar}
@@ -404,8 +454,10 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + r * SS + ${j * 16}u +
     // P, the next K tile, this V tile and the rescale votes visible to all.
     ${noBar ? '' : `let fl = workgroupUniformLoad(&flags);
     if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
-      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + r];`)}
+      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + cr];`)}
     }`}
+    ${v.qkEarly ? `// The next tile's scores (K staged after this tile's Q.K^T; garbage past the last tile, unused).
+    ${earlyMmas}` : ''}
     ${v.ablate === 'no-pv' ? '' : pv}
   }`;
   const regDecl = range(per).map((t) => stagedArrays.map(([src]) => `  var ${src}_w${t}: ${frag ? L : unitType};`).join('\n')).join('\n');
@@ -423,7 +475,7 @@ ${uniformStruct('U', FIELDS)}
 @group(0) @binding(5) var<uniform> u: U;
 const D = ${D}u;
 const KT = ${KT}u;
-const BQ = ${NSG * 16}u;
+const BQ = ${sgWideRows(v)}u;
 const KS = ${KS}u;
 const PS = ${PS}u;
 const SS = ${SS}u;
@@ -435,9 +487,9 @@ const LN2 = 0.6931471805599453;
 ${NEG_INF_FN}
 var<workgroup> ks: array<f16, ${KT * KS}>;
 ${v.vGlobal ? '' : `var<workgroup> vs: array<f16, ${KT * KS}>;`}
-var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;
-var<workgroup> ss: array<f32, ${NSG * 16 * SS}>;
-var<workgroup> rowf: array<f32, ${NSG * 16}>;
+var<workgroup> pw: array<f16, ${sgWideRows(v) * PS}>;
+var<workgroup> ss: array<f32, ${sgWideRows(v) * SS}>;
+var<workgroup> rowf: array<f32, ${sgWideRows(v)}>;
 var<workgroup> flags: array<u32, ${NSG}>;
 
 fn tile_kt(it: u32, start2: u32, n_sink: u32) -> u32 { return select(start2 + it - n_sink, it, it < n_sink) * KT; }
@@ -463,10 +515,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32
   let hk = hq / u.group;
   let w0 = tile * BQ;
   // Pair p of the workgroup, half h of the pair.
-  let pr = sg / 2u;
-  let h = sg % 2u;
+  let pr = sg / ${G}u;
+  let h = sg % ${G}u;
   let pbase = pr * 32u; // the pair's first row in the workgroup's scratch rows
-  let dcol = h * ${D / 2}u;
+  let dcol = h * ${D / G}u;
   // Row blocks past the last query row recompute the last 16 rows (in bounds) and store nothing.
   let qs0 = w0 + pbase;
   let qs1 = qs0 + 16u;
@@ -476,12 +528,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32
   let r = lane / LPR;
   let part = lane % LPR;
   let lcol = part * ${v.contig ? 4 : 1}u;
-  let wr = pbase + h * 16u + r;
-  let qown = select(qr0, qr1, h == 1u);
-  let i = qown + r;
-  let own_valid = select(qs0, qs1, h == 1u) < u.S;
+  let grow = h * ${RPS}u + r; // the softmax row within the group
+  let wr = pbase + grow;
+  let qown = select(qr0, qr1, grow >= 16u);
+  let i = qown + grow % 16u;
+  let own_valid = select(qs0, qs1, grow >= 16u) < u.S;
+  // A 16x16 fragment walked by a subgroup's lanes: row cr, columns cp, cp + CPR, ...
+  let cr = lane / ${CPR}u;
+  let cp = lane % ${CPR}u;
   let pos = i32(u.kvLen) - i32(u.S) + i32(i);
-  let sc_base = (pbase + h * 16u) * SS;
+  let sc_base = ${quad ? '(pbase + h % 2u * 16u) * SS + h / 2u * 16u' : '(pbase + h * 16u) * SS'};
 
 ${v.qGlobal ? '' : qLoads}
 ${oFrags.map((o) => `  var ${o.name}: ${A};`).join('\n')}
@@ -502,7 +558,7 @@ ${regDecl}
 ${b2 ? loopB2 : loopB3}
   if (part == 0u) { rowf[wr] = select(0.0, 1.0 / l, l > 0.0); }
   if (own_valid && part == 0u) { lseb[bh * u.S + i] = select(neg_inf(), (m + log2(l)) * LN2, l > 0.0); }
-  ${viaScratch((rb, dd, el, cc) => `if (qs${rb} < u.S) { ob[(bh * u.S + qr${rb} + r) * D + dcol + ${dd * 16}u + ${cc}] = f16(${el} * rowf[pbase + ${rb * 16}u + r]); }`)}
+  ${viaScratch((rb, dd, el, cc) => `if (qs${rb} < u.S) { ob[(bh * u.S + qr${rb} + cr) * D + dcol + ${dd * 16}u + ${cc}] = f16(${el} * rowf[pbase + ${rb * 16}u + cr]); }`)}
 }
 `;
 }
@@ -524,7 +580,7 @@ export function runSgWide(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v
   if (lay.bytes > limit) throw new LimitError(p.op, 'maxComputeWorkgroupStorageSize (bytes)', lay.bytes, limit);
   if (p.S % 16 !== 0) throw new ArgumentError(p.op, 'wide subgroup-matrix prefill S', 'a multiple of 16', p.S);
   if (Math.ceil(p.kvLength / variant.KT) * variant.KT > p.cap) throw new ArgumentError(p.op, 'wide subgroup-matrix prefill K/V capacity', `>= kvLength rounded up to ${variant.KT}`, p.cap);
-  const BQ = variant.NSG * 16;
+  const BQ = sgWideRows(variant);
   const qTiles = Math.ceil(p.S / BQ);
   const out = be.empty(p.op, 'f16', [p.B, p.Hq, p.S, p.D]);
   const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
