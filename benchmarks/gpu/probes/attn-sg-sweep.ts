@@ -33,29 +33,25 @@ const dry = args.includes('--dry');
 interface Variant { name: string; kernel: 'tiled' | 'v1'; tiled?: SgTiledOptions; v1?: { keyTile: number; init: 'mul' | 'ctor' }; check: boolean; note?: string }
 
 const V = (name: string, tiled: SgTiledOptions, note?: string, check = true): Variant => ({ name, kernel: 'tiled', tiled, check, note });
-// Session 8 (results/h200/attn-sg-sweep.s8r{2,3,4}.json). Round 2: staging K/V was the
+// Session 8 (results/h200/attn-sg-sweep.s8r{2,3,4,5}.json). Round 2: staging K/V was the
 // largest cost; 16-byte staging with the next tile loaded early won. Round 3: loading the
 // next tile right after the stores ('pf') 1.063 ms, f16 scores 1.038; 'restart' rescale wrong
 // on the H200. Round 4: contiguous score columns per lane 1.001 (f32 scores, workgroup
-// barriers: now the library default), with f16 scores 0.950; no K/V staging 0.884; no MMAs
-// 0.694; softmax math hidden. Round 5: workgroup order head by head (L2 reuse of K/V: in the
-// default order all 32 heads' K/V, 64 MB, are in flight at once), on the default and with f16
-// scores, and ablations of that.
+// barriers: the library default since), with f16 scores 0.950. Round 5 (every figure ~15%
+// slower than round 4, the starting default the same): head-major order no gain alone,
+// sync 'subgroup' -7% with it, f16 scores -10%, no K/V staging and no MMAs 0.721 (the score
+// path and barriers alone). Round 6: the candidates for the default once more, side by side.
 const BASE: SgTiledOptions = { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 };
 const DEF: SgTiledOptions = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous' };
-const ABL = (name: string, ablate: NonNullable<SgTiledOptions['ablate']>, note: string): Variant => V(name, { ...DEF, order: 'heads', ablate }, `ablation of the default in head order (timing only, output is not attention): ${note}`, false);
 const VARIANTS: Variant[] = [
-  V('default', DEF, 'the library default (round 4: 1.001 ms)'),
-  V('default-heads', { ...DEF, order: 'heads' }, 'workgroups head by head'),
-  V('default-s16', { ...DEF, scores: 'f16' }, 'round 4: 0.950 ms'),
-  V('default-s16-heads', { ...DEF, scores: 'f16', order: 'heads' }),
-  ABL('abl-stage', ['stage'], 'no K/V copies'),
-  ABL('abl-qk-pv', ['qk', 'pv'], 'no MMAs'),
-  ABL('abl-stage-qk-pv', ['stage', 'qk', 'pv'], 'no K/V copies, no MMAs'),
-  V('default-heads-sgsync', { ...DEF, order: 'heads', sync: 'subgroup' }),
-  V('default-heads-ahead', { ...DEF, order: 'heads', ahead: true }),
-  V('default-heads-reread', { ...DEF, order: 'heads', reread: true }, 'scores read twice instead of held (16 fewer registers)'),
-  V('default-s16-heads-sgsync', { ...DEF, scores: 'f16', order: 'heads', sync: 'subgroup' }),
+  V('default', DEF, 'the library default (round 4: 1.001 ms, round 5: 1.183)'),
+  V('default-sgsync', { ...DEF, sync: 'subgroup' }),
+  V('default-heads-sgsync', { ...DEF, order: 'heads', sync: 'subgroup' }, 'round 5: 1.096'),
+  V('default-s16', { ...DEF, scores: 'f16' }, 'round 4: 0.950, round 5: 1.069'),
+  V('default-s16-sgsync', { ...DEF, scores: 'f16', sync: 'subgroup' }),
+  V('default-s16-heads-sgsync', { ...DEF, scores: 'f16', order: 'heads', sync: 'subgroup' }, 'round 5: 1.037'),
+  V('default-tau12', { ...DEF, tau: 12 }, 'rescale only when a row max grows 2^12'),
+  V('smem-pfpv-8x32', { ...DEF, prefetch: 'pv', cols: undefined }, 'round 3: 1.140'),
   V('base-8x32', BASE, 'the library default at the start of the session', false),
 ];
 /** PyTorch bf16 SDPA, same shape, measured on the H200 earlier this session (not in this run). */
