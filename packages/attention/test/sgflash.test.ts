@@ -91,6 +91,9 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
     expect(() => checkSgFlashVariant({ ...base, NSG: 2 })).toThrow(/NSG/);
     expect(() => checkSgFlashVariant({ ...base, pad: 4 })).toThrow(/pad/);
     expect(() => checkSgFlashVariant({ ...base, D: 72 })).toThrow(/D/);
+    expect(() => checkSgFlashVariant({ ...base, rescale: 'restart' as 'lazy' })).toThrow(/rescale/);
+    expect(() => checkSgFlashVariant({ ...base, ablate: ['nothing' as 'pv'] })).toThrow(/ablate/);
+    expect(() => checkSgFlashVariant({ ...base, double: true, prefetch: true })).toThrow(/double/);
   });
 
   if (gpu) {
@@ -104,8 +107,7 @@ describe('tiled subgroup-matrix prefill (sgflash)', () => {
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
       ['frag 4x32 lazy, subgroup sync, loads ahead, causal GQA, partial last tile', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, sync: 'subgroup', ahead: true }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 48, D: 32 }, { causal: true }, causalVis],
       ['frag 4x32 lazy, double-buffered K/V, subgroup sync, Q reloaded, causal queries at the end', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8, sync: 'subgroup', double: true, qReload: true }, { B: 1, Hq: 1, Hkv: 1, S: 32, L: 128, kvLength: 112, D: 32 }, { causal: true }, causalVis],
-      ['frag 4x32 restart (tau 12: first-tile max kept), subgroup sync, contiguous score columns, causal GQA', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'restart', tau: 12, sync: 'subgroup', cols: 'contiguous' }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 96, kvLength: 96, D: 32 }, { causal: true }, causalVis],
-      ['frag 4x32 restart (tau 1: rows outgrow it, exact recompute), double-buffered, causal', { NSG: 4, KT: 32, stage: 'frag', pad: 8, rescale: 'restart', tau: 1, sync: 'subgroup', double: true }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 96, kvLength: 96, D: 32 }, { causal: true }, causalVis],
+      ['smem 4x32 lazy, next tile loaded after the stores, contiguous score columns (the default but for NSG), causal GQA', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous' }, { B: 1, Hq: 2, Hkv: 1, S: 48, L: 96, kvLength: 96, D: 32 }, { causal: true }, causalVis],
       ['smem 4x32 f16 scores, double-buffered K/V, window 20 with 3 sinks', { NSG: 4, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 0, scores: 'f16', double: true }, { B: 1, Hq: 1, Hkv: 1, S: 64, L: 64, kvLength: 64, D: 32 },
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
     ];

@@ -21,12 +21,11 @@ import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
  *    happens whenever any row's max grows (the textbook online softmax).
  *  - 'twopass': a first sweep over the key tiles computes each row's exact max and sum from
  *    Q·Kᵀ alone; the second computes P against the final max and never rescales.
- *  - 'restart': a row's max is the max of its first visible tile and never moves; P may
- *    then reach 2^tau (f16 holds it for tau up to 15). A row whose later max exceeds that by
- *    more than tau marks the workgroup, which then recomputes its rows with 'twopass'. No
- *    per-tile vote or rescale path: the key loop has no branch on data.
  *  - 'stats-only': the first sweep alone (an ablation that times Q·Kᵀ plus softmax
  *    statistics; its output is not attention).
+ * (A 'restart' scheme, m fixed at a row's first tile with an exact twopass recompute of the
+ * workgroup when a row outgrew it, was right with the matrices emulated but wrong on the
+ * H200 (results/h200/attn-sg-sweep.s8r3.json, errors ~1), and was removed.)
  */
 export interface SgFlashVariant {
   D: number;
@@ -41,7 +40,7 @@ export interface SgFlashVariant {
   stage: 'global' | 'smem' | 'frag' | 'fragk';
   /** f16 elements of padding per staged K/V row and per P row (bank spread). */
   pad: number;
-  rescale: 'lazy' | 'twopass' | 'stats-only' | 'restart';
+  rescale: 'lazy' | 'twopass' | 'stats-only';
   /** Lazy rescale threshold in log2 units. */
   tau: number;
   /** Staged K/V: load the next tile's fragments (or 16-byte words) into registers while this tile
@@ -143,13 +142,13 @@ export function sgFlashLayout(v: SgFlashVariant): Layout {
   const sBytes = v.NSG * 16 * SS * (s16 ? 2 : 4);
   // f16 scores cannot carry O's f32 rows through a rescale: a one-fragment f32 scratch per subgroup.
   const oBytes = s16 ? v.NSG * 16 * OS * 4 : 0;
-  const flagBytes = v.rescale === 'restart' ? 4 : v.sync === 'subgroup' ? 0 : 4 * v.NSG;
+  const flagBytes = v.sync === 'subgroup' ? 0 : 4 * v.NSG;
   return { KS, PS, SS, OS, pInK, bytes: kvBytes + (pInK ? 0 : pBytes) + sBytes + oBytes + flagBytes };
 }
 
 export function sgFlashKey(v: SgFlashVariant): string {
   const extra = [v.sync === 'subgroup' ? 'sgsync' : '', v.scores === 'f16' ? 's16' : '', v.double ? 'dbl' : '', v.qReload ? 'qreload' : '', v.ahead ? 'ahead' : '', v.cols === 'contiguous' ? 'ccols' : '', v.order === 'heads' ? 'heads' : '', ...(v.ablate ?? []).map((a) => `no-${a}`)].filter(Boolean).join('+');
-  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' || v.rescale === 'restart' ? v.tau : ''}${extra ? `/${extra}` : ''}`;
+  return `attention/prefill-sgflash/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/${v.stage}${v.prefetch ? `+pf${v.prefetch === 'pv' ? 'pv' : ''}` : ''}${v.reread ? '+rr' : ''}/pad${v.pad}/${v.rescale}${v.rescale === 'lazy' ? v.tau : ''}${extra ? `/${extra}` : ''}`;
 }
 
 export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
@@ -173,8 +172,8 @@ export function checkSgFlashVariant(v: SgFlashVariant, op = 'attention'): void {
   if (v.scores !== undefined && v.scores !== 'f32' && v.scores !== 'f16') bad('scores', "'f32' or 'f16'", v.scores);
   if (v.double && (v.stage === 'global' || v.prefetch)) bad('double', "a staged K/V ('frag', 'fragk' or 'smem') without prefetch (double buffering loads one tile ahead itself)", v.stage);
   if (v.scores === 'f16' && v.reread) bad('reread', 'off with f16 scores (P is written over them)', v.reread);
-  if (v.double && v.rescale !== 'lazy' && v.rescale !== 'restart') bad('double', "rescale 'lazy' or 'restart'", v.rescale);
-  if (v.rescale === 'restart' && !(v.tau > 0 && v.tau <= 15)) bad('tau', "in (0, 15] with 'restart' (P reaches 2^tau in f16)", v.tau);
+  if (v.double && v.rescale !== 'lazy') bad('double', "rescale 'lazy'", v.rescale);
+  if (!['lazy', 'twopass', 'stats-only'].includes(v.rescale)) bad('rescale', "'lazy', 'twopass' or 'stats-only'", v.rescale);
   const ablations = ['softmax', 'pv', 'qk', 'stage', 'barriers'];
   for (const a of v.ablate ?? []) if (!ablations.includes(a)) bad('ablate', ablations.join(', '), a);
 }
@@ -196,7 +195,6 @@ export function sgFlashSource(v: SgFlashVariant): string {
   const WG = NSG * sgSize;
   const staged = stage !== 'global';
   const twoPass = v.rescale === 'twopass' || v.rescale === 'stats-only';
-  const restart = v.rescale === 'restart';
   const xor = range(Math.log2(LPR)).map((k) => 1 << k);
   const kvType = stage === 'smem' ? 'vec4<u32>' : 'f16';
   const isFrag = stage === 'frag' || stage === 'fragk';
@@ -451,23 +449,11 @@ ${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiply
       ${viaScratch('workgroupBarrier();', (_c, at) => `${scr.arr}[${at}] *= alpha;`)}
     }`;
 
-  // 'restart': m stays at the first visible tile's max; a row past it by more than TAU only
-  // marks the workgroup for the exact recompute.
-  const restartStep = `
-    if (live) {
-      if (l == 0.0) { m = mt; }
-      else if (mt > m + TAU) { bad = true; }
-    }
-    ${writeP('m')}
-    l += ps;
-    ${laneBar}`;
-
-  type Mode = 'lazy' | 'twopass' | 'restart';
+  type Mode = 'lazy' | 'twopass';
   const softmaxStep = (mode: Mode) => ab.has('softmax') ? `${copyP}
     ${laneBar}` : mode === 'twopass' ? `${readScores}
 ${writeP('m')}
-    ${laneBar}` : mode === 'restart' ? `${readScores}
-${restartStep}` : `${readScores}
+    ${laneBar}` : `${readScores}
 ${lazyStep}`;
 
   // The barrier after the scores also frees K for P when P lives there.
@@ -553,8 +539,7 @@ ${vStaged ? `var<workgroup> vs: array<f16, ${nbuf * KT * KS}>;` : ''}
 ${pInK || s16 ? '' : `var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;`}
 var<workgroup> ss: array<${s16 ? 'f16' : 'f32'}, ${NSG * 16 * SS}>;
 ${s16 ? `var<workgroup> os: array<f32, ${NSG * 16 * OS}>;` : ''}
-${sgSync || restart ? '' : `var<workgroup> flags: array<u32, ${NSG}>;`}
-${restart ? 'var<workgroup> restart_flag: u32;' : ''}
+${sgSync ? '' : `var<workgroup> flags: array<u32, ${NSG}>;`}
 ${sgSync ? `// A subgroup's lanes see each other's workgroup-memory writes without a barrier: the
 // subgroup runs converged and in order (NVIDIA warps). WGSL has no subgroup barrier; this
 // marks where one belongs (the tests' emulation turns it into a workgroup barrier).
@@ -606,9 +591,6 @@ ${range(NF).map((f) => `  var o${f}: ${A};`).join('\n')}
 ${ab.has('qk') && s16 ? `  var sz: ${SA};` : ''}
   var m = NEG;
   var l = 0.0;
-${restart ? `  var bad = false;
-  if (lid == 0u) { restart_flag = 0u; }
-  workgroupBarrier();` : ''}
 
   let p_first = i32(u.kvLen) - i32(u.S) + i32(w0);
   let p_last = i32(u.kvLen) - i32(u.S) + i32(min(w0 + BQ, u.S) - 1u);
@@ -622,16 +604,7 @@ ${keyTilesWgsl('KT')}
   let kvbase = (b * u.Hkv + hk) * u.cap;
 ${prefetchDecl}
 ${twoPass ? statsLoop : ''}
-${v.rescale === 'stats-only' ? '' : mainLoop(twoPass ? 'twopass' : restart ? 'restart' : 'lazy')}
-${restart ? `  // Some row's max outgrew its first tile's by more than TAU: the workgroup starts over, exactly.
-  if (bad) { restart_flag = 1u; }
-  if (workgroupUniformLoad(&restart_flag) != 0u) {
-${range(NF).map((f) => `    o${f} = ${A}();`).join('\n')}
-    m = NEG;
-    l = 0.0;
-    ${statsLoop}
-    ${mainLoop('twopass')}
-  }` : ''}
+${v.rescale === 'stats-only' ? '' : mainLoop(twoPass ? 'twopass' : 'lazy')}
 
   let inv = select(0.0, 1.0 / l, l > 0.0);
   let orow = (bh * u.S + i) * D;
