@@ -92,6 +92,7 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
     { ...base, contig: true, sched: 'b2', lookahead: 'short' },
     { ...base, contig: true, sched: 'b2', qkEarly: true, spad: 8 },
     { ...base, NSG: 16, group: 4, contig: true, sched: 'b2' },
+    { ...base, contig: true, sched: 'b2', spad: 8, stageLate: true, expF16: true },
   ];
   for (const v of probeVariants) {
     it(`is valid WGSL for Tint (Dawn null backend): ${JSON.stringify(v)}`, () => {
@@ -154,7 +155,7 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
         { mask: { kind: 'window', window: 20, sinks: 3 } }, (d) => (_b, _h, i, j) => { const p = d.kvLength - d.S + i; return j <= p && (j > p - 20 || j < 3); }],
       ['64-key tiles, V from storage, batch 2, GQA, causal with odd kvLength', { NSG: 4, KT: 64, pad: 8, tau: 8, lookahead: true, vGlobal: true },
         { B: 2, Hq: 2, Hkv: 1, S: 80, L: 128, kvLength: 101, D: 32 }, { causal: true }, causalVis],
-      ['quads (8 subgroups, 64 rows), two barriers per tile, runs of 4, causal GQA, last group half past S', { NSG: 8, group: 4, KT: 32, pad: 8, tau: 8, lookahead: true, contig: true, sched: 'b2' },
+      ['quads (8 subgroups, 64 rows), two barriers per tile, staging after the softmax, runs of 4, causal GQA, last group half past S', { NSG: 8, group: 4, KT: 32, pad: 8, tau: 8, lookahead: true, contig: true, sched: 'b2', stageLate: true },
         { B: 1, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 56, D: 64 }, { causal: true }, causalVis],
       ['two barriers per tile, next tiles loaded one phase ahead, each subgroup scores its own rows, f16 exponentials, causal GQA, batch 2', { NSG: 4, KT: 32, pad: 8, tau: 8, lookahead: 'short', qk: 'own-rows', expF16: true, sched: 'b2' },
         { B: 2, Hq: 2, Hkv: 1, S: 48, L: 64, kvLength: 56, D: 32 }, { causal: true }, causalVis],

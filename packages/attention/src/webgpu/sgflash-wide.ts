@@ -51,6 +51,9 @@ export interface SgWideVariant {
    *  accumulates a quarter of D, so a workgroup of 16 subgroups owns 128 rows with half the
    *  registers per lane of a pair's. */
   group?: 2 | 4;
+  /** With 'b2': the staging stores (next K, this V) after the softmax has read its scores
+   *  and written P instead of right after the barrier. */
+  stageLate?: boolean;
   /** f32 elements of padding per score row (default 4). */
   spad?: number;
   /** How K/V tiles reach workgroup memory: 'words' (default: 16-byte loads by every
@@ -80,13 +83,14 @@ export interface SgWideVariant {
 }
 
 /**
- * The best variant measured so far (46.6 KB of workgroup memory at D128). H200, B1 H32 S4096
+ * The best variant measured so far (48.7 KB of workgroup memory at D128). H200, B1 H32 S4096
  * D128 causal, interleaved with the library's tiled kernel (benchmarks/results/h200/
- * attn-sg-wide.r4.json): 0.972 ms = 141 TFLOP/s against sgflash's 1.217 ms that round; with
- * three barriers per tile 1.039 ms; without the runs of 4 in the softmax ~3% slower (r2);
- * 4 subgroups, Q or V from storage, 64-key tiles, own-row scoring slower (r1-r4).
+ * attn-sg-wide.r5.json): 0.901 ms = 152 TFLOP/s against sgflash's 1.062 ms that round;
+ * score rows padded by 4 instead of 8 floats 0.959 ms (r5), three barriers per tile instead
+ * of two +7% (r4), softmax lanes strided instead of runs of 4 +3% (r2); quads, 4 subgroups,
+ * Q or V from storage, 64-key tiles, own-row scoring, next Q.K^T before P.V: slower (r1-r5).
  */
-export const SG_WIDE_DEFAULT: Omit<SgWideVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, contig: true, sched: 'b2' };
+export const SG_WIDE_DEFAULT: Omit<SgWideVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, contig: true, sched: 'b2', spad: 8 };
 
 const FIELDS = [
   ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
@@ -121,7 +125,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.sched === 'b2' ? '/b2' : ''}${v.qkEarly ? '/qke' : ''}${v.group === 4 ? '/g4' : ''}${v.spad !== undefined ? `/sp${v.spad}` : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.sched === 'b2' ? '/b2' : ''}${v.qkEarly ? '/qke' : ''}${v.group === 4 ? '/g4' : ''}${v.stageLate ? '/late' : ''}${v.spad !== undefined ? `/sp${v.spad}` : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -394,6 +398,24 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + cr * SS + ${j * 16}u 
     ${bar}
     ${v.vGlobal || v.ablate === 'no-stage' ? '' : stageNext('vb', 'vs')}
   }`;
+  const b2Stage = `${noStage ? '' : `if (it + 1u < n_tiles) {
+      ${v.lookahead === false ? `let nb1 = ${tileBase('it + 1u')};
+      ${loadRegs('kb', 'nb1')}` : ''}
+      ${storeRegs('kb', 'ks')}
+    }
+    ${v.vGlobal ? '' : `${v.lookahead === false ? `{
+      let nbv = ${tileBase('it')};
+      ${loadRegs('vb', 'nbv')}
+    }` : ''}
+    ${storeRegs('vb', 'vs')}`}
+    ${v.lookahead === true ? `if (it + 2u < n_tiles) {
+      let nb2 = ${tileBase('it + 2u')};
+      ${loadRegs('kb', 'nb2')}
+    }
+    ${v.vGlobal ? '' : `if (it + 1u < n_tiles) {
+      let nbv = ${tileBase('it + 1u')};
+      ${loadRegs('vb', 'nbv')}
+    }`}` : ''}`}`;
   const loopB2 = `  if (n_tiles > 0u) {
     let nb0 = ${tileBase('0u')};
     ${loadRegs('kb', 'nb0')}
@@ -421,24 +443,7 @@ ${v.qkEarly ? `${earlyDecl}
     // Scores visible to the softmax lanes; every subgroup is done with this K tile and
     // (in the previous tile's P.V) with the V tile.
     ${bar}
-    ${noStage ? '' : `if (it + 1u < n_tiles) {
-      ${v.lookahead === false ? `let nb1 = ${tileBase('it + 1u')};
-      ${loadRegs('kb', 'nb1')}` : ''}
-      ${storeRegs('kb', 'ks')}
-    }
-    ${v.vGlobal ? '' : `${v.lookahead === false ? `{
-      let nbv = ${tileBase('it')};
-      ${loadRegs('vb', 'nbv')}
-    }` : ''}
-    ${storeRegs('vb', 'vs')}`}
-    ${v.lookahead === true ? `if (it + 2u < n_tiles) {
-      let nb2 = ${tileBase('it + 2u')};
-      ${loadRegs('kb', 'nb2')}
-    }
-    ${v.vGlobal ? '' : `if (it + 1u < n_tiles) {
-      let nbv = ${tileBase('it + 1u')};
-      ${loadRegs('vb', 'nbv')}
-    }`}` : ''}`}
+    ${v.stageLate ? '' : b2Stage}
     ${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
     var alpha = 1.0;
     var need = false;
@@ -447,6 +452,7 @@ ${v.qkEarly ? `${earlyDecl}
       else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
     }
     ${v.ablate === 'no-softmax' ? 'let ps = 1.0;' : writeP}
+    ${v.stageLate ? b2Stage : ''}
     l = l * alpha + ps;
     if (part == 0u) { rowf[wr] = alpha; }
     let any_need = subgroupAny(need);
