@@ -1,4 +1,4 @@
-import { attention, blockSparseMask, configureSgPrefill, decode, hasF16SubgroupMatrix, setPrefillPath, sgPrefillConfig, tunePlainPrefill, type SgInit, type SgSync } from '@attnkit/attention';
+import { attention, blockSparseMask, configureSgPrefill, decode, hasF16SubgroupMatrix, setFlashF32Enabled, setPrefillPath, sgPrefillConfig, tunePlainPrefill, type SgInit, type SgSync } from '@attnkit/attention';
 import { CpuBackend, mulberry32, random, tensor, type Backend, type Tensor } from '@attnkit/tensor';
 import { peerKey, timeIt, withPeer, type BenchRow, type Suite, type SuiteContext } from '../harness.js';
 
@@ -44,7 +44,6 @@ async function maxAbsDiff(a: Tensor, b: Tensor): Promise<number> {
   return m;
 }
 
-const TUNINGS = [{ RQ: 2, BK: 16, TQ: 64 }, { RQ: 4, BK: 16, TQ: 64 }, { RQ: 4, BK: 32, TQ: 128 }, { RQ: 4, BK: 16, TQ: 256 }];
 
 export const attentionSuite: Suite = {
   name: 'attention',
@@ -55,24 +54,26 @@ export const attentionSuite: Suite = {
     setPrefillPath('plain');
     const sh = shapeName(s);
 
-    // f32 causal prefill, plain kernel: every tiling tried, the chooser's pick last.
+    // f32 causal prefill: the library default (the matmul-structured flash kernel,
+    // webgpu/flash-f32.ts, where it fits the adapter) first, then the plain FMA kernel it
+    // replaced, at its chooser's pick (variant row).
     if (be.kind === 'webgpu' || !ctx.big) {
       const [q, k, v] = qkv(be, s, 'f32');
-      const tunings = be.kind === 'webgpu' ? [...TUNINGS, {}] : [{}];
-      for (const tu of tunings) {
-        tunePlainPrefill(tu);
+      const t = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps });
+      rows.push(row(ctx, be, 'prefill-causal', sh, 'f32', t, { flops: prefillFlops(s, true) }, 'library default (f32 flash kernel where it fits, else the plain kernel); causal FLOPs counted as half of 4*B*H*S*L*D'));
+      const td = await timeIt(be, () => attention(q, k, v).dispose(), { reps });
+      rows.push(row(ctx, be, 'prefill', sh, 'f32', td, { flops: prefillFlops(s, false) }, 'library default, no mask'));
+      if (be.kind === 'webgpu') {
+        setFlashF32Enabled(false);
+        tunePlainPrefill({});
         try {
-          const t = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps });
-          const name = Object.keys(tu).length ? `prefill-causal[${JSON.stringify(tu)}]` : 'prefill-causal';
-          const r = row(ctx, be, 'prefill-causal', sh, 'f32', t, { flops: prefillFlops(s, true) }, `plain kernel ${name}; causal FLOPs counted as half of 4*B*H*S*L*D`);
-          rows.push(Object.keys(tu).length ? { ...r, kernel: name } : r);
-        } catch (e) {
-          console.error(`prefill tuning ${JSON.stringify(tu)} failed: ${(e as Error).message}`);
+          const tp = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps });
+          const r = row(ctx, be, 'prefill-causal', sh, 'f32', tp, { flops: prefillFlops(s, true) }, 'variant: the plain FMA kernel (webgpu/prefill.ts, ATTNKIT_F32_FLASH=0), its chooser pick');
+          rows.push({ ...r, kernel: 'prefill-causal[plain kernel]' });
+        } finally {
+          setFlashF32Enabled(true);
         }
       }
-      tunePlainPrefill({});
-      const t = await timeIt(be, () => attention(q, k, v).dispose(), { reps });
-      rows.push(row(ctx, be, 'prefill', sh, 'f32', t, { flops: prefillFlops(s, false) }, 'plain kernel, no mask'));
       for (const x of [q, k, v]) x.dispose();
     }
 
