@@ -40,18 +40,16 @@ const V = (name: string, tiled: SgTiledOptions, note?: string, check = true): Va
 // barriers: the library default since), with f16 scores 0.950. Round 5 (every figure ~15%
 // slower than round 4, the starting default the same): head-major order no gain alone,
 // sync 'subgroup' -7% with it, f16 scores -10%, no K/V staging and no MMAs 0.721 (the score
-// path and barriers alone). Round 6: the candidates for the default once more, side by side.
+// path and barriers alone). Round 6: sync 'subgroup' -6% on the default (0.994 ms, now the
+// library default), with f16 scores 0.944; head order worse. Round 7: the library default
+// through attention() as shipped (no variant configured), against the alternatives.
 const BASE: SgTiledOptions = { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 };
-const DEF: SgTiledOptions = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous' };
+const DEF: SgTiledOptions = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous', sync: 'subgroup' };
 const VARIANTS: Variant[] = [
-  V('default', DEF, 'the library default (round 4: 1.001 ms, round 5: 1.183)'),
-  V('default-sgsync', { ...DEF, sync: 'subgroup' }),
-  V('default-heads-sgsync', { ...DEF, order: 'heads', sync: 'subgroup' }, 'round 5: 1.096'),
-  V('default-s16', { ...DEF, scores: 'f16' }, 'round 4: 0.950, round 5: 1.069'),
-  V('default-s16-sgsync', { ...DEF, scores: 'f16', sync: 'subgroup' }),
-  V('default-s16-heads-sgsync', { ...DEF, scores: 'f16', order: 'heads', sync: 'subgroup' }, 'round 5: 1.037'),
-  V('default-tau12', { ...DEF, tau: 12 }, 'rescale only when a row max grows 2^12'),
-  V('smem-pfpv-8x32', { ...DEF, prefetch: 'pv', cols: undefined }, 'round 3: 1.140'),
+  V('default', {}, 'SG_FLASH_DEFAULT as shipped (round 6: 0.994 ms)'),
+  V('default-s16', { ...DEF, scores: 'f16' }, 'round 6: 0.944'),
+  V('default-wg', { ...DEF, sync: 'workgroup' }, 'workgroup barriers (round 6: 1.062)'),
+  V('sgsync-frag-8x32', { ...BASE, sync: 'subgroup' }, 'whole-fragment staging (round 2)'),
   V('base-8x32', BASE, 'the library default at the start of the session', false),
 ];
 /** PyTorch bf16 SDPA, same shape, measured on the H200 earlier this session (not in this run). */

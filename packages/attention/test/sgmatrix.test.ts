@@ -17,7 +17,7 @@ describe('subgroup-matrix prefill', () => {
   it('defaults to the tiled kernel; configuration is checked and reported', () => {
     const before = sgPrefillConfig();
     expect(before.kernel).toBe('tiled');
-    expect(before.tiled).toMatchObject({ NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', prefetch: true, cols: 'contiguous' });
+    expect(before.tiled).toMatchObject({ NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', prefetch: true, cols: 'contiguous', sync: 'subgroup' });
     try {
       configureSgPrefill({ tiled: { NSG: 4, reread: true } });
       expect(sgPrefillConfig().tiled).toMatchObject({ NSG: 4, KT: 32, reread: true });

@@ -87,13 +87,18 @@ export interface SgFlashVariant {
  * The default and, in order, the variants tried where it cannot be built (head dims whose
  * K/V tile does not split into 16-byte words over the workgroup, fragments over subgroups,
  * or less workgroup memory). H200, B1 H32 S4096 D128 causal, median of 40 round-robin turns
- * (benchmarks/results/h200/attn-sg-sweep.s8r4.json): 16-byte K/V staging with the next tile
- * loaded into registers right after the stores, contiguous score columns per softmax lane
- * 1.001 ms = 137 TFLOP/s; the session's starting default (whole-fragment staging, strided
- * columns) 1.409 ms in the same run. f16 scores ({ scores: 'f16' }) ran 0.950 ms there, at
- * 3.2e-3 max error against the float64 reference instead of 4.9e-4: an option, not the default.
+ * (benchmarks/results/h200/attn-sg-sweep.s8r6.json): 16-byte K/V staging with the next tile
+ * loaded into registers right after the stores, contiguous score columns per softmax lane,
+ * no barriers between a subgroup's own lanes: 0.994 ms = 138 TFLOP/s; with workgroup
+ * barriers 1.062; the session's starting default (whole-fragment staging) 1.402 in the same
+ * run. f16 scores ({ scores: 'f16' }) ran 0.944 ms there, at 3.2e-3 max error against the
+ * float64 reference instead of 4.9e-4: an option, not the default.
+ *
+ * sync 'subgroup' relies on a subgroup running converged (NVIDIA warps) and its per-subgroup
+ * rescale branch needs `enable chromium_disable_uniformity_analysis;`, which Dawn allows with
+ * allow_unsafe_apis, as it does subgroup matrices themselves.
  */
-export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous' };
+export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous', sync: 'subgroup' };
 export const SG_FLASH_FALLBACKS: ReadonlyArray<Omit<SgFlashVariant, 'D' | 'sgSize'>> = [
   { ...SG_FLASH_DEFAULT, NSG: 4 },
   { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 },
