@@ -83,14 +83,27 @@ export interface SgWideVariant {
 }
 
 /**
- * The best variant measured so far (48.7 KB of workgroup memory at D128). H200, B1 H32 S4096
- * D128 causal, interleaved with the library's tiled kernel (benchmarks/results/h200/
- * attn-sg-wide.r5.json): 0.901 ms = 152 TFLOP/s against sgflash's 1.062 ms that round;
- * score rows padded by 4 instead of 8 floats 0.959 ms (r5), three barriers per tile instead
- * of two +7% (r4), softmax lanes strided instead of runs of 4 +3% (r2); quads, 4 subgroups,
+ * The best variant measured (48.7 KB of workgroup memory at D128). H200, B1 H32 S4096 D128
+ * causal, 3 interleaved turns with the library's tiled kernel (benchmarks/results/h200/
+ * attn-sg-wide.r6.json): 0.898 ms = 153 TFLOP/s against sgflash's 1.055 ms (PyTorch bf16
+ * SDPA earlier this session: 0.284 ms, so 0.32x of it); staging after the softmax +6%,
+ * f16 exponentials +1% (r6); score rows padded by 4 instead of 8 floats 0.959 ms (r5),
+ * three barriers per tile instead of two +7% (r4), softmax lanes strided instead of runs of 4 +3% (r2); quads, 4 subgroups,
  * Q or V from storage, 64-key tiles, own-row scoring, next Q.K^T before P.V: slower (r1-r5).
  */
 export const SG_WIDE_DEFAULT: Omit<SgWideVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, contig: true, sched: 'b2', spad: 8 };
+
+/** Where the default does not fit (less workgroup memory): 64 rows per workgroup (24.8 KB at
+ * D64, 32.8 KB at D128). On the H200 4 subgroups ran ~1.7x slower than 8 (r1-r3). */
+export const SG_WIDE_FALLBACK: Omit<SgWideVariant, 'D' | 'sgSize'> = { ...SG_WIDE_DEFAULT, NSG: 4 };
+
+/** The default, else the fallback, for this problem on this backend; null (and why) when neither can take it. */
+export function sgWideChoose(be: WebGpuBackend, p: Problem): { variant: Omit<SgWideVariant, 'D' | 'sgSize'>; why: null } | { variant: null; why: string } {
+  const why = sgWideUnsupported(be, p, SG_WIDE_DEFAULT);
+  if (!why) return { variant: SG_WIDE_DEFAULT, why: null };
+  if (!sgWideUnsupported(be, p, SG_WIDE_FALLBACK)) return { variant: SG_WIDE_FALLBACK, why: null };
+  return { variant: null, why };
+}
 
 const FIELDS = [
   ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
