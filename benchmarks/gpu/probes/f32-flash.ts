@@ -74,7 +74,9 @@ const v = (BQ: number, BK: number, TX: number, TY: number, o: Partial<FlashF32Va
 // Round 4 timed nothing (warm-ups used the budget). Round 5: the pick 3.95 ms (34.8 TFLOP/s,
 // repeated last; 5.25 first in the list), HG4 4.00, HG16 3.95, no HG 3.96, VS16 3.95, no QSW
 // 4.16, no SG 4.05, no PF 4.07, PR 3.97, XT 4.08, q128k64 4.27 (+HG8+QSW 4.02); attention()
-// 4.02 ms, unmasked 7.83 ms = 35.1 TFLOP/s; plain 15.0 ms.
+// 4.02 ms, unmasked 7.83 ms = 35.1 TFLOP/s; plain 15.0 ms. Round 6: the pick 3.97 ms (first
+// and last alike), HG16 3.97, PR 3.98, the 8x32 four-pass kernel 6.35 (+PR 6.32), q128k64
+// +HG8+QSW 4.03; attention() 4.02 ms, unmasked 7.82 ms; plain 14.96 ms. No further rounds ran.
 const S8: Partial<FlashF32Variant> = { SPLIT: true, SWZ: true, VS: 32, QSW: true, HG: 8, REV: true };
 const VARIANTS: FlashF32Variant[] = [
   v(128, 128, 16, 16, S8),
