@@ -14,9 +14,9 @@ describe('subgroup-matrix prefill', () => {
     expect(defaultPath).toBe('auto');
   });
 
-  it('defaults to the tiled kernel; configuration is checked and reported', () => {
+  it("defaults to 'auto' (the wide kernel where it fits, else the tiled one); configuration is checked and reported", () => {
     const before = sgPrefillConfig();
-    expect(before.kernel).toBe('tiled');
+    expect(before.kernel).toBe('auto');
     expect(before.tiled).toMatchObject({ NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', prefetch: true, cols: 'contiguous', sync: 'subgroup' });
     try {
       configureSgPrefill({ tiled: { NSG: 4, reread: true } });
@@ -24,11 +24,13 @@ describe('subgroup-matrix prefill', () => {
       expect(() => configureSgPrefill({ tiled: { NSG: 2 } })).toThrow(/NSG/);
       expect(() => configureSgPrefill({ tiled: { KT: 40 } })).toThrow(ArgumentError);
       expect(() => configureSgPrefill({ tiled: { stage: 'global', prefetch: 'pv' } })).toThrow(/prefetch/);
-      expect(() => configureSgPrefill({ kernel: 'v2' as 'v1' })).toThrow(ArgumentError);
+      expect(() => configureSgPrefill({ kernel: 'v2' as 'v1' })).toThrow(/'auto', 'wide', 'tiled' or 'v1'/);
+      configureSgPrefill({ kernel: 'wide' });
+      expect(sgPrefillConfig().kernel).toBe('wide');
       expect(() => configureSgPrefill({ keyTile: 48 })).toThrow(/keyTile/);
       expect(sgPrefillConfig().tiled).toMatchObject({ NSG: 4, KT: 32 });
     } finally {
-      configureSgPrefill({ tiled: {} });
+      configureSgPrefill({ kernel: 'auto', tiled: {} });
     }
     expect(sgPrefillConfig()).toEqual(before);
   });
