@@ -33,7 +33,7 @@ const dry = args.includes('--dry');
 interface Variant { name: string; kernel: 'tiled' | 'v1'; tiled?: SgTiledOptions; v1?: { keyTile: number; init: 'mul' | 'ctor' }; check: boolean; note?: string }
 
 const V = (name: string, tiled: SgTiledOptions, note?: string, check = true): Variant => ({ name, kernel: 'tiled', tiled, check, note });
-// Session 8 (results/h200/attn-sg-sweep.s8r{2,3,4,5}.json). Round 2: staging K/V was the
+// Session 8 (results/h200/probes/attn-sg-sweep.s8r{2,3,4,5}.json). Round 2: staging K/V was the
 // largest cost; 16-byte staging with the next tile loaded early won. Round 3: loading the
 // next tile right after the stores ('pf') 1.063 ms, f16 scores 1.038; 'restart' rescale wrong
 // on the H200. Round 4: contiguous score columns per lane 1.001 (f32 scores, workgroup

@@ -34,8 +34,8 @@ interface Variant { name: string; wide?: Shape; note: string; check: boolean }
 const W = (name: string, wide: Shape, note = ''): Variant => ({ name, wide, note, check: !wide.ablate });
 const LA: Shape = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
 // Most telling first (the round gives the whole script 60 s).
-// Round 6 (the last: benchmarks/results/h200/attn-sg-wide.r6.json; the default 0.898 ms vs the
-// library's 1.055 ms, staging late +6%, f16 exponentials +1%). Rounds 1-5 (benchmarks/results/h200/attn-sg-wide.r{1..5}.json): 8 subgroups x
+// Round 6 (the last: benchmarks/results/h200/probes/attn-sg-wide.s8r6.json; the default 0.898 ms vs the
+// library's 1.055 ms, staging late +6%, f16 exponentials +1%). Rounds 1-5 (benchmarks/results/h200/probes/attn-sg-wide.s8r{1..5}.json): 8 subgroups x
 // 32-key tiles, tile after next in registers, softmax over runs of 4, two barriers per tile
 // and score rows padded by 8 floats won round 5 (0.901 ms; the library's tiled kernel
 // 1.062 ms). Quads, next-tile Q.K^T before P.V: slower. Here: the staging stores after the

@@ -84,8 +84,8 @@ export interface SgWideVariant {
 
 /**
  * The best variant measured (48.7 KB of workgroup memory at D128). H200, B1 H32 S4096 D128
- * causal, 3 interleaved turns with the library's tiled kernel (benchmarks/results/h200/
- * attn-sg-wide.r6.json): 0.898 ms = 153 TFLOP/s against sgflash's 1.055 ms (PyTorch bf16
+ * causal, 3 interleaved turns with the library's tiled kernel (benchmarks/results/h200/probes/
+ * attn-sg-wide.s8r6.json): 0.898 ms = 153 TFLOP/s against sgflash's 1.055 ms (PyTorch bf16
  * SDPA earlier this session: 0.284 ms, so 0.32x of it); staging after the softmax +6%,
  * f16 exponentials +1% (r6); score rows padded by 4 instead of 8 floats 0.959 ms (r5),
  * three barriers per tile instead of two +7% (r4), softmax lanes strided instead of runs of 4 +3% (r2); quads, 4 subgroups,

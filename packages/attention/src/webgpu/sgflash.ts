@@ -25,7 +25,7 @@ import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
  *    statistics; its output is not attention).
  * (A 'restart' scheme, m fixed at a row's first tile with an exact twopass recompute of the
  * workgroup when a row outgrew it, was right with the matrices emulated but wrong on the
- * H200 (results/h200/attn-sg-sweep.s8r3.json, errors ~1), and was removed.)
+ * H200 (results/h200/probes/attn-sg-sweep.s8r3.json, errors ~1), and was removed.)
  */
 export interface SgFlashVariant {
   D: number;
@@ -87,7 +87,7 @@ export interface SgFlashVariant {
  * The default and, in order, the variants tried where it cannot be built (head dims whose
  * K/V tile does not split into 16-byte words over the workgroup, fragments over subgroups,
  * or less workgroup memory). H200, B1 H32 S4096 D128 causal, median of 40 round-robin turns
- * (benchmarks/results/h200/attn-sg-sweep.s8r6.json): 16-byte K/V staging with the next tile
+ * (benchmarks/results/h200/probes/attn-sg-sweep.s8r6.json): 16-byte K/V staging with the next tile
  * loaded into registers right after the stores, contiguous score columns per softmax lane,
  * no barriers between a subgroup's own lanes: 0.994 ms = 138 TFLOP/s; with workgroup
  * barriers 1.062; the session's starting default (whole-fragment staging) 1.402 in the same

@@ -12,7 +12,7 @@ import { runSgWide, sgWideChoose } from './sgflash-wide.js';
  * workgroup, 32-key K/V tiles staged in workgroup memory with 16-byte loads issued a tile
  * ahead, O resident in result fragments, lazy rescale, no barriers between a subgroup's own
  * lanes; SG_FLASH_FALLBACKS where it cannot be built). On the H200
- * (benchmarks/results/h200/attn-sg-sweep.s8r6.json, B1 H32 S4096 D128 causal, median of 40
+ * (benchmarks/results/h200/probes/attn-sg-sweep.s8r6.json, B1 H32 S4096 D128 causal, median of 40
  * round-robin turns) it ran 0.994 ms = 138 TFLOP/s against 1.402 ms for the session's
  * starting default, matching the plain kernel to 4.9e-4 and the float64 CPU reference to
  * 4.9e-4 on GQA, partial-tile, queries-at-the-end and window+sink checks.
