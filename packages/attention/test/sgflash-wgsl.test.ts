@@ -12,7 +12,7 @@ const base: SgFlashVariant = { ...SG_FLASH_DEFAULT, D: 128, sgSize: 32 };
 const VARIANTS: SgFlashVariant[] = [
   base,
   { ...base, scores: 'f16' },
-  { ...base, sync: 'workgroup' },
+  { ...base, sync: 'subgroup' },
   { ...SG_FLASH_FALLBACKS[0]!, D: 32, sgSize: 32 },
   { ...SG_FLASH_FALLBACKS[1]!, D: 128, sgSize: 32 },
   { ...SG_FLASH_FALLBACKS[2]!, D: 64, sgSize: 32 },

@@ -17,7 +17,7 @@ describe('subgroup-matrix prefill', () => {
   it("defaults to 'auto' (the wide kernel where it fits, else the tiled one); configuration is checked and reported", () => {
     const before = sgPrefillConfig();
     expect(before.kernel).toBe('auto');
-    expect(before.tiled).toMatchObject({ NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', prefetch: true, cols: 'contiguous', sync: 'subgroup' });
+    expect(before.tiled).toMatchObject({ NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', prefetch: true, cols: 'contiguous', sync: 'workgroup' });
     try {
       configureSgPrefill({ tiled: { NSG: 4, reread: true } });
       expect(sgPrefillConfig().tiled).toMatchObject({ NSG: 4, KT: 32, reread: true });

@@ -96,9 +96,12 @@ export interface SgFlashVariant {
  *
  * sync 'subgroup' relies on a subgroup running converged (NVIDIA warps) and its per-subgroup
  * rescale branch needs `enable chromium_disable_uniformity_analysis;`, which Dawn allows with
- * allow_unsafe_apis, as it does subgroup matrices themselves.
+ * allow_unsafe_apis, as it does subgroup matrices themselves. WGSL promises neither, and this
+ * kernel is the fallback of the wide kernel (sgflash-wide.ts) on any adapter with f16
+ * subgroup matrices, so the default keeps workgroup barriers (1.062 ms, same checks) and
+ * { sync: 'subgroup' } is an option for adapters known to run subgroups in lockstep.
  */
-export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous', sync: 'subgroup' };
+export const SG_FLASH_DEFAULT: Omit<SgFlashVariant, 'D' | 'sgSize'> = { NSG: 8, KT: 32, stage: 'smem', pad: 8, rescale: 'lazy', tau: 8, prefetch: true, cols: 'contiguous', sync: 'workgroup' };
 export const SG_FLASH_FALLBACKS: ReadonlyArray<Omit<SgFlashVariant, 'D' | 'sgSize'>> = [
   { ...SG_FLASH_DEFAULT, NSG: 4 },
   { NSG: 8, KT: 32, stage: 'frag', pad: 8, rescale: 'lazy', tau: 8 },
