@@ -1,4 +1,4 @@
-import { ArgumentError, LimitError, vecBinding, vecLoader, vecStorer, type Backend, type FloatDType, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, LimitError, vecBinding, vecLoader, vecStorer, type Backend, type Capabilities, type FloatDType, type WebGpuBackend } from '@attnkit/tensor';
 
 /** Scores of hidden keys; finite so max/exp stay well defined where a whole tile is hidden. */
 export const NEG = '-1.0e30';
@@ -56,4 +56,10 @@ export function keyTilesWgsl(T: string): string {
   let end2 = (hi + ${T} - 1u) / ${T};
   var n_tiles = n_sink;
   if (end2 > start2) { n_tiles += end2 - start2; }`;
+}
+
+/** f16 16x16x16 subgroup-matrix configs with f32 results and a fixed subgroup size of 16 or more: what the subgroup-matrix prefills need. */
+export function hasF16SubgroupMatrix(caps: Capabilities): boolean {
+  return caps.shaderF16 && caps.subgroups && caps.subgroupMinSize === caps.subgroupMaxSize && caps.subgroupMaxSize >= 16 &&
+    caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
 }

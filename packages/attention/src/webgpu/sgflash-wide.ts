@@ -1,8 +1,8 @@
-import { ArgumentError, gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, gridFor, LimitError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
-import { asGpu, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
-import { hasF16SubgroupMatrix } from './sgmatrix.js';
+import { asGpu, hasF16SubgroupMatrix, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG } from './common.js';
+import { SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgPrefillUniforms, sgSoftmaxConsts } from './sg-prefill-wgsl.js';
 import type { SourceRewrite } from './sgflash.js';
 
 /**
@@ -104,12 +104,6 @@ export function sgWideChoose(be: WebGpuBackend, p: Problem): { variant: Omit<SgW
   if (!sgWideUnsupported(be, p, SG_WIDE_FALLBACK)) return { variant: SG_WIDE_FALLBACK, why: null };
   return { variant: null, why };
 }
-
-const FIELDS = [
-  ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
-  ['S', 'u32'], ['cap', 'u32'], ['kvLen', 'u32'], ['qTiles', 'u32'],
-  ['scale2', 'f32'], ['causal', 'u32'], ['window', 'u32'], ['sinks', 'u32'],
-] as const;
 
 /** f32 score rows padded by 4 floats: rows stay 16-byte aligned. */
 const SPAD = 4;
@@ -485,13 +479,7 @@ ${v.qkEarly ? `${earlyDecl}
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 diagnostic(off, subgroup_uniformity);
-${uniformStruct('U', FIELDS)}
-@group(0) @binding(0) var<storage, read> qb: array<f16>;
-@group(0) @binding(1) var<storage, read> kb: array<${frag ? 'f16' : unitType}>;
-@group(0) @binding(2) var<storage, read> vb: array<${v.vGlobal || frag ? 'f16' : unitType}>;
-@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
-@group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
-@group(0) @binding(5) var<uniform> u: U;
+${sgPrefillHeader(frag ? 'f16' : unitType, v.vGlobal || frag ? 'f16' : unitType)}
 const D = ${D}u;
 const KT = ${KT}u;
 const BQ = ${sgWideRows(v)}u;
@@ -499,11 +487,7 @@ const KS = ${KS}u;
 const PS = ${PS}u;
 const SS = ${SS}u;
 const LPR = ${LPR}u;
-const NEG = ${NEG};
-const HALF_NEG = -5.0e29;
-const TAU = ${v.tau.toFixed(1)};
-const LN2 = 0.6931471805599453;
-${NEG_INF_FN}
+${sgSoftmaxConsts(v.tau)}
 var<workgroup> ks: array<f16, ${KT * KS}>;
 ${v.vGlobal ? '' : `var<workgroup> vs: array<f16, ${KT * KS}>;`}
 var<workgroup> pw: array<f16, ${sgWideRows(v) * PS}>;
@@ -511,14 +495,7 @@ var<workgroup> ss: array<f32, ${sgWideRows(v) * SS}>;
 var<workgroup> rowf: array<f32, ${sgWideRows(v)}>;
 var<workgroup> flags: array<u32, ${NSG}>;
 
-fn tile_kt(it: u32, start2: u32, n_sink: u32) -> u32 { return select(start2 + it - n_sink, it, it < n_sink) * KT; }
-
-fn visible(j: u32, pos: i32) -> bool {
-  var ok = j < u.kvLen;
-  if (u.causal != 0u) { ok = ok && i32(j) <= pos; }
-  if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
-  return ok;
-}
+${SG_TILE_AND_MASK_WGSL}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32,
@@ -603,15 +580,11 @@ export function runSgWide(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v
   const qTiles = Math.ceil(p.S / BQ);
   const out = be.empty(p.op, 'f16', [p.B, p.Hq, p.S, p.D]);
   const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
-  const values: Record<(typeof FIELDS)[number][0], number> = {
-    B: p.B, Hq: p.Hq, Hkv: p.Hkv, group: p.Hq / p.Hkv, S: p.S, cap: p.cap, kvLen: p.kvLength, qTiles,
-    scale2: p.scale * Math.LOG2E, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
-  };
   be.dispatch({
     program: sgWideProgram(variant, rw),
     inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
     outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
-    uniforms: packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const)),
+    uniforms: sgPrefillUniforms(p, qTiles),
     grid: gridFor(p.B * p.Hq * qTiles),
   });
   return { out, lse };

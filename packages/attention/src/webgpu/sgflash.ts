@@ -1,6 +1,7 @@
-import { ArgumentError, gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, gridFor, LimitError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
+import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG } from './common.js';
+import { SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgPrefillUniforms, sgSoftmaxConsts } from './sg-prefill-wgsl.js';
 
 /**
  * Tiled f16 flash-attention prefill on subgroup matrices (tensor cores), several subgroups
@@ -109,12 +110,6 @@ export const SG_FLASH_FALLBACKS: ReadonlyArray<Omit<SgFlashVariant, 'D' | 'sgSiz
 ];
 /** The first fallback (kept for callers of the earlier single-fallback API). */
 export const SG_FLASH_FALLBACK = SG_FLASH_FALLBACKS[0]!;
-
-const FIELDS = [
-  ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
-  ['S', 'u32'], ['cap', 'u32'], ['kvLen', 'u32'], ['qTiles', 'u32'],
-  ['scale2', 'f32'], ['causal', 'u32'], ['window', 'u32'], ['sinks', 'u32'],
-] as const;
 
 /**
  * Padding of the f32 score rows. 4 floats keep every row 16-byte aligned (what matrix
@@ -522,13 +517,7 @@ ${range(E).map((k) => `      ps += exp2(${xval(k)} - mn);`).join('\n')}
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 diagnostic(off, subgroup_uniformity);
-${sgSync && v.rescale === 'lazy' ? '// The per-subgroup rescale branches on subgroupAny, uniform within the subgroup only, which\n// the uniformity analysis cannot see (it needs Dawn\'s allow_unsafe_apis, as subgroup matrices do).\nenable chromium_disable_uniformity_analysis;\n' : ''}${uniformStruct('U', FIELDS)}
-@group(0) @binding(0) var<storage, read> qb: array<f16>;
-@group(0) @binding(1) var<storage, read> kb: array<${kvType}>;
-@group(0) @binding(2) var<storage, read> vb: array<${kvType}>;
-@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
-@group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
-@group(0) @binding(5) var<uniform> u: U;
+${sgSync && v.rescale === 'lazy' ? '// The per-subgroup rescale branches on subgroupAny, uniform within the subgroup only, which\n// the uniformity analysis cannot see (it needs Dawn\'s allow_unsafe_apis, as subgroup matrices do).\nenable chromium_disable_uniformity_analysis;\n' : ''}${sgPrefillHeader(kvType, kvType)}
 const D = ${D}u;
 const KT = ${KT}u;
 const BQ = ${NSG * 16}u;
@@ -537,11 +526,7 @@ const PS = ${PS}u;
 const SS = ${SS}u;
 const OS = ${OS}u;
 const LPR = ${LPR}u;
-const NEG = ${NEG};
-const HALF_NEG = -5.0e29;
-const TAU = ${v.tau.toFixed(1)};
-const LN2 = 0.6931471805599453;
-${NEG_INF_FN}
+${sgSoftmaxConsts(v.tau)}
 ${staged ? `var<workgroup> ks: array<f16, ${nbuf * KT * KS}>;` : ''}
 ${vStaged ? `var<workgroup> vs: array<f16, ${nbuf * KT * KS}>;` : ''}
 ${pInK || s16 ? '' : `var<workgroup> pw: array<f16, ${NSG * 16 * PS}>;`}
@@ -553,14 +538,7 @@ ${sgSync ? `// A subgroup's lanes see each other's workgroup-memory writes witho
 // marks where one belongs (the tests' emulation turns it into a workgroup barrier).
 fn subgroup_sync() {}` : ''}
 
-fn tile_kt(it: u32, start2: u32, n_sink: u32) -> u32 { return select(start2 + it - n_sink, it, it < n_sink) * KT; }
-
-fn visible(j: u32, pos: i32) -> bool {
-  var ok = j < u.kvLen;
-  if (u.causal != 0u) { ok = ok && i32(j) <= pos; }
-  if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
-  return ok;
-}
+${SG_TILE_AND_MASK_WGSL}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32,
@@ -640,15 +618,11 @@ export function runSgFlash(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, 
   const qTiles = Math.ceil(p.S / BQ);
   const out = be.empty(p.op, 'f16', [p.B, p.Hq, p.S, p.D]);
   const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
-  const values: Record<(typeof FIELDS)[number][0], number> = {
-    B: p.B, Hq: p.Hq, Hkv: p.Hkv, group: p.Hq / p.Hkv, S: p.S, cap: p.cap, kvLen: p.kvLength, qTiles,
-    scale2: p.scale * Math.LOG2E, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
-  };
   be.dispatch({
     program: sgFlashProgram(variant, rw),
     inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
     outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
-    uniforms: packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const)),
+    uniforms: sgPrefillUniforms(p, qTiles),
     grid: gridFor(p.B * p.Hq * qTiles),
   });
   return { out, lse };

@@ -1,6 +1,8 @@
-import { ArgumentError, gridFor, packUniforms, uniformStruct, type Capabilities, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, gridFor, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { checkWorkgroupBytes, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
+import { checkWorkgroupBytes, hasF16SubgroupMatrix, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
+
+export { hasF16SubgroupMatrix };
 import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, SG_FLASH_FALLBACKS, sgFlashLayout, type SgFlashVariant } from './sgflash.js';
 import { runSgWide, sgWideChoose } from './sgflash-wide.js';
 
@@ -104,10 +106,6 @@ const FIELDS = [
   ['scale', 'f32'], ['causal', 'u32'], ['window', 'u32'], ['sinks', 'u32'],
 ] as const;
 
-export function hasF16SubgroupMatrix(caps: Capabilities): boolean {
-  return caps.shaderF16 && caps.subgroups && caps.subgroupMinSize === caps.subgroupMaxSize && caps.subgroupMaxSize >= 16 &&
-    caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
-}
 
 function fits(be: WebGpuBackend, v: SgFlashVariant): boolean {
   try {

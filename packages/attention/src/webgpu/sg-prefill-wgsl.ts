@@ -1,0 +1,52 @@
+import { packUniforms, uniformStruct } from '@attnkit/tensor';
+import type { Problem } from '../problem.js';
+import { NEG, NEG_INF_FN } from './common.js';
+
+/**
+ * What the tiled (sgflash.ts) and wide (sgflash-wide.ts) subgroup-matrix prefills share: one
+ * uniform (log2-scaled softmax scale, mask fields), one binding layout, the lazy-rescale
+ * constants, and the key-tile and mask functions. Each kernel keeps its own tiling.
+ */
+const FIELDS = [
+  ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
+  ['S', 'u32'], ['cap', 'u32'], ['kvLen', 'u32'], ['qTiles', 'u32'],
+  ['scale2', 'f32'], ['causal', 'u32'], ['window', 'u32'], ['sinks', 'u32'],
+] as const;
+
+/** The uniform struct and the six bindings (Q, K, V as f16 or packed words; O f16; lse f32). */
+export function sgPrefillHeader(kType: string, vType: string): string {
+  return `${uniformStruct('U', FIELDS)}
+@group(0) @binding(0) var<storage, read> qb: array<f16>;
+@group(0) @binding(1) var<storage, read> kb: array<${kType}>;
+@group(0) @binding(2) var<storage, read> vb: array<${vType}>;
+@group(0) @binding(3) var<storage, read_write> ob: array<f16>;
+@group(0) @binding(4) var<storage, read_write> lseb: array<f32>;
+@group(0) @binding(5) var<uniform> u: U;`;
+}
+
+/** Softmax constants in log2 units; TAU is the lazy rescale's threshold. */
+export function sgSoftmaxConsts(tau: number): string {
+  return `const NEG = ${NEG};
+const HALF_NEG = -5.0e29;
+const TAU = ${tau.toFixed(1)};
+const LN2 = 0.6931471805599453;
+${NEG_INF_FN}`;
+}
+
+/** First key of the it-th visited tile (sink tiles first), and the per-key mask. */
+export const SG_TILE_AND_MASK_WGSL = `fn tile_kt(it: u32, start2: u32, n_sink: u32) -> u32 { return select(start2 + it - n_sink, it, it < n_sink) * KT; }
+
+fn visible(j: u32, pos: i32) -> bool {
+  var ok = j < u.kvLen;
+  if (u.causal != 0u) { ok = ok && i32(j) <= pos; }
+  if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
+  return ok;
+}`;
+
+export function sgPrefillUniforms(p: Problem, qTiles: number): ArrayBuffer {
+  const values: Record<(typeof FIELDS)[number][0], number> = {
+    B: p.B, Hq: p.Hq, Hkv: p.Hkv, group: p.Hq / p.Hkv, S: p.S, cap: p.cap, kvLen: p.kvLength, qTiles,
+    scale2: p.scale * Math.LOG2E, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
+  };
+  return packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const));
+}
