@@ -1,8 +1,8 @@
-import { ArgumentError, gridFor, LimitError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
 import { asGpu, hasF16SubgroupMatrix, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG } from './common.js';
-import { SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgPrefillUniforms, sgSoftmaxConsts } from './sg-prefill-wgsl.js';
+import { dispatchSgPrefill, SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgSoftmaxConsts } from './sg-prefill-common.js';
 import type { SourceRewrite } from './sgflash.js';
 
 /**
@@ -571,23 +571,9 @@ export function sgWideProgram(v: SgWideVariant, rw?: SourceRewrite): Program {
  */
 export function runSgWide(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, variant: SgWideVariant, rw?: SourceRewrite): { out: Tensor; lse: Tensor } {
   checkSgWideVariant(variant, p.op);
-  const lay = sgWideLayout(variant);
-  const limit = be.caps.maxComputeWorkgroupStorageSize;
-  if (lay.bytes > limit) throw new LimitError(p.op, 'maxComputeWorkgroupStorageSize (bytes)', lay.bytes, limit);
   if (p.S % 16 !== 0) throw new ArgumentError(p.op, 'wide subgroup-matrix prefill S', 'a multiple of 16', p.S);
   if (Math.ceil(p.kvLength / variant.KT) * variant.KT > p.cap) throw new ArgumentError(p.op, 'wide subgroup-matrix prefill K/V capacity', `>= kvLength rounded up to ${variant.KT}`, p.cap);
-  const BQ = sgWideRows(variant);
-  const qTiles = Math.ceil(p.S / BQ);
-  const out = be.empty(p.op, 'f16', [p.B, p.Hq, p.S, p.D]);
-  const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
-  be.dispatch({
-    program: sgWideProgram(variant, rw),
-    inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
-    outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
-    uniforms: sgPrefillUniforms(p, qTiles),
-    grid: gridFor(p.B * p.Hq * qTiles),
-  });
-  return { out, lse };
+  return dispatchSgPrefill(be, p, q, k, v, { program: sgWideProgram(variant, rw), workgroupBytes: sgWideLayout(variant).bytes, rows: sgWideRows(variant) });
 }
 
 /**

@@ -1,7 +1,7 @@
-import { ArgumentError, gridFor, LimitError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
 import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG } from './common.js';
-import { SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgPrefillUniforms, sgSoftmaxConsts } from './sg-prefill-wgsl.js';
+import { dispatchSgPrefill, SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgSoftmaxConsts } from './sg-prefill-common.js';
 
 /**
  * Tiled f16 flash-attention prefill on subgroup matrices (tensor cores), several subgroups
@@ -611,19 +611,5 @@ export function sgFlashProgram(v: SgFlashVariant, rw?: SourceRewrite): Program {
 /** Runs one variant; the caller has checked that the adapter and the problem fit the subgroup-matrix path. */
 export function runSgFlash(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, variant: SgFlashVariant, rw?: SourceRewrite): { out: Tensor; lse: Tensor } {
   checkSgFlashVariant(variant, p.op);
-  const lay = sgFlashLayout(variant);
-  const limit = be.caps.maxComputeWorkgroupStorageSize;
-  if (lay.bytes > limit) throw new LimitError(p.op, 'maxComputeWorkgroupStorageSize (bytes)', lay.bytes, limit);
-  const BQ = variant.NSG * 16;
-  const qTiles = Math.ceil(p.S / BQ);
-  const out = be.empty(p.op, 'f16', [p.B, p.Hq, p.S, p.D]);
-  const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
-  be.dispatch({
-    program: sgFlashProgram(variant, rw),
-    inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
-    outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
-    uniforms: sgPrefillUniforms(p, qTiles),
-    grid: gridFor(p.B * p.Hq * qTiles),
-  });
-  return { out, lse };
+  return dispatchSgPrefill(be, p, q, k, v, { program: sgFlashProgram(variant, rw), workgroupBytes: sgFlashLayout(variant).bytes, rows: variant.NSG * 16 });
 }

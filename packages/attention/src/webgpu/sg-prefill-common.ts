@@ -1,11 +1,11 @@
-import { packUniforms, uniformStruct } from '@attnkit/tensor';
+import { gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
 import { NEG, NEG_INF_FN } from './common.js';
 
 /**
  * What the tiled (sgflash.ts) and wide (sgflash-wide.ts) subgroup-matrix prefills share: one
  * uniform (log2-scaled softmax scale, mask fields), one binding layout, the lazy-rescale
- * constants, and the key-tile and mask functions. Each kernel keeps its own tiling.
+ * constants, the key-tile and mask functions, and the dispatch. Each kernel keeps its own tiling.
  */
 const FIELDS = [
   ['B', 'u32'], ['Hq', 'u32'], ['Hkv', 'u32'], ['group', 'u32'],
@@ -49,4 +49,25 @@ export function sgPrefillUniforms(p: Problem, qTiles: number): ArrayBuffer {
     scale2: p.scale * Math.LOG2E, causal: p.causal ? 1 : 0, window: p.window, sinks: p.sinks,
   };
   return packUniforms(FIELDS.map(([n, t]) => [t, values[n]] as const));
+}
+
+/**
+ * Checks the kernel's workgroup memory against the adapter, allocates the f16 output
+ * [B, Hq, S, D] and the f32 log-sum-exp [B, Hq, S], and dispatches one workgroup per
+ * (batch, head, BQ query rows).
+ */
+export function dispatchSgPrefill(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, kernel: { program: Program; workgroupBytes: number; rows: number }): { out: Tensor; lse: Tensor } {
+  const limit = be.caps.maxComputeWorkgroupStorageSize;
+  if (kernel.workgroupBytes > limit) throw new LimitError(p.op, 'maxComputeWorkgroupStorageSize (bytes)', kernel.workgroupBytes, limit);
+  const qTiles = Math.ceil(p.S / kernel.rows);
+  const out = be.empty(p.op, 'f16', [p.B, p.Hq, p.S, p.D]);
+  const lse = be.empty(p.op, 'f32', [p.B, p.Hq, p.S]);
+  be.dispatch({
+    program: kernel.program,
+    inputs: [be.buffer(q, p.op), be.buffer(k, p.op), be.buffer(v, p.op)],
+    outputs: [be.buffer(out, p.op), be.buffer(lse, p.op)],
+    uniforms: sgPrefillUniforms(p, qTiles),
+    grid: gridFor(p.B * p.Hq * qTiles),
+  });
+  return { out, lse };
 }
