@@ -1,6 +1,6 @@
 import { gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { NEG, NEG_INF_FN } from './common.js';
+import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
 
 /**
  * What the tiled (sgflash.ts) and wide (sgflash-wide.ts) subgroup-matrix prefills share: one
@@ -42,6 +42,21 @@ fn visible(j: u32, pos: i32) -> bool {
   if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
   return ok;
 }`;
+
+/**
+ * The workgroup's key range (rows w0 .. w0+BQ-1 of one (b, hk)): the key-tile bounds the
+ * masks allow, [full_lo, full_hi) where no per-key mask is needed, and kvbase.
+ */
+export const SG_KEY_RANGE_WGSL = `  let p_first = i32(u.kvLen) - i32(u.S) + i32(w0);
+  let p_last = i32(u.kvLen) - i32(u.S) + i32(min(w0 + BQ, u.S) - 1u);
+${KEY_BOUNDS_WGSL}
+  // Keys every row of the workgroup sees: tiles inside [full_lo, full_hi) skip the per-key mask.
+  var full_hi = u.kvLen;
+  if (u.causal != 0u) { full_hi = u32(clamp(p_first + 1, 0, i32(u.kvLen))); }
+  var full_lo = 0u;
+  if (u.window > 0u) { full_lo = u32(clamp(p_last - i32(u.window) + 1, 0, i32(u.kvLen))); }
+${keyTilesWgsl('KT')}
+  let kvbase = (b * u.Hkv + hk) * u.cap;`;
 
 export function sgPrefillUniforms(p: Problem, qTiles: number): ArrayBuffer {
   const values: Record<(typeof FIELDS)[number][0], number> = {

@@ -1,8 +1,8 @@
 import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
-import { asGpu, hasF16SubgroupMatrix, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG } from './common.js';
-import { dispatchSgPrefill, SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgSoftmaxConsts } from './sg-prefill-common.js';
+import { asGpu, hasF16SubgroupMatrix } from './common.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgSoftmaxConsts } from './sg-prefill-common.js';
 import type { SourceRewrite } from './sgflash.js';
 
 /**
@@ -365,6 +365,25 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + cr * SS + ${j * 16}u 
   const noStage = v.ablate === 'no-stage';
   const noBar = v.ablate === 'no-barrier';
   const bar = noBar ? '' : 'workgroupBarrier();';
+  // Both schedules: the lane's scores, the lazy max update and P, then the row sum and the
+  // workgroup's rescale vote (O through workgroup memory only when some row's max grew).
+  const softmaxP = `${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
+    var alpha = 1.0;
+    var need = false;
+    if (live) {
+      if (l == 0.0) { m = mt; }
+      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
+    }
+    ${v.ablate === 'no-softmax' ? 'let ps = 1.0;' : writeP}`;
+  const rescaleVote = (comment: string) => `l = l * alpha + ps;
+    if (part == 0u) { rowf[wr] = alpha; }
+    let any_need = subgroupAny(need);
+    if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
+    // ${comment}
+    ${noBar ? '' : `let fl = workgroupUniformLoad(&flags);
+    if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
+      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + cr];`)}
+    }`}`;
   const loopB3 = `  if (n_tiles > 0u) {
     let nb0 = ${tileBase('0u')};
     ${stagedArrays.map(([src, dst]) => `${loadRegs(src, 'nb0')}\n      ${storeRegs(src, dst)}`).join('\n    ')}
@@ -382,23 +401,8 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + cr * SS + ${j * 16}u 
     // Scores visible to the softmax lanes; every subgroup is done with this K tile.
     ${bar}
     ${v.ablate === 'no-stage' ? '' : stageNext('kb', 'ks')}
-    ${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
-    var alpha = 1.0;
-    var need = false;
-    if (live) {
-      if (l == 0.0) { m = mt; }
-      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
-    }
-    ${v.ablate === 'no-softmax' ? 'let ps = 1.0;' : writeP}
-    l = l * alpha + ps;
-    if (part == 0u) { rowf[wr] = alpha; }
-    let any_need = subgroupAny(need);
-    if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
-    // P, the next K tile and the rescale votes visible to all.
-    ${noBar ? '' : `let fl = workgroupUniformLoad(&flags);
-    if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
-      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + cr];`)}
-    }`}
+    ${softmaxP}
+    ${rescaleVote('P, the next K tile and the rescale votes visible to all.')}
     ${short && !v.vGlobal && v.ablate !== 'no-stage' ? loadNext('vb') : ''}
     ${v.ablate === 'no-pv' ? '' : pv}
     // Every subgroup is done with this V tile and P.
@@ -451,24 +455,9 @@ ${v.qkEarly ? `${earlyDecl}
     // (in the previous tile's P.V) with the V tile.
     ${bar}
     ${v.stageLate ? '' : b2Stage}
-    ${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
-    var alpha = 1.0;
-    var need = false;
-    if (live) {
-      if (l == 0.0) { m = mt; }
-      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
-    }
-    ${v.ablate === 'no-softmax' ? 'let ps = 1.0;' : writeP}
+    ${softmaxP}
     ${v.stageLate ? b2Stage : ''}
-    l = l * alpha + ps;
-    if (part == 0u) { rowf[wr] = alpha; }
-    let any_need = subgroupAny(need);
-    if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
-    // P, the next K tile, this V tile and the rescale votes visible to all.
-    ${noBar ? '' : `let fl = workgroupUniformLoad(&flags);
-    if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
-      ${viaScratch((rb, _dd, el) => `${el} *= rowf[pbase + ${rb * 16}u + cr];`)}
-    }`}
+    ${rescaleVote('P, the next K tile, this V tile and the rescale votes visible to all.')}
     ${v.qkEarly ? `// The next tile's scores (K staged after this tile's Q.K^T; garbage past the last tile, unused).
     ${earlyMmas}` : ''}
     ${v.ablate === 'no-pv' ? '' : pv}
@@ -540,16 +529,7 @@ ${oFrags.map((o) => `  var ${o.name}: ${A};`).join('\n')}
   var m = NEG;
   var l = 0.0;
 
-  let p_first = i32(u.kvLen) - i32(u.S) + i32(w0);
-  let p_last = i32(u.kvLen) - i32(u.S) + i32(min(w0 + BQ, u.S) - 1u);
-${KEY_BOUNDS_WGSL}
-  // Keys every row of the workgroup sees: tiles inside [full_lo, full_hi) skip the per-key mask.
-  var full_hi = u.kvLen;
-  if (u.causal != 0u) { full_hi = u32(clamp(p_first + 1, 0, i32(u.kvLen))); }
-  var full_lo = 0u;
-  if (u.window > 0u) { full_lo = u32(clamp(p_last - i32(u.window) + 1, 0, i32(u.kvLen))); }
-${keyTilesWgsl('KT')}
-  let kvbase = (b * u.Hkv + hk) * u.cap;
+${SG_KEY_RANGE_WGSL}
 ${regDecl}
 ${b2 ? loopB2 : loopB3}
   if (part == 0u) { rowf[wr] = select(0.0, 1.0 / l, l > 0.0); }

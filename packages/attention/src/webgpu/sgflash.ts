@@ -1,7 +1,6 @@
 import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG } from './common.js';
-import { dispatchSgPrefill, SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgSoftmaxConsts } from './sg-prefill-common.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgSoftmaxConsts } from './sg-prefill-common.js';
 
 /**
  * Tiled f16 flash-attention prefill on subgroup matrices (tensor cores), several subgroups
@@ -424,7 +423,9 @@ ${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiply
     : '';
   const pvPrefetch = v.prefetch === 'pv' && !ab.has('stage') ? nextLoads(vStaged ? ['kb', 'vb'] : ['kb']) : '';
 
-  const lazyStep = sgSync ? `
+  // The lazy max update, P and the row sum, then the rescale of O where a row's max grew:
+  // per subgroup with sync 'subgroup', else on the workgroup's vote.
+  const lazyStep = `
     var alpha = 1.0;
     var need = false;
     if (live) {
@@ -432,25 +433,17 @@ ${range(NF).map((f) => range(NB).map((nb) => `    o${f} = subgroupMatrixMultiply
       else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
     }
     ${writeP('m')}
-    l = l * alpha + ps;
+    l = l * alpha + ps;${sgSync ? `
     ${laneBar}
     if (subgroupAny(need)) {
       ${viaScratch('subgroup_sync();', (_c, at) => `${scr.arr}[${at}] *= alpha;`)}
     }` : `
-    var alpha = 1.0;
-    var need = false;
-    if (live) {
-      if (l == 0.0) { m = mt; }
-      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
-    }
-    ${writeP('m')}
-    l = l * alpha + ps;
     let any_need = subgroupAny(need);
     if (lane == 0u) { flags[sg] = select(0u, 1u, any_need); }
     let fl = workgroupUniformLoad(&flags);
     if (${range(NSG).map((s) => `fl[${s}] != 0u`).join(' || ')}) {
       ${viaScratch('workgroupBarrier();', (_c, at) => `${scr.arr}[${at}] *= alpha;`)}
-    }`;
+    }`}`;
 
   type Mode = 'lazy' | 'twopass';
   const softmaxStep = (mode: Mode) => ab.has('softmax') ? `${copyP}
@@ -578,16 +571,7 @@ ${ab.has('qk') && s16 ? `  var sz: ${SA};` : ''}
   var m = NEG;
   var l = 0.0;
 
-  let p_first = i32(u.kvLen) - i32(u.S) + i32(w0);
-  let p_last = i32(u.kvLen) - i32(u.S) + i32(min(w0 + BQ, u.S) - 1u);
-${KEY_BOUNDS_WGSL}
-  // Keys every row of the workgroup sees: tiles inside [full_lo, full_hi) skip the per-key mask.
-  var full_hi = u.kvLen;
-  if (u.causal != 0u) { full_hi = u32(clamp(p_first + 1, 0, i32(u.kvLen))); }
-  var full_lo = 0u;
-  if (u.window > 0u) { full_lo = u32(clamp(p_last - i32(u.window) + 1, 0, i32(u.kvLen))); }
-${keyTilesWgsl('KT')}
-  let kvbase = (b * u.Hkv + hk) * u.cap;
+${SG_KEY_RANGE_WGSL}
 ${prefetchDecl}
 ${twoPass ? statsLoop : ''}
 ${v.rescale === 'stats-only' ? '' : mainLoop(twoPass ? 'twopass' : 'lazy')}
