@@ -2,13 +2,14 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ArgumentError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, tensor, type WebGpuBackend } from '@attnkit/tensor';
 import { backendsForTests } from '@attnkit/tensor/testing';
 import { checkSgWideVariant, SG_WIDE_DEFAULT, sgWideAttention, sgWideChoose, sgWideLayout, sgWideSource, type SgWideVariant } from '../src/webgpu/sgflash-wide.js';
 import type { AttentionOptions } from '../src/options.js';
 import { resolveProblem } from '../src/problem.js';
 import { emulateSubgroupMatrices } from './sg-emulate.js';
-import { causalVis, oracle, type Dims, type Visible } from './oracle.js';
+import { causalVis, type Dims, type Visible } from './oracle.js';
+import { sgOracleCase } from './sg-case.js';
 
 // The wide subgroup-matrix kernel runs on hardware only where subgroup matrices exist (the
 // H200 probe benchmarks/gpu/probes/attn-sg-wide.ts checks it there against the CPU). Here
@@ -20,32 +21,8 @@ const gpu = backends.find((b) => b.kind === 'webgpu') as WebGpuBackend | undefin
 const EMU = { tag: 'emulated', rewrite: emulateSubgroupMatrices };
 type Shape = Omit<SgWideVariant, 'D' | 'sgSize'>;
 
-function seeded(n: number, seed: number, scale: (i: number) => number): Float32Array {
-  let a = seed >>> 0;
-  return Float32Array.from({ length: n }, (_, i) => {
-    a = (a * 1664525 + 1013904223) >>> 0;
-    return ((a / 2 ** 32) * 2 - 1) * scale(i);
-  });
-}
-
 async function runCase(be: WebGpuBackend, v: Shape, d: Dims, opts: AttentionOptions, vis: Visible): Promise<{ err: number; lseErr: number }> {
-  // Keys grow along the sequence so row maxima keep rising (the rescale path must be right).
-  const Q = seeded(d.B * d.Hq * d.S * d.D, 7, () => 2);
-  const K = seeded(d.B * d.Hkv * d.L * d.D, 8, (i) => 0.5 + (3 * (Math.floor(i / d.D) % d.L)) / d.L);
-  const V = seeded(d.B * d.Hkv * d.L * d.D, 9, () => 1);
-  const ts: Tensor[] = [tensor(be, Q, [d.B, d.Hq, d.S, d.D], 'f16'), tensor(be, K, [d.B, d.Hkv, d.L, d.D], 'f16'), tensor(be, V, [d.B, d.Hkv, d.L, d.D], 'f16')];
-  const [q, k, vv] = ts as [Tensor, Tensor, Tensor];
-  const read = async (t: Tensor) => (await t.toArray()) as Float32Array;
-  const want = oracle(await read(q), await read(k), await read(vv), d, 1 / Math.sqrt(d.D), vis);
-  const { out, lse } = sgWideAttention(q, k, vv, { ...opts, kvLength: d.kvLength }, v, EMU);
-  const got = await read(out);
-  const gotLse = await read(lse);
-  let err = 0;
-  for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i]! - want.out[i]!));
-  let lseErr = 0;
-  for (let i = 0; i < gotLse.length; i++) lseErr = Math.max(lseErr, Math.abs(gotLse[i]! - want.lse[i]!));
-  for (const t of [...ts, out, lse]) t.dispose();
-  return { err, lseErr };
+  return sgOracleCase(be, d, opts, vis, (q, k, vv, o) => sgWideAttention(q, k, vv, o, v, EMU));
 }
 
 const base: SgWideVariant = { D: 128, NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true, sgSize: 32 };

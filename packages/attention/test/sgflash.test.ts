@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ArgumentError, tensor, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, type WebGpuBackend } from '@attnkit/tensor';
 import { backendsForTests } from '@attnkit/tensor/testing';
 import { resolveProblem } from '../src/problem.js';
 import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, SG_FLASH_FALLBACKS, sgFlashLayout, sgFlashSource, type SgFlashVariant } from '../src/webgpu/sgflash.js';
 import type { AttentionOptions } from '../src/options.js';
 import { emulateSubgroupMatrices } from './sg-emulate.js';
-import { causalVis, oracle, type Dims, type Visible } from './oracle.js';
+import { causalVis, type Dims, type Visible } from './oracle.js';
+import { sgOracleCase } from './sg-case.js';
 
 // The tiled subgroup-matrix kernel runs on hardware only where subgroup matrices exist
 // (the H200 probe benchmarks/gpu/probes/attn-sg-sweep.ts checks it there against the CPU).
@@ -24,33 +25,8 @@ const EMU = {
     'fn sml_scale(a: array<f32, 256>, s: f16) -> array<f32, 256> {\n  var c = a;\n  for (var i = 0u; i < 256u; i++) { c[i] = a[i] * f32(s); }\n  return c;\n}\n',
 };
 
-function seeded(n: number, seed: number, scale: (i: number) => number): Float32Array {
-  let a = seed >>> 0;
-  return Float32Array.from({ length: n }, (_, i) => {
-    a = (a * 1664525 + 1013904223) >>> 0;
-    return ((a / 2 ** 32) * 2 - 1) * scale(i);
-  });
-}
-
 async function runCase(be: WebGpuBackend, v: Omit<SgFlashVariant, 'D' | 'sgSize'>, d: Dims, opts: AttentionOptions, vis: Visible): Promise<{ err: number; lseErr: number }> {
-  // Keys grow along the sequence so row maxima keep rising (the rescale path must be right).
-  const Q = seeded(d.B * d.Hq * d.S * d.D, 7, () => 2);
-  const K = seeded(d.B * d.Hkv * d.L * d.D, 8, (i) => 0.5 + (3 * (Math.floor(i / d.D) % d.L)) / d.L);
-  const V = seeded(d.B * d.Hkv * d.L * d.D, 9, () => 1);
-  const ts: Tensor[] = [tensor(be, Q, [d.B, d.Hq, d.S, d.D], 'f16'), tensor(be, K, [d.B, d.Hkv, d.L, d.D], 'f16'), tensor(be, V, [d.B, d.Hkv, d.L, d.D], 'f16')];
-  const [q, k, vv] = ts as [Tensor, Tensor, Tensor];
-  const read = async (t: Tensor) => (await t.toArray()) as Float32Array;
-  const want = oracle(await read(q), await read(k), await read(vv), d, 1 / Math.sqrt(d.D), vis);
-  const p = resolveProblem('attention', q, k, vv, { ...opts, kvLength: d.kvLength });
-  const { out, lse } = runSgFlash(be, p, q, k, vv, { ...v, D: d.D, sgSize: 32 }, EMU);
-  const got = await read(out);
-  const gotLse = await read(lse);
-  let err = 0;
-  for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i]! - want.out[i]!));
-  let lseErr = 0;
-  for (let i = 0; i < gotLse.length; i++) lseErr = Math.max(lseErr, Math.abs(gotLse[i]! - want.lse[i]!));
-  for (const t of [...ts, out, lse]) t.dispose();
-  return { err, lseErr };
+  return sgOracleCase(be, d, opts, vis, (q, k, vv, o) => runSgFlash(be, resolveProblem('attention', q, k, vv, o), q, k, vv, { ...v, D: d.D, sgSize: 32 }, EMU));
 }
 
 describe('tiled subgroup-matrix prefill (sgflash)', () => {
