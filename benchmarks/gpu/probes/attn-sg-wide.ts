@@ -1,5 +1,7 @@
 // Times the wide f16 subgroup-matrix prefill of @attnkit/attention (webgpu/sgflash-wide.ts:
-// pairs of subgroups share K and V fragments over 32 query rows) against the library's
+// pairs of subgroups share K and V fragments over 32 query rows) and the ping-pong one
+// (webgpu/sgflash-pingpong.ts: two teams of pairs, one multiplying while the other runs its
+// softmax) against the library's
 // current tiled kernel (sgflash.ts through attention() with SG_FLASH_DEFAULT) at
 // B1 H32 S4096 D128 causal. Every variant is checked against the float64 CPU reference on
 // small tricky shapes (GQA, a partial last query tile, queries at the end of a longer KV,
@@ -10,7 +12,7 @@
 // rewrite), which proves the whole path end to end but times nothing meaningful.
 // The parent runs the sweep in a child and restarts it past a variant that kills the
 // process (staged subgroup-matrix kernels crashed Dawn before), so one crash costs one row.
-import { attention, attentionWithStats, configureSgPrefill, hasF16SubgroupMatrix, sgPrefillConfig, setPrefillPath, sgWideAttention, sgWideLayout, type SgWideVariant } from '@attnkit/attention';
+import { attention, attentionWithStats, configureSgPrefill, hasF16SubgroupMatrix, SG_PINGPONG_DEFAULT, sgPingPongAttention, sgPingPongLayout, sgPrefillConfig, setPrefillPath, sgWideAttention, sgWideLayout, type SgPingPongVariant, type SgWideVariant } from '@attnkit/attention';
 import { createBackend, CpuBackend, mulberry32, random, tensor, WebGpuBackend, type Backend, type Tensor } from '@attnkit/tensor';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,31 +27,29 @@ const args = process.argv.slice(2);
 const arg = (k: string) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : undefined; };
 const small = args.includes('--small');
 const outDir = arg('--out') ?? '.';
-const only = arg('--only')?.split(',');
+const only = (arg('--only') ?? process.env.ATTN_SG_ONLY)?.split(',');
 const child = args.includes('--child');
 const skip = Number(arg('--skip') ?? 0);
 
 type Shape = Omit<SgWideVariant, 'D' | 'sgSize'>;
-interface Variant { name: string; wide?: Shape; note: string; check: boolean }
+type PPShape = Omit<SgPingPongVariant, 'D' | 'sgSize'>;
+interface Variant { name: string; wide?: Shape; pp?: PPShape; note: string; check: boolean }
 const W = (name: string, wide: Shape, note = ''): Variant => ({ name, wide, note, check: !wide.ablate });
-const LA: Shape = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
+const PP = (name: string, pp: PPShape, note = ''): Variant => ({ name, pp, note, check: true });
 // Most telling first (the round gives the whole script 60 s).
-// Round 6 (the last: benchmarks/results/h200/probes/attn-sg-wide.s8r6.json; the default 0.898 ms vs the
-// library's 1.055 ms, staging late +6%, f16 exponentials +1%). Rounds 1-5 (benchmarks/results/h200/probes/attn-sg-wide.s8r{1..5}.json): 8 subgroups x
-// 32-key tiles, tile after next in registers, softmax over runs of 4, two barriers per tile
-// and score rows padded by 8 floats won round 5 (0.901 ms; the library's tiled kernel
-// 1.062 ms). Quads, next-tile Q.K^T before P.V: slower. Here: the staging stores after the
-// softmax, f16 exponentials, with fewer variants so each gets several interleaved turns.
-const C4: Shape = { ...LA, contig: true };
-const B2: Shape = { ...C4, sched: 'b2' };
-const SP8: Shape = { ...B2, spad: 8 };
+// Session 9, round 1: the ping-pong kernel against the wide default. Session 8's rounds
+// (benchmarks/results/h200/probes/attn-sg-wide.s8r{1..6}.json) settled the wide default:
+// 8 subgroups x 32-key tiles, tile after next in registers, softmax over runs of 4, two
+// barriers per tile, score rows padded by 8 (0.898 ms; the tiled kernel 1.055 ms); staging
+// late, f16 exponentials, quads, 4 subgroups, Q or V from storage, next Q.K^T before P.V: slower.
+const LA: Shape = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
+const SP8: Shape = { ...LA, contig: true, sched: 'b2', spad: 8 };
+const OCCUPANCY = ['wide-b2-sp8', 'pp-qk-pv'];
 const VARIANTS: Variant[] = [
-  { name: 'sgflash-default', check: true, note: 'the library kernel now: attention() on the subgroup-matrix path with SG_FLASH_DEFAULT (reference for maxAbsErrVsDefault)' },
-  W('wide-b2-sp8', SP8, 'SG_WIDE_DEFAULT, round-5 best: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4, two barriers per tile, score rows padded by 8'),
-  W('wide-b2-sp8-late', { ...SP8, stageLate: true }, 'staging stores after the softmax reads and P writes'),
-  W('wide-b2-sp8-e16', { ...SP8, expF16: true }, 'exp2 in f16'),
-  W('wide-b2-sp8-late-e16', { ...SP8, stageLate: true, expF16: true }),
-  W('wide-8x32-la-c4-b2', B2, 'score rows padded by 4 (round-4 best)'),
+  { name: 'sgflash-default', check: true, note: 'the tiled kernel: attention() on the subgroup-matrix path with configureSgPrefill({ kernel: tiled }) (reference for maxAbsErrVsDefault)' },
+  W('wide-b2-sp8', SP8, 'SG_WIDE_DEFAULT: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4, two barriers per tile, score rows padded by 8'),
+  W('wide-b2o-sp8', { ...SP8, sched: 'b2o' }, "the next tile's Q.K^T issued into registers before this tile's softmax (tensor cores and ALUs overlap), stored after the vote barrier; 2 barriers per tile"),
+  PP('pp-qk-pv', SG_PINGPONG_DEFAULT, 'ping-pong: 2 teams x 2 pairs = 128 rows, one team multiplies (Q.K^T then P.V) while the other runs its softmax; 3 barriers per tile'),
 ];
 
 interface Row {
@@ -169,6 +169,7 @@ function smallShape(w: Shape): Shape {
 function runVariant(vr: Variant, q: Tensor, k: Tensor, v: Tensor, opts: Parameters<typeof attention>[3]): { out: Tensor; lse?: Tensor } {
   // --small: 4 subgroups (lavapipe has 32 KB of workgroup memory).
   if (vr.wide) return sgWideAttention(q, k, v, opts, smallShape(vr.wide), rw);
+  if (vr.pp) return sgPingPongAttention(q, k, v, opts, small ? { ...vr.pp, NSG: 4, spad: 4 } : vr.pp, rw);
   setPrefillPath('subgroup-matrix');
   try {
     const r = attentionWithStats(q, k, v, { ...opts, lse: true });
@@ -235,6 +236,9 @@ for (let idx = skip; idx < VARIANTS.length; idx++) {
     if (vr.wide) {
       row.config = vr.wide;
       row.workgroupBytes = sgWideLayout({ ...smallShape(vr.wide), D, sgSize: be.caps.subgroupMaxSize }).bytes;
+    } else if (vr.pp) {
+      row.config = vr.pp;
+      row.workgroupBytes = sgPingPongLayout({ ...vr.pp, D, sgSize: be.caps.subgroupMaxSize }).bytes;
     } else {
       if (!hasSg) throw new Error(`${be.name} offers no f16 subgroup matrices (the library kernel runs on the H200 only)`);
       row.config = sgPrefillConfig().tiled;
@@ -261,6 +265,27 @@ for (let idx = skip; idx < VARIANTS.length; idx++) {
   console.log(`${vr.name}: ${row.error ? `FAILED ${row.error}` : `${row.medianMs!.toFixed(3)} ms ${row.tflops!.toFixed(1)} TFLOP/s; ${vr.check ? `vs CPU ${row.cpuChecks}; vs ${refName} ${row.maxAbsErrVsDefault?.toExponential(2)}` : 'not checked (ablation)'}`}`);
 }
 
+// Occupancy: one workgroup per head (S = 128 rows), 4096 keys each (one K/V head shared by all), 132 (one per SM), 264
+// and 528 workgroups. Equal times for 132 and 264 mean two workgroups share an SM at once;
+// double the time means one workgroup per SM (registers or workgroup memory).
+const vOcc = VARIANTS.filter((vr) => OCCUPANCY.includes(vr.name) && rows.some((r) => r.variant === vr.name && !r.error));
+if (!small && vOcc.length) {
+  const occ: Array<{ variant: string; heads: number; medianMs: number }> = [];
+  for (const vr of vOcc) {
+    for (const H of [132, 264, 528]) {
+      try {
+        const [oq, ok, ov] = [4, 5, 6].map((seed, i) => random(be, i === 0 ? [1, H, 128, D] : [1, 1, 4096, D], { seed, dtype: 'f16' })) as [Tensor, Tensor, Tensor];
+        const t = await timeIt(be, () => { const r = runVariant(vr, oq, ok, ov, {}); r.out.dispose(); r.lse?.dispose(); }, { reps: 5, targetMs: 10, warmupMs: 200 });
+        occ.push({ variant: vr.name, heads: H, medianMs: Number(t.medianMs.toFixed(4)) });
+        for (const x of [oq, ok, ov]) x.dispose();
+      } catch (e) {
+        console.log(`occupancy ${vr.name} H${H} failed: ${(e as Error).message.slice(0, 200)}`);
+      }
+    }
+  }
+  (meta as Record<string, unknown>).occupancy = occ;
+  console.log(`${NAME}: occupancy (1 workgroup per head, 4096 keys): ${occ.map((o) => `${o.variant} H${o.heads} ${o.medianMs} ms`).join('; ')}`);
+}
 // Interleaved turns: every variant that ran is timed again, round-robin, so a GPU shared
 // with other work or clocks that drift touch all of them alike; the row's figure is the
 // median of its turns (best kept too).

@@ -6,5 +6,6 @@ export { checkAttention, HEAD_DIM_MULTIPLE, MAX_HEAD_DIM, type AttentionPlan } f
 export { tunePlainPrefill, type PrefillTuning } from './webgpu/prefill.js';
 export { configureSgPrefill, hasF16SubgroupMatrix, sgPrefillConfig, sgPrefillSource, type SgInit, type SgKernel, type SgSync, type SgTiledOptions } from './webgpu/sgmatrix.js';
 export { sgFlashSource, type SgFlashVariant } from './webgpu/sgflash.js';
+export { checkSgPingPongVariant, runSgPingPong, SG_PINGPONG_DEFAULT, sgPingPongAttention, sgPingPongLayout, sgPingPongSource, sgPingPongUnsupported, type SgPingPongVariant } from './webgpu/sgflash-pingpong.js';
 export { checkSgWideVariant, runSgWide, SG_WIDE_DEFAULT, SG_WIDE_FALLBACK, sgWideAttention, sgWideChoose, sgWideLayout, sgWideSource, sgWideUnsupported, type SgWideVariant } from './webgpu/sgflash-wide.js';
 export { chooseFlashF32Variant, flashF32Enabled, flashF32Name, flashF32Source, flashF32VariantProblem, flashF32WorkgroupBytes, runFlashF32, setFlashF32Enabled, tuneFlashF32, type FlashF32Tuning, type FlashF32Variant } from './webgpu/flash-f32.js';

@@ -1,8 +1,10 @@
-// Validates the WGSL of one wide subgroup-matrix prefill variant (JSON in argv[2]) on
+// Validates the WGSL of one wide (or, with argv[3] = 'pingpong', ping-pong) subgroup-matrix
+// prefill variant (JSON in argv[2]) on
 // Dawn's null backend, which runs Tint's full front end (types, uniformity, builtins) and
 // nothing else; prints one line `WGSL-CHECK ["error ..."]`. One module per process: several
 // subgroup-matrix modules in one process aborted Dawn now and then (see wgsl-check.ts).
 import { create, globals } from 'webgpu';
+import { sgPingPongSource, type SgPingPongVariant } from '../src/webgpu/sgflash-pingpong.js';
 import { sgWideSource, type SgWideVariant } from '../src/webgpu/sgflash-wide.js';
 
 Object.assign(globalThis, globals);
@@ -13,7 +15,9 @@ if (!adapter || !want.every((f) => adapter.features.has(f))) {
   process.exit(0);
 }
 const device = await adapter.requestDevice({ requiredFeatures: want });
-const module = device.createShaderModule({ code: sgWideSource(JSON.parse(process.argv[2]!) as SgWideVariant) });
+const variant = JSON.parse(process.argv[2]!) as unknown;
+const code = process.argv[3] === 'pingpong' ? sgPingPongSource(variant as SgPingPongVariant) : sgWideSource(variant as SgWideVariant);
+const module = device.createShaderModule({ code });
 const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error').map((m) => `error ${m.lineNum}:${m.linePos} ${m.message}`);
 console.log(`WGSL-CHECK ${JSON.stringify(errors)}`);
 process.exit(0);

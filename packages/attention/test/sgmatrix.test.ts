@@ -24,7 +24,9 @@ describe('subgroup-matrix prefill', () => {
       expect(() => configureSgPrefill({ tiled: { NSG: 2 } })).toThrow(/NSG/);
       expect(() => configureSgPrefill({ tiled: { KT: 40 } })).toThrow(ArgumentError);
       expect(() => configureSgPrefill({ tiled: { stage: 'global', prefetch: 'pv' } })).toThrow(/prefetch/);
-      expect(() => configureSgPrefill({ kernel: 'v2' as 'v1' })).toThrow(/'auto', 'wide', 'tiled' or 'v1'/);
+      expect(() => configureSgPrefill({ kernel: 'v2' as 'v1' })).toThrow(/'auto', 'wide', 'tiled', 'v1' or 'pingpong'/);
+      configureSgPrefill({ kernel: 'pingpong' });
+      expect(sgPrefillConfig().kernel).toBe('pingpong');
       configureSgPrefill({ kernel: 'wide' });
       expect(sgPrefillConfig().kernel).toBe('wide');
       expect(() => configureSgPrefill({ keyTile: 48 })).toThrow(/keyTile/);

@@ -1,6 +1,6 @@
 import { gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
+import { hasF16SubgroupMatrix, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
 
 /**
  * What the tiled (sgflash.ts) and wide (sgflash-wide.ts) subgroup-matrix prefills share: one
@@ -42,6 +42,40 @@ fn visible(j: u32, pos: i32) -> bool {
   if (u.window > 0u) { ok = ok && (i32(j) > pos - i32(u.window) || j < u.sinks); }
   return ok;
 }`;
+
+/**
+ * The entry point of a kernel with WG invocations whose workgroups each own BQ query rows of
+ * one (batch, head): it decodes b, hq, hk and the first row w0, longest causal rows first.
+ */
+export function sgPrefillEntry(WG: number): string {
+  return `@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let g = wid.x + wid.y * nwg.x;
+  let nbh = u.B * u.Hq;
+  if (g >= nbh * u.qTiles) { return; }
+  let bh = g % nbh;
+  // The longest causal rows first, so the short tiles fill the tail.
+  let tile = u.qTiles - 1u - g / nbh;
+  let b = bh / u.Hq;
+  let hq = bh % u.Hq;
+  let hk = hq / u.group;
+  let w0 = tile * BQ;`;
+}
+
+/**
+ * Why a problem cannot run on a subgroup-matrix prefill with KT-key tiles, before the
+ * kernel's own variant and workgroup-memory checks (`emulated`: the adapter check is skipped).
+ */
+export function sgPrefillReasons(be: WebGpuBackend, p: Problem, KT: number, emulated: boolean): string[] {
+  const reasons: string[] = [];
+  if (!emulated && !hasF16SubgroupMatrix(be.caps)) reasons.push(`an adapter with f16 16x16x16 subgroup-matrix configs and a fixed subgroup size (${be.name} has none)`);
+  if (p.dtype !== 'f16') reasons.push('f16 inputs');
+  if (p.S % 16 !== 0) reasons.push('S a multiple of 16');
+  if (Math.ceil(p.kvLength / KT) * KT > p.cap) reasons.push(`K/V capacity >= kvLength rounded up to ${KT}`);
+  if (p.blocks || p.bias) reasons.push('no block-list or bias mask');
+  return reasons;
+}
 
 /**
  * The workgroup's key range (rows w0 .. w0+BQ-1 of one (b, hk)): the key-tile bounds the

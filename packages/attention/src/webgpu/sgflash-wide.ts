@@ -1,8 +1,8 @@
 import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
-import { asGpu, hasF16SubgroupMatrix } from './common.js';
-import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgSoftmaxConsts } from './sg-prefill-common.js';
+import { asGpu } from './common.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillReasons, sgSoftmaxConsts } from './sg-prefill-common.js';
 import type { SourceRewrite } from './sgflash.js';
 
 /**
@@ -42,7 +42,11 @@ export interface SgWideVariant {
   /** Barriers per key tile: 3 (default: K of the next tile staged after Q·Kᵀ, V after
    *  P·V) or 2 ('b2': this tile's V staged together with the next K after Q·Kᵀ, so no
    *  barrier is needed after P·V). */
-  sched?: 'b3' | 'b2';
+  sched?: 'b3' | 'b2' | 'b2o';
+  /* 'b2o' (two barriers, overlapped): the next tile's Q·Kᵀ is issued into registers right
+   *  before this tile's softmax, so its multiplies run on the tensor cores while the ALUs
+   *  do the softmax; its scores are stored after the vote barrier, next to this tile's P·V.
+   *  V(j) is staged during the softmax, K(j+2) during P·V. */
   /** With 'b2': the next tile's Q·Kᵀ is issued right before this tile's P·V (its scores
    *  stay in registers until the next tile stores them), so its multiply chains overlap. */
   qkEarly?: boolean;
@@ -132,7 +136,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.sched === 'b2' ? '/b2' : ''}${v.qkEarly ? '/qke' : ''}${v.group === 4 ? '/g4' : ''}${v.stageLate ? '/late' : ''}${v.spad !== undefined ? `/sp${v.spad}` : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.sched === 'b2' ? '/b2' : v.sched === 'b2o' ? '/b2o' : ''}${v.qkEarly ? '/qke' : ''}${v.group === 4 ? '/g4' : ''}${v.stageLate ? '/late' : ''}${v.spad !== undefined ? `/sp${v.spad}` : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -156,6 +160,9 @@ export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
     if (per * (v.vGlobal ? 1 : 2) > 8) bad('stage', "'frag' with at most 8 fragment copies per subgroup per tile", v.stage);
   }
   if (v.qkEarly && (v.sched !== 'b2' || v.qk === 'own-rows' || v.qGlobal || v.ablate)) bad('qkEarly', "sched 'b2' with split-keys scoring, Q resident and no ablation", v.qkEarly);
+  if (v.sched === 'b2o' && (v.lookahead !== true || v.vGlobal || G !== 2 || v.qk === 'own-rows' || v.qGlobal || v.qkEarly || v.stageLate || v.stage === 'frag' || v.ablate)) {
+    bad('sched', "'b2o' with lookahead, staged V, pairs, split-keys scoring, Q resident, words staging and no other schedule option", v.sched);
+  }
   if (v.spad !== undefined && (v.spad % 4 !== 0 || v.spad < 0)) bad('spad', 'a multiple of 4 floats', v.spad);
   if (v.contig && (v.KT / ((G * v.sgSize) / 32)) % 4 !== 0) bad('contig', 'KT / (subgroup size / 16) a multiple of 4', v.KT);
   if (!(v.tau >= 0 && v.tau <= 12)) bad('tau', 'between 0 and 12 (P stays below 2^tau in f16)', v.tau);
@@ -163,12 +170,7 @@ export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
 
 /** Why this problem cannot run on the wide kernel on this backend (null: it can). */
 export function sgWideUnsupported(be: WebGpuBackend, p: Problem, variant: Omit<SgWideVariant, 'D' | 'sgSize'> = SG_WIDE_DEFAULT, emulated = false): string | null {
-  const reasons: string[] = [];
-  if (!emulated && !hasF16SubgroupMatrix(be.caps)) reasons.push(`an adapter with f16 16x16x16 subgroup-matrix configs and a fixed subgroup size (${be.name} has none)`);
-  if (p.dtype !== 'f16') reasons.push('f16 inputs');
-  if (p.S % 16 !== 0) reasons.push('S a multiple of 16');
-  if (Math.ceil(p.kvLength / variant.KT) * variant.KT > p.cap) reasons.push(`K/V capacity >= kvLength rounded up to ${variant.KT}`);
-  if (p.blocks || p.bias) reasons.push('no block-list or bias mask');
+  const reasons = sgPrefillReasons(be, p, variant.KT, emulated);
   const v: SgWideVariant = { ...variant, D: p.D, sgSize: emulated ? 32 : be.caps.subgroupMaxSize };
   try {
     checkSgWideVariant(v, p.op);
@@ -285,7 +287,7 @@ ${range(HW / 2).map((j) => `        let h${j} = bitcast<vec2<f16>>(${HW === 8 ? 
   }).join('\n    ')).join('\n    ');
   const earlyStore = range(NBH).map((j) => `subgroupMatrixStore(&ss, pbase * SS + (h * ${NBH}u + ${j}u) * 16u, se${j}_0, false, SS);
     subgroupMatrixStore(&ss, (pbase + 16u) * SS + (h * ${NBH}u + ${j}u) * 16u, se${j}_1, false, SS);`).join('\n    ');
-  const earlyDecl = v.qkEarly ? range(NBH).map((j) => `  var se${j}_0: ${A};\n  var se${j}_1: ${A};`).join('\n') : '';
+  const earlyDecl = v.qkEarly || v.sched === 'b2o' ? range(NBH).map((j) => `  var se${j}_0: ${A};\n  var se${j}_1: ${A};`).join('\n') : '';
   // 'own-rows': this subgroup's row block against every key block of the tile.
   const scoresOwn = range(NB).map((kb) => `{
       ${range(NF).map((f) => `let kf${f} = subgroupMatrixLoad<${R}>(&ks, ${kb * 16}u * KS + ${f * 16}u, true, KS);
@@ -462,6 +464,63 @@ ${v.qkEarly ? `${earlyDecl}
     ${earlyMmas}` : ''}
     ${v.ablate === 'no-pv' ? '' : pv}
   }`;
+  // Loop top: S(j) visible in ss, K(j+1) staged, K(j+2) and V(j) in registers.
+  const loopB2o = `${earlyDecl}
+  if (n_tiles > 0u) {
+    let nb0 = ${tileBase('0u')};
+    ${loadRegs('kb', 'nb0')}
+    ${storeRegs('kb', 'ks')}
+    if (n_tiles > 1u) {
+      let nb1 = ${tileBase('1u')};
+      ${loadRegs('kb', 'nb1')}
+    }
+    ${loadRegs('vb', 'nb0')}
+  }
+  workgroupBarrier();
+  if (n_tiles > 0u) {
+    ${scores}
+  }
+  // S(0) visible; every subgroup is done with K(0).
+  workgroupBarrier();
+  if (n_tiles > 1u) {
+    ${storeRegs('kb', 'ks')}
+    if (n_tiles > 2u) {
+      let nb2 = ${tileBase('2u')};
+      ${loadRegs('kb', 'nb2')}
+    }
+  }
+  workgroupBarrier();
+
+  for (var it = 0u; it < n_tiles; it++) {
+    let kt = tile_kt(it, start2, n_sink);
+    let more = it + 1u < n_tiles;
+    // The next tile's Q·Kᵀ into registers: its multiplies overlap the softmax below.
+    if (more) {
+    ${earlyMmas}
+    }
+    ${softmaxP}
+    // V(it) staged (V(it - 1) died at the last barrier), V(it + 1) fetched.
+    ${storeRegs('vb', 'vs')}
+    if (more) {
+      let nbv = ${tileBase('it + 1u')};
+      ${loadRegs('vb', 'nbv')}
+    }
+    ${rescaleVote('P, V(it) and the rescale votes visible to all; every score of S(it) read.')}
+    if (more) {
+    ${earlyStore}
+    }
+    ${pv}
+    // K(it + 1) is done with (its Q·Kᵀ ran before the softmax): K(it + 2) staged, K(it + 3) fetched.
+    if (it + 2u < n_tiles) {
+      ${storeRegs('kb', 'ks')}
+      if (it + 3u < n_tiles) {
+        let nb3 = ${tileBase('it + 3u')};
+        ${loadRegs('kb', 'nb3')}
+      }
+    }
+    // S(it + 1) and K(it + 2) visible; P and V(it) read by every subgroup.
+    workgroupBarrier();
+  }`;
   const regDecl = range(per).map((t) => stagedArrays.map(([src]) => `  var ${src}_w${t}: ${frag ? L : unitType};`).join('\n')).join('\n');
 
   return `enable f16;
@@ -486,19 +545,7 @@ var<workgroup> flags: array<u32, ${NSG}>;
 
 ${SG_TILE_AND_MASK_WGSL}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32,
-        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let g = wid.x + wid.y * nwg.x;
-  let nbh = u.B * u.Hq;
-  if (g >= nbh * u.qTiles) { return; }
-  let bh = g % nbh;
-  // The longest causal rows first, so the short tiles fill the tail.
-  let tile = u.qTiles - 1u - g / nbh;
-  let b = bh / u.Hq;
-  let hq = bh % u.Hq;
-  let hk = hq / u.group;
-  let w0 = tile * BQ;
+${sgPrefillEntry(WG)}
   // Pair p of the workgroup, half h of the pair.
   let pr = sg / ${G}u;
   let h = sg % ${G}u;
@@ -531,7 +578,7 @@ ${oFrags.map((o) => `  var ${o.name}: ${A};`).join('\n')}
 
 ${SG_KEY_RANGE_WGSL}
 ${regDecl}
-${b2 ? loopB2 : loopB3}
+${v.sched === 'b2o' ? loopB2o : b2 ? loopB2 : loopB3}
   if (part == 0u) { rowf[wr] = select(0.0, 1.0 / l, l > 0.0); }
   if (own_valid && part == 0u) { lseb[bh * u.S + i] = select(neg_inf(), (m + log2(l)) * LN2, l > 0.0); }
   ${viaScratch((rb, dd, el, cc) => `if (qs${rb} < u.S) { ob[(bh * u.S + qr${rb} + cr) * D + dcol + ${dd * 16}u + ${cc}] = f16(${el} * rowf[pbase + ${rb * 16}u + cr]); }`)}

@@ -4,6 +4,7 @@ import { checkWorkgroupBytes, hasF16SubgroupMatrix, KEY_BOUNDS_WGSL, keyTilesWgs
 
 export { hasF16SubgroupMatrix };
 import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, SG_FLASH_FALLBACKS, sgFlashLayout, type SgFlashVariant } from './sgflash.js';
+import { runSgPingPong, SG_PINGPONG_DEFAULT, sgPingPongUnsupported } from './sgflash-pingpong.js';
 import { runSgWide, sgWideChoose } from './sgflash-wide.js';
 
 /**
@@ -50,11 +51,13 @@ export type SgInit = 'ctor' | 'mul';
  * query rows, so each K/V fragment load feeds two multiplies), 'tiled' (sgflash.ts: several
  * subgroups per workgroup, K/V staged once per workgroup, O resident in result fragments,
  * lazy rescale), 'v1' (this file: one subgroup per workgroup, O in workgroup memory,
- * rescaled every tile), or 'auto': 'wide' where it takes the problem, else 'tiled'. On the
- * H200 (B1 H32 S4096 D128 causal, session 8 round 6, interleaved) 'wide' ran 0.898 ms and
- * 'tiled' 1.055 ms, both within 4.9e-4 of the float64 reference.
+ * rescaled every tile), 'pingpong' (sgflash-pingpong.ts: the wide kernel's pairs in two
+ * teams, one multiplying while the other runs its softmax), or 'auto': 'wide' where it takes
+ * the problem, else 'tiled'. On the H200 (B1 H32 S4096 D128 causal, interleaved) 'wide' ran
+ * 0.898 ms and 'tiled' 1.055 ms (session 8 round 6), 'pingpong' 1.16 ms against 'wide'
+ * 0.91 ms (session 9 rounds 1-5), all within 4.9e-4 of the float64 reference.
  */
-export type SgKernel = 'auto' | 'wide' | 'tiled' | 'v1';
+export type SgKernel = 'auto' | 'wide' | 'tiled' | 'v1' | 'pingpong';
 export type SgTiledOptions = Partial<Omit<SgFlashVariant, 'D' | 'sgSize'>>;
 
 let sgKernel: SgKernel = 'auto';
@@ -77,7 +80,7 @@ let windowMasks = true;
 export function configureSgPrefill(opts: { kernel?: SgKernel; sync?: SgSync; keyTile?: number; init?: SgInit; tiled?: SgTiledOptions; windowMasks?: boolean }): void {
   if (opts.windowMasks !== undefined) windowMasks = opts.windowMasks;
   if (opts.kernel) {
-    if (!['auto', 'wide', 'tiled', 'v1'].includes(opts.kernel)) throw new ArgumentError('configureSgPrefill', 'kernel', "'auto', 'wide', 'tiled' or 'v1'", opts.kernel);
+    if (!['auto', 'wide', 'tiled', 'v1', 'pingpong'].includes(opts.kernel)) throw new ArgumentError('configureSgPrefill', 'kernel', "'auto', 'wide', 'tiled', 'v1' or 'pingpong'", opts.kernel);
     sgKernel = opts.kernel;
   }
   if (opts.sync) sgSync = opts.sync;
@@ -130,8 +133,8 @@ function tiledVariant(be: WebGpuBackend, D: number): SgFlashVariant {
 /** Whether the subgroup-matrix kernel can take this problem; with `explain`, throws saying why not. */
 export function sgPrefillSupported(be: WebGpuBackend, p: Problem, explain = false): boolean {
   if (sgKernel === 'auto' && sgWideChoose(be, p).variant && (p.window === 0 || windowMasks)) return true;
-  if (sgKernel === 'wide') {
-    const why = sgWideChoose(be, p).why;
+  if (sgKernel === 'wide' || sgKernel === 'pingpong') {
+    const why = sgKernel === 'wide' ? sgWideChoose(be, p).why : sgPingPongUnsupported(be, p);
     const reasons = why ? [why] : [];
     if (p.window > 0 && !windowMasks) reasons.push('no window mask (windowMasks is off)');
     if (reasons.length && explain) throw new ArgumentError(p.op, 'subgroup-matrix prefill', reasons.join(', '), 'unsupported problem');
@@ -288,6 +291,7 @@ export function sgPrefillSource(D: number, KT = 64, sync: SgSync = 'barrier', su
 
 export function runSgPrefill(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor): { out: Tensor; lse: Tensor } {
   sgPrefillSupported(be, p, true);
+  if (sgKernel === 'pingpong') return runSgPingPong(be, p, q, k, v, { ...SG_PINGPONG_DEFAULT, D: p.D, sgSize: be.caps.subgroupMaxSize });
   if (sgKernel === 'wide' || sgKernel === 'auto') {
     const wide = sgWideChoose(be, p).variant;
     if (wide) return runSgWide(be, p, q, k, v, { ...wide, D: p.D, sgSize: be.caps.subgroupMaxSize });
