@@ -193,15 +193,16 @@ export const attentionSgSuite: Suite = {
     const ref = attention(q, k, v, { causal: true });
     await be.sync();
     // The library's default subgroup-matrix choice first (the row the issue's figure comes
-    // from: the wide kernel where it fits), then the tiled kernel and the first kernel (v1)
-    // in the variants ATTNKIT_SG_SYNC/KT/INIT name.
-    const runs: Array<{ kernel: 'auto' | 'tiled' | 'v1'; init?: SgInit; kt?: number }> = [{ kernel: 'auto' }, { kernel: 'tiled' }];
+    // from: the wide kernel where it fits), then the tiled kernel, the ping-pong kernel and
+    // the first kernel (v1) in the variants ATTNKIT_SG_SYNC/KT/INIT name.
+    const runs: Array<{ kernel: 'auto' | 'tiled' | 'pingpong' | 'v1'; init?: SgInit; kt?: number }> = [{ kernel: 'auto' }, { kernel: 'tiled' }, { kernel: 'pingpong' }];
     for (const init of inits) for (const kt of keyTiles) runs.push({ kernel: 'v1', init, kt });
     for (const [n, r] of runs.entries()) {
       configureSgPrefill(r.kernel === 'v1' ? { kernel: 'v1', sync, keyTile: r.kt, init: r.init } : { kernel: r.kernel, tiled: {} });
       setPrefillPath('subgroup-matrix');
       const cfg = sgPrefillConfig();
-      const tag = r.kernel === 'v1' ? `v1 sync=${sync} init=${r.init} keyTile=${r.kt}` : r.kernel === 'auto' ? 'library default (wide kernel where it fits, else tiled)' : `tiled ${JSON.stringify(cfg.tiled)}`;
+      const tag = r.kernel === 'v1' ? `v1 sync=${sync} init=${r.init} keyTile=${r.kt}` : r.kernel === 'auto' ? 'library default (wide kernel where it fits, else tiled)'
+        : r.kernel === 'pingpong' ? 'ping-pong (two teams of pairs, SG_PINGPONG_DEFAULT)' : `tiled ${JSON.stringify(cfg.tiled)}`;
       try {
         const small = await errVsCpu();
         console.error(`attention-sg: ${tag}: vs CPU: ${small}`);
@@ -212,7 +213,7 @@ export const attentionSgSuite: Suite = {
         const t = await timeIt(be, () => attention(q, k, v, { causal: true }).dispose(), { reps: 9 });
         const row0 = row(ctx, be, 'prefill-causal', sh, 'f16', t, { flops: prefillFlops(s, true) },
           `subgroup-matrix kernel (${tag}); max |out - plain kernel out| = ${err.toExponential(2)} at this shape; small check vs float64 CPU: ${small}; causal FLOPs counted as half of 4*B*H*S*L*D; peer is bf16`);
-        rows.push(n === 0 ? row0 : { ...row0, kernel: r.kernel === 'tiled' ? 'prefill-causal[tiled]' : `prefill-causal[v1,${r.init},kt=${r.kt}]` });
+        rows.push(n === 0 ? row0 : { ...row0, kernel: r.kernel === 'v1' ? `prefill-causal[v1,${r.init},kt=${r.kt}]` : `prefill-causal[${r.kernel}]` });
       } catch (e) {
         console.error(`attention-sg: ${tag} failed: ${(e as Error).message}`);
       }
