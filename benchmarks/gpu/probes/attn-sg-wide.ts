@@ -37,17 +37,20 @@ interface Variant { name: string; wide?: Shape; pp?: PPShape; note: string; chec
 const W = (name: string, wide: Shape, note = ''): Variant => ({ name, wide, note, check: !wide.ablate });
 const PP = (name: string, pp: PPShape, note = ''): Variant => ({ name, pp, note, check: true });
 // Most telling first (the round gives the whole script 60 s).
-// Session 9, round 1: the ping-pong kernel against the wide default. Session 8's rounds
+// Session 9: the ping-pong kernel, the overlapped schedule and head groups against the wide default. Session 8's rounds
 // (benchmarks/results/h200/probes/attn-sg-wide.s8r{1..6}.json) settled the wide default:
 // 8 subgroups x 32-key tiles, tile after next in registers, softmax over runs of 4, two
 // barriers per tile, score rows padded by 8 (0.898 ms; the tiled kernel 1.055 ms); staging
 // late, f16 exponentials, quads, 4 subgroups, Q or V from storage, next Q.K^T before P.V: slower.
 const LA: Shape = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
 const SP8: Shape = { ...LA, contig: true, sched: 'b2', spad: 8 };
-const OCCUPANCY = ['wide-b2-sp8', 'pp-qk-pv'];
+const OCCUPANCY: string[] = [];
 const VARIANTS: Variant[] = [
   { name: 'sgflash-default', check: true, note: 'the tiled kernel: attention() on the subgroup-matrix path with configureSgPrefill({ kernel: tiled }) (reference for maxAbsErrVsDefault)' },
   W('wide-b2-sp8', SP8, 'SG_WIDE_DEFAULT: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4, two barriers per tile, score rows padded by 8'),
+  W('wide-hg8', { ...SP8, headGroup: 8 }, 'the default with query tiles longest-first within groups of 8 heads (L2 sharing)'),
+  W('wide-hg4', { ...SP8, headGroup: 4 }, 'groups of 4 heads'),
+  W('wide-hg16', { ...SP8, headGroup: 16 }, 'groups of 16 heads'),
   W('wide-b2o-sp8', { ...SP8, sched: 'b2o' }, "the next tile's Q.K^T issued into registers before this tile's softmax (tensor cores and ALUs overlap), stored after the vote barrier; 2 barriers per tile"),
   PP('pp-qk-pv', SG_PINGPONG_DEFAULT, 'ping-pong: 2 teams x 2 pairs = 128 rows, one team multiplies (Q.K^T then P.V) while the other runs its softmax; 3 barriers per tile'),
 ];

@@ -63,3 +63,17 @@ export function hasF16SubgroupMatrix(caps: Capabilities): boolean {
   return caps.shaderF16 && caps.subgroups && caps.subgroupMinSize === caps.subgroupMaxSize && caps.subgroupMaxSize >= 16 &&
     caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
 }
+
+/**
+ * WGSL: `tile` and `bh` of workgroup `g` (of nbh (batch, head) pairs x u.qTiles query tiles),
+ * query tiles last-first (causal: the longest rows first) within groups of HG (batch, head)
+ * pairs, so the workgroups resident at once share the K/V of a few heads in L2.
+ */
+export function headGroupOrderWgsl(HG: number): string {
+  return `  let per = ${HG}u * u.qTiles;
+  let gi = g / per;
+  let w = g % per;
+  let hgs = min(${HG}u, nbh - gi * ${HG}u);
+  let tile = u.qTiles - 1u - w / hgs;
+  let bh = gi * ${HG}u + w % hgs;`;
+}

@@ -1,6 +1,6 @@
 import { ArgumentError, gridFor, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { checkWorkgroupBytes, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
+import { checkWorkgroupBytes, headGroupOrderWgsl, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
 
 /**
  * f32 flash-attention prefill built like the register-blocked f32 matmul
@@ -395,12 +395,7 @@ ${computeO.join('\n')}
   const vLoop = passes.join('\n');
 
   const tileOf = v.REV && v.HG
-    ? `  let per = ${v.HG}u * u.qTiles;
-  let gi = g / per;
-  let w = g % per;
-  let hgs = min(${v.HG}u, nbh - gi * ${v.HG}u);
-  let tile = u.qTiles - 1u - w / hgs;
-  let bh = gi * ${v.HG}u + w % hgs;`
+    ? headGroupOrderWgsl(v.HG)
     : v.REV
       ? `  let tile = u.qTiles - 1u - g / nbh;\n  let bh = g % nbh;`
       : `  let tile = g % u.qTiles;\n  let bh = g / u.qTiles;`;

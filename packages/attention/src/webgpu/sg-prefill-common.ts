@@ -1,6 +1,6 @@
 import { gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { hasF16SubgroupMatrix, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
+import { hasF16SubgroupMatrix, headGroupOrderWgsl, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
 
 /**
  * What the tiled (sgflash.ts) and wide (sgflash-wide.ts) subgroup-matrix prefills share: one
@@ -45,18 +45,19 @@ fn visible(j: u32, pos: i32) -> bool {
 
 /**
  * The entry point of a kernel with WG invocations whose workgroups each own BQ query rows of
- * one (batch, head): it decodes b, hq, hk and the first row w0, longest causal rows first.
+ * one (batch, head): it decodes b, hq, hk and the first row w0, longest causal rows first
+ * (within groups of `headGroup` (batch, head) pairs when it is > 0).
  */
-export function sgPrefillEntry(WG: number): string {
+export function sgPrefillEntry(WG: number, headGroup = 0): string {
   return `@compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32,
         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let g = wid.x + wid.y * nwg.x;
   let nbh = u.B * u.Hq;
   if (g >= nbh * u.qTiles) { return; }
-  let bh = g % nbh;
+${headGroup ? headGroupOrderWgsl(headGroup) : `  let bh = g % nbh;
   // The longest causal rows first, so the short tiles fill the tail.
-  let tile = u.qTiles - 1u - g / nbh;
+  let tile = u.qTiles - 1u - g / nbh;`}
   let b = bh / u.Hq;
   let hq = bh % u.Hq;
   let hk = hq / u.group;

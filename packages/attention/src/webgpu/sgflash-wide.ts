@@ -79,6 +79,9 @@ export interface SgWideVariant {
   /** Softmax lanes take runs of 4 adjacent scores (16-byte aligned reads) instead of
    *  every LPR-th one. */
   contig?: boolean;
+  /** Query tiles longest-first within groups of this many (batch, head) pairs (0 or absent:
+   *  across all heads), so the workgroups in flight share the K/V of fewer heads in L2. */
+  headGroup?: number;
   /** Timing ablations (the output is not attention): drop the exponentials, P·V, Q·Kᵀ,
    *  the whole softmax (no score reads, no P writes), the K/V staging after the first tile,
    *  or the key loop's barriers (and with them the rescale). */
@@ -136,7 +139,7 @@ export function sgWideLayout(v: SgWideVariant): SgWideLayout {
 }
 
 export function sgWideKey(v: SgWideVariant): string {
-  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.sched === 'b2' ? '/b2' : v.sched === 'b2o' ? '/b2o' : ''}${v.qkEarly ? '/qke' : ''}${v.group === 4 ? '/g4' : ''}${v.stageLate ? '/late' : ''}${v.spad !== undefined ? `/sp${v.spad}` : ''}${v.ablate ? `/${v.ablate}` : ''}`;
+  return `attention/prefill-sgwide/D${v.D}/sg${v.NSG}x${v.sgSize}/kt${v.KT}/pad${v.pad}/lazy${v.tau}${v.lookahead === 'short' ? '/las' : v.lookahead ? '/la' : ''}${v.stage && v.stage !== 'words' ? `/${v.stage}` : ''}${v.vGlobal ? '/vg' : ''}${v.qk === 'own-rows' ? '/own' : ''}${v.qGlobal ? '/qg' : ''}${v.contig ? '/c4' : ''}${v.expF16 ? '/e16' : ''}${v.sched === 'b2' ? '/b2' : v.sched === 'b2o' ? '/b2o' : ''}${v.qkEarly ? '/qke' : ''}${v.group === 4 ? '/g4' : ''}${v.stageLate ? '/late' : ''}${v.spad !== undefined ? `/sp${v.spad}` : ''}${v.headGroup ? `/hg${v.headGroup}` : ''}${v.ablate ? `/${v.ablate}` : ''}`;
 }
 
 export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
@@ -163,6 +166,7 @@ export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
   if (v.sched === 'b2o' && (v.lookahead !== true || v.vGlobal || G !== 2 || v.qk === 'own-rows' || v.qGlobal || v.qkEarly || v.stageLate || v.stage === 'frag' || v.ablate)) {
     bad('sched', "'b2o' with lookahead, staged V, pairs, split-keys scoring, Q resident, words staging and no other schedule option", v.sched);
   }
+  if (v.headGroup !== undefined && (!Number.isInteger(v.headGroup) || v.headGroup < 0)) bad('headGroup', 'a non-negative integer', v.headGroup);
   if (v.spad !== undefined && (v.spad % 4 !== 0 || v.spad < 0)) bad('spad', 'a multiple of 4 floats', v.spad);
   if (v.contig && (v.KT / ((G * v.sgSize) / 32)) % 4 !== 0) bad('contig', 'KT / (subgroup size / 16) a multiple of 4', v.KT);
   if (!(v.tau >= 0 && v.tau <= 12)) bad('tau', 'between 0 and 12 (P stays below 2^tau in f16)', v.tau);
@@ -545,7 +549,7 @@ var<workgroup> flags: array<u32, ${NSG}>;
 
 ${SG_TILE_AND_MASK_WGSL}
 
-${sgPrefillEntry(WG)}
+${sgPrefillEntry(WG, v.headGroup ?? 0)}
   // Pair p of the workgroup, half h of the pair.
   let pr = sg / ${G}u;
   let h = sg % ${G}u;
