@@ -65,17 +65,24 @@ ${headGroup ? headGroupOrderWgsl(headGroup) : `  let bh = g % nbh;
 }
 
 /**
- * Why a problem cannot run on a subgroup-matrix prefill with KT-key tiles, before the
- * kernel's own variant and workgroup-memory checks (`emulated`: the adapter check is skipped).
+ * Why a problem cannot run on a subgroup-matrix prefill with KT-key tiles (null: it can):
+ * the adapter (skipped when `emulated`), dtype, S, capacity and mask kind, then the kernel's
+ * own variant check and its workgroup memory against the adapter's.
  */
-export function sgPrefillReasons(be: WebGpuBackend, p: Problem, KT: number, emulated: boolean): string[] {
+export function sgPrefillWhyNot(be: WebGpuBackend, p: Problem, KT: number, emulated: boolean, kernel: { check: () => void; bytes: number }): string | null {
   const reasons: string[] = [];
   if (!emulated && !hasF16SubgroupMatrix(be.caps)) reasons.push(`an adapter with f16 16x16x16 subgroup-matrix configs and a fixed subgroup size (${be.name} has none)`);
   if (p.dtype !== 'f16') reasons.push('f16 inputs');
   if (p.S % 16 !== 0) reasons.push('S a multiple of 16');
   if (Math.ceil(p.kvLength / KT) * KT > p.cap) reasons.push(`K/V capacity >= kvLength rounded up to ${KT}`);
   if (p.blocks || p.bias) reasons.push('no block-list or bias mask');
-  return reasons;
+  try {
+    kernel.check();
+  } catch (e) {
+    reasons.push((e as Error).message);
+  }
+  if (kernel.bytes > be.caps.maxComputeWorkgroupStorageSize) reasons.push(`${kernel.bytes} bytes of workgroup memory (the adapter allows ${be.caps.maxComputeWorkgroupStorageSize})`);
+  return reasons.length ? reasons.join('; ') : null;
 }
 
 /**

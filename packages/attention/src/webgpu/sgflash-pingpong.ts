@@ -2,7 +2,7 @@ import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@a
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
 import { asGpu } from './common.js';
-import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillReasons, sgSoftmaxConsts } from './sg-prefill-common.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillWhyNot, sgSoftmaxConsts } from './sg-prefill-common.js';
 import type { SourceRewrite } from './sgflash.js';
 
 /**
@@ -76,16 +76,8 @@ export function checkSgPingPongVariant(v: SgPingPongVariant, op = 'attention'): 
 
 /** Why this problem cannot run on the ping-pong kernel on this backend (null: it can). */
 export function sgPingPongUnsupported(be: WebGpuBackend, p: Problem, variant: Omit<SgPingPongVariant, 'D' | 'sgSize'> = SG_PINGPONG_DEFAULT, emulated = false): string | null {
-  const reasons = sgPrefillReasons(be, p, KT, emulated);
   const v: SgPingPongVariant = { ...variant, D: p.D, sgSize: emulated ? 32 : be.caps.subgroupMaxSize };
-  try {
-    checkSgPingPongVariant(v, p.op);
-  } catch (e) {
-    reasons.push((e as Error).message);
-  }
-  const need = sgPingPongLayout(v).bytes;
-  if (need > be.caps.maxComputeWorkgroupStorageSize) reasons.push(`${need} bytes of workgroup memory (the adapter allows ${be.caps.maxComputeWorkgroupStorageSize})`);
-  return reasons.length ? reasons.join('; ') : null;
+  return sgPrefillWhyNot(be, p, KT, emulated, { check: () => checkSgPingPongVariant(v, p.op), bytes: sgPingPongLayout(v).bytes });
 }
 
 const L = 'subgroup_matrix_left<f16, 16, 16>';

@@ -2,7 +2,7 @@ import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@a
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
 import { asGpu } from './common.js';
-import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillReasons, sgSoftmaxConsts } from './sg-prefill-common.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillWhyNot, sgSoftmaxConsts } from './sg-prefill-common.js';
 import type { SourceRewrite } from './sgflash.js';
 
 /**
@@ -174,16 +174,8 @@ export function checkSgWideVariant(v: SgWideVariant, op = 'attention'): void {
 
 /** Why this problem cannot run on the wide kernel on this backend (null: it can). */
 export function sgWideUnsupported(be: WebGpuBackend, p: Problem, variant: Omit<SgWideVariant, 'D' | 'sgSize'> = SG_WIDE_DEFAULT, emulated = false): string | null {
-  const reasons = sgPrefillReasons(be, p, variant.KT, emulated);
   const v: SgWideVariant = { ...variant, D: p.D, sgSize: emulated ? 32 : be.caps.subgroupMaxSize };
-  try {
-    checkSgWideVariant(v, p.op);
-  } catch (e) {
-    reasons.push((e as Error).message);
-  }
-  const need = sgWideLayout(v).bytes;
-  if (need > be.caps.maxComputeWorkgroupStorageSize) reasons.push(`${need} bytes of workgroup memory (the adapter allows ${be.caps.maxComputeWorkgroupStorageSize})`);
-  return reasons.length ? reasons.join('; ') : null;
+  return sgPrefillWhyNot(be, p, variant.KT, emulated, { check: () => checkSgWideVariant(v, p.op), bytes: sgWideLayout(v).bytes });
 }
 
 const L = 'subgroup_matrix_left<f16, 16, 16>';

@@ -4,6 +4,7 @@ import { checkWorkgroupBytes, hasF16SubgroupMatrix, KEY_BOUNDS_WGSL, keyTilesWgs
 
 export { hasF16SubgroupMatrix };
 import { checkSgFlashVariant, runSgFlash, SG_FLASH_DEFAULT, SG_FLASH_FALLBACKS, sgFlashLayout, type SgFlashVariant } from './sgflash.js';
+import { sgPrefillWhyNot } from './sg-prefill-common.js';
 import { runSgPingPong, SG_PINGPONG_DEFAULT, sgPingPongUnsupported } from './sgflash-pingpong.js';
 import { runSgWide, sgWideChoose } from './sgflash-wide.js';
 
@@ -141,22 +142,18 @@ export function sgPrefillSupported(be: WebGpuBackend, p: Problem, explain = fals
     return reasons.length === 0;
   }
   const usesTiled = sgKernel === 'tiled' || sgKernel === 'auto';
-  const KT = usesTiled ? tiled.KT : sgKeyTile;
-  const reasons: string[] = [];
-  if (!hasF16SubgroupMatrix(be.caps)) reasons.push(`an adapter with f16 16x16x16 subgroup-matrix configs and a fixed subgroup size (${be.name} has none)`);
-  if (p.dtype !== 'f16') reasons.push('f16 inputs');
-  if (p.S % 16 !== 0) reasons.push('S a multiple of 16');
-  if (Math.ceil(p.kvLength / KT) * KT > p.cap) reasons.push(`K/V capacity >= kvLength rounded up to ${KT}`);
-  if (p.blocks || p.bias) reasons.push('no block-list or bias mask');
-  if (usesTiled) {
+  const tv = usesTiled ? tiledVariant(be, p.D) : null;
+  const check = (): void => {
+    if (!tv) return;
     try {
-      checkSgFlashVariant(tiledVariant(be, p.D), p.op);
+      checkSgFlashVariant(tv, p.op);
     } catch (e) {
-      reasons.push(`a head dim the tiled variant can be built for (${(e as Error).message})`);
+      throw new Error(`a head dim the tiled variant can be built for (${(e as Error).message})`);
     }
-    const need = sgFlashLayout(tiledVariant(be, p.D)).bytes;
-    if (need > be.caps.maxComputeWorkgroupStorageSize) reasons.push(`${need} bytes of workgroup memory (the adapter allows ${be.caps.maxComputeWorkgroupStorageSize})`);
-  }
+  };
+  // v1 checks its workgroup memory when it runs.
+  const why = sgPrefillWhyNot(be, p, tv ? tv.KT : sgKeyTile, false, { check, bytes: tv ? sgFlashLayout(tv).bytes : 0 });
+  const reasons = why ? [why] : [];
   if (p.window > 0 && !windowMasks) reasons.push('no window mask (windowMasks is off)');
   if (reasons.length && explain) throw new ArgumentError(p.op, 'subgroup-matrix prefill', reasons.join(', '), 'unsupported problem');
   return reasons.length === 0;
