@@ -1,4 +1,4 @@
-import { gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
+import { ArgumentError, gridFor, LimitError, packUniforms, uniformStruct, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
 import { hasF16SubgroupMatrix, headGroupOrderWgsl, KEY_BOUNDS_WGSL, keyTilesWgsl, NEG, NEG_INF_FN } from './common.js';
 
@@ -100,6 +100,14 @@ ${KEY_BOUNDS_WGSL}
 ${keyTilesWgsl('KT')}
   let kvbase = (b * u.Hkv + hk) * u.cap;`;
 
+/** A rewrite of a kernel's WGSL (the tests emulate subgroup matrices on lavapipe with one), named in its cache key. */
+export interface SourceRewrite { tag: string; rewrite(src: string): string }
+
+/** The Program of a subgroup-matrix prefill whose WGSL `source` builds (rewritten by `rw` when given). */
+export function sgPrefillProgram(key: string, source: () => string, rw?: SourceRewrite): Program {
+  return { key: key + (rw ? `/${rw.tag}` : ''), source: () => (rw ? rw.rewrite(source()) : source()), inputs: 3, outputs: 2, uniform: true };
+}
+
 export function sgPrefillUniforms(p: Problem, qTiles: number): ArrayBuffer {
   const values: Record<(typeof FIELDS)[number][0], number> = {
     B: p.B, Hq: p.Hq, Hkv: p.Hkv, group: p.Hq / p.Hkv, S: p.S, cap: p.cap, kvLen: p.kvLength, qTiles,
@@ -109,11 +117,15 @@ export function sgPrefillUniforms(p: Problem, qTiles: number): ArrayBuffer {
 }
 
 /**
- * Checks the kernel's workgroup memory against the adapter, allocates the f16 output
+ * Checks the problem's S and K/V capacity (with `shapeCheck`: the kernel's name and key tile)
+ * and the kernel's workgroup memory against the adapter, allocates the f16 output
  * [B, Hq, S, D] and the f32 log-sum-exp [B, Hq, S], and dispatches one workgroup per
  * (batch, head, BQ query rows).
  */
-export function dispatchSgPrefill(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, kernel: { program: Program; workgroupBytes: number; rows: number }): { out: Tensor; lse: Tensor } {
+export function dispatchSgPrefill(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, kernel: { program: Program; workgroupBytes: number; rows: number; shapeCheck?: { name: string; KT: number } }): { out: Tensor; lse: Tensor } {
+  const sc = kernel.shapeCheck;
+  if (sc && p.S % 16 !== 0) throw new ArgumentError(p.op, `${sc.name} subgroup-matrix prefill S`, 'a multiple of 16', p.S);
+  if (sc && Math.ceil(p.kvLength / sc.KT) * sc.KT > p.cap) throw new ArgumentError(p.op, `${sc.name} subgroup-matrix prefill K/V capacity`, `>= kvLength rounded up to ${sc.KT}`, p.cap);
   const limit = be.caps.maxComputeWorkgroupStorageSize;
   if (kernel.workgroupBytes > limit) throw new LimitError(p.op, 'maxComputeWorkgroupStorageSize (bytes)', kernel.workgroupBytes, limit);
   const qTiles = Math.ceil(p.S / kernel.rows);

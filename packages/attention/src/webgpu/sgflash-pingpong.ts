@@ -2,8 +2,7 @@ import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@a
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
 import { asGpu } from './common.js';
-import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillWhyNot, sgSoftmaxConsts } from './sg-prefill-common.js';
-import type { SourceRewrite } from './sgflash.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillProgram, sgPrefillWhyNot, sgSoftmaxConsts, type SourceRewrite } from './sg-prefill-common.js';
 
 /**
  * f16 flash-attention prefill on subgroup matrices where two teams of subgroups take turns
@@ -299,17 +298,14 @@ ${regDecl}
 }
 
 export function sgPingPongProgram(v: SgPingPongVariant, rw?: SourceRewrite): Program {
-  const key = sgPingPongKey(v) + (rw ? `/${rw.tag}` : '');
-  return { key, source: () => (rw ? rw.rewrite(sgPingPongSource(v)) : sgPingPongSource(v)), inputs: 3, outputs: 2, uniform: true };
+  return sgPrefillProgram(sgPingPongKey(v), () => sgPingPongSource(v), rw);
 }
 
 /** Runs one variant (f16 out [B, Hq, S, D] and f32 lse [B, Hq, S]); the caller checks the adapter (sgPingPongUnsupported). */
 export function runSgPingPong(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, variant: SgPingPongVariant, rw?: SourceRewrite): { out: Tensor; lse: Tensor } {
   checkSgPingPongVariant(variant, p.op);
-  if (p.S % 16 !== 0) throw new ArgumentError(p.op, 'ping-pong subgroup-matrix prefill S', 'a multiple of 16', p.S);
-  if (Math.ceil(p.kvLength / KT) * KT > p.cap) throw new ArgumentError(p.op, 'ping-pong subgroup-matrix prefill K/V capacity', `>= kvLength rounded up to ${KT}`, p.cap);
   const layout = sgPingPongLayout(variant);
-  return dispatchSgPrefill(be, p, q, k, v, { program: sgPingPongProgram(variant, rw), workgroupBytes: layout.bytes, rows: layout.rows });
+  return dispatchSgPrefill(be, p, q, k, v, { program: sgPingPongProgram(variant, rw), workgroupBytes: layout.bytes, rows: layout.rows, shapeCheck: { name: 'ping-pong', KT } });
 }
 
 /**

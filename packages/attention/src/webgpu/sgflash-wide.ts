@@ -2,8 +2,7 @@ import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@a
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
 import { asGpu } from './common.js';
-import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillWhyNot, sgSoftmaxConsts } from './sg-prefill-common.js';
-import type { SourceRewrite } from './sgflash.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillProgram, sgPrefillWhyNot, sgSoftmaxConsts, type SourceRewrite } from './sg-prefill-common.js';
 
 /**
  * f16 flash-attention prefill on subgroup matrices with more fragment reuse per load than
@@ -583,20 +582,17 @@ ${v.sched === 'b2o' ? loopB2o : b2 ? loopB2 : loopB3}
 }
 
 export function sgWideProgram(v: SgWideVariant, rw?: SourceRewrite): Program {
-  const key = sgWideKey(v) + (rw ? `/${rw.tag}` : '');
-  return { key, source: () => (rw ? rw.rewrite(sgWideSource(v)) : sgWideSource(v)), inputs: 3, outputs: 2, uniform: true };
+  return sgPrefillProgram(sgWideKey(v), () => sgWideSource(v), rw);
 }
 
 /**
  * Runs one variant (same contract as runSgFlash: f16 out [B, Hq, S, D] and f32 lse
- * [B, Hq, S]). The caller checks the adapter (sgWideUnsupported); the variant and its
- * workgroup memory are checked here.
+ * [B, Hq, S]). The caller checks the adapter (sgWideUnsupported); the variant, the shape and
+ * the workgroup memory are checked here.
  */
 export function runSgWide(be: WebGpuBackend, p: Problem, q: Tensor, k: Tensor, v: Tensor, variant: SgWideVariant, rw?: SourceRewrite): { out: Tensor; lse: Tensor } {
   checkSgWideVariant(variant, p.op);
-  if (p.S % 16 !== 0) throw new ArgumentError(p.op, 'wide subgroup-matrix prefill S', 'a multiple of 16', p.S);
-  if (Math.ceil(p.kvLength / variant.KT) * variant.KT > p.cap) throw new ArgumentError(p.op, 'wide subgroup-matrix prefill K/V capacity', `>= kvLength rounded up to ${variant.KT}`, p.cap);
-  return dispatchSgPrefill(be, p, q, k, v, { program: sgWideProgram(variant, rw), workgroupBytes: sgWideLayout(variant).bytes, rows: sgWideRows(variant) });
+  return dispatchSgPrefill(be, p, q, k, v, { program: sgWideProgram(variant, rw), workgroupBytes: sgWideLayout(variant).bytes, rows: sgWideRows(variant), shapeCheck: { name: 'wide', KT: variant.KT } });
 }
 
 /**

@@ -1,6 +1,6 @@
 import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@attnkit/tensor';
 import type { Problem } from '../problem.js';
-import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgSoftmaxConsts } from './sg-prefill-common.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillHeader, sgPrefillProgram, sgSoftmaxConsts, type SourceRewrite } from './sg-prefill-common.js';
 
 /**
  * Tiled f16 flash-attention prefill on subgroup matrices (tensor cores), several subgroups
@@ -585,11 +585,10 @@ ${v.rescale === 'stats-only' ? '' : mainLoop(twoPass ? 'twopass' : 'lazy')}
 }
 
 /** A rewrite of the generated WGSL (tests: subgroup matrices emulated per lane on adapters without them). */
-export interface SourceRewrite { tag: string; rewrite(src: string): string }
+export type { SourceRewrite };
 
 export function sgFlashProgram(v: SgFlashVariant, rw?: SourceRewrite): Program {
-  const key = sgFlashKey(v) + (rw ? `/${rw.tag}` : '');
-  return { key, source: () => (rw ? rw.rewrite(sgFlashSource(v)) : sgFlashSource(v)), inputs: 3, outputs: 2, uniform: true };
+  return sgPrefillProgram(sgFlashKey(v), () => sgFlashSource(v), rw);
 }
 
 /** Runs one variant; the caller has checked that the adapter and the problem fit the subgroup-matrix path. */
