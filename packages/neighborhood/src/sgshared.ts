@@ -54,6 +54,25 @@ export function sgSharedSource(cfg: SgConfig, s: SgShape): string {
   const fs = Array.from({ length: NF }, (_, f) => f);
   // Fragment copies per subgroup per staged chunk (the last subgroups repeat the final copy when NSG does not divide them).
   const stageLoop = `for (var i = 0u; i < ${Math.ceil((CR * NF) / NSG)}u; i++) {`;
+  // One chunk of CR union-box blocks of K or V (K transposed) into kvs, then the head of the
+  // loop over the chunk's blocks that lie inside the box (the caller writes its body).
+  const stageChunk = (src: 'kb' | 'vb', colMajor: boolean) => `workgroupBarrier();
+    ${stageLoop}
+      let fi = min(i * ${NSG}u + sg, ${CR * NF - 1}u);
+      let blk = fi / ${NF}u;
+      let up = upos(min(c * ${CR}u + blk, ${UB - 1}u));
+      let kp = vec3<i32>(lo0.x + up.x, min(lo0.y + up.y, lg.y - 1), lo0.z + up.z * 16);
+      let y = g + dd * vec3<u32>(kp);
+      let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
+      let t = subgroupMatrixLoad<${R}>(&${src}, krow * ${D}u + (fi % ${NF}u) * 16u, ${colMajor}, kstride);
+      subgroupMatrixStore(&kvs, blk * ${16 * KR}u + (fi % ${NF}u) * 16u, t, ${colMajor}, ${KR}u);
+    }
+    workgroupBarrier();
+    for (var blk = 0u; blk < ${CR}u; blk++) {
+      let ub = c * ${CR}u + blk;
+      let up = upos(min(ub, ${UB - 1}u));
+      let dy = lo0.y + up.y - boxLo.y;
+      if (ub < ${UB}u && dy >= 0 && dy < ${box.span[1]}) {`;
   return `${SG_HEADER_WGSL}
 var<workgroup> ss: array<f16, ${NSG * lay.ssPer}>;
 ${oF16 ? '' : `var<workgroup> os: array<f32, ${NSG * lay.osPer}>;`}
@@ -113,23 +132,7 @@ ${TILE_GROUP_WGSL}
 
   // S = Q·Kᵀ over the union box, ${CR} staged blocks at a time.
   for (var c = 0u; c < ${NCH}u; c++) {
-    workgroupBarrier();
-    ${stageLoop}
-      let fi = min(i * ${NSG}u + sg, ${CR * NF - 1}u);
-      let blk = fi / ${NF}u;
-      let up = upos(min(c * ${CR}u + blk, ${UB - 1}u));
-      let kp = vec3<i32>(lo0.x + up.x, min(lo0.y + up.y, lg.y - 1), lo0.z + up.z * 16);
-      let y = g + dd * vec3<u32>(kp);
-      let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
-      let t = subgroupMatrixLoad<${R}>(&kb, krow * ${D}u + (fi % ${NF}u) * 16u, true, kstride);
-      subgroupMatrixStore(&kvs, blk * ${16 * KR}u + (fi % ${NF}u) * 16u, t, true, ${KR}u);
-    }
-    workgroupBarrier();
-    for (var blk = 0u; blk < ${CR}u; blk++) {
-      let ub = c * ${CR}u + blk;
-      let up = upos(min(ub, ${UB - 1}u));
-      let dy = lo0.y + up.y - boxLo.y;
-      if (ub < ${UB}u && dy >= 0 && dy < ${box.span[1]}) {
+    ${stageChunk('kb', true)}
         var acc = subgroupMatrixMultiply<f16>(qf[0], subgroupMatrixLoad<${R}>(&kvs, blk * ${16 * KR}u, true, ${KR}u));
         for (var f = 1u; f < ${NF}u; f++) {
           acc = subgroupMatrixMultiplyAccumulate(qf[f], subgroupMatrixLoad<${R}>(&kvs, blk * ${16 * KR}u + f * 16u, true, ${KR}u), acc);
@@ -163,23 +166,7 @@ ${cols.map((j) => `    ss[sBase + r * ${SR}u + c${j}] = f16(p${j} * pscale);`).j
 ${fs.map((f) => `  var o${f} = ${A}();`).join('\n')}
   // O += P·V over the union box.
   for (var c = 0u; c < ${NCH}u; c++) {
-    workgroupBarrier();
-    ${stageLoop}
-      let fi = min(i * ${NSG}u + sg, ${CR * NF - 1}u);
-      let blk = fi / ${NF}u;
-      let up = upos(min(c * ${CR}u + blk, ${UB - 1}u));
-      let kp = vec3<i32>(lo0.x + up.x, min(lo0.y + up.y, lg.y - 1), lo0.z + up.z * 16);
-      let y = g + dd * vec3<u32>(kp);
-      let krow = kvBase + (y.x * Lv.y + y.y) * Lv.z + y.z;
-      let t = subgroupMatrixLoad<${R}>(&vb, krow * ${D}u + (fi % ${NF}u) * 16u, false, kstride);
-      subgroupMatrixStore(&kvs, blk * ${16 * KR}u + (fi % ${NF}u) * 16u, t, false, ${KR}u);
-    }
-    workgroupBarrier();
-    for (var blk = 0u; blk < ${CR}u; blk++) {
-      let ub = c * ${CR}u + blk;
-      let up = upos(min(ub, ${UB - 1}u));
-      let dy = lo0.y + up.y - boxLo.y;
-      if (ub < ${UB}u && dy >= 0 && dy < ${box.span[1]}) {
+    ${stageChunk('vb', false)}
         let col = u32(((up.x * ${box.span[1]} + dy) * ${box.bz} + up.z) * 16);
         let pf = subgroupMatrixLoad<${L}>(&ss, sBase + col, false, ${SR}u);
 ${fs.map((f) => `        o${f} = subgroupMatrixMultiplyAccumulate(pf, subgroupMatrixLoad<${R}>(&kvs, blk * ${16 * KR}u + ${f * 16}u, false, ${KR}u), o${f});`).join('\n')}

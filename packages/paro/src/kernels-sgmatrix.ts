@@ -240,36 +240,16 @@ export function sparseSgmatrixPVProgram(D: number, dense: boolean, gathered: boo
   }
   const qkTiles: string[] = [];
   for (let ct = 0; ct < BLOCK / FM; ct++) {
-    qkTiles.push('    {');
-    for (let s = 0; s < KS; s++) {
-      qkTiles.push(`      let r${s} = subgroupMatrixLoad<${R}>(&kb, (krow0 + ${ct * FM}u) * ${D}u + ${s * FK}u, true, ${D}u);`);
-      if (s === 0) {
-        qkTiles.push('      var a0 = subgroupMatrixMultiply<i32>(lq0_0, r0);', '      var a1 = subgroupMatrixMultiply<i32>(lq1_0, r0);');
-      } else {
-        qkTiles.push(`      a0 = subgroupMatrixMultiplyAccumulate(lq0_${s}, r${s}, a0);`, `      a1 = subgroupMatrixMultiplyAccumulate(lq1_${s}, r${s}, a1);`);
-      }
-    }
-    qkTiles.push(`      subgroupMatrixStore(&S, (sg * 32u) * ${BLOCK}u + ${ct * FM}u, a0, false, ${BLOCK}u);`);
-    qkTiles.push(`      subgroupMatrixStore(&S, (sg * 32u + ${FM}u) * ${BLOCK}u + ${ct * FM}u, a1, false, ${BLOCK}u);`);
-    qkTiles.push('    }');
+    qkTiles.push(...chainTile(KS, 'r', (k) => `subgroupMatrixLoad<${R}>(&kb, (krow0 + ${ct * FM}u) * ${D}u + ${k * FK}u, true, ${D}u)`,
+      (rb, k) => `lq${rb}_${k}`, ['a0', 'a1'], 'i32', (rb) => `&S, (sg * 32u${rb ? ` + ${FM}u` : ''}) * ${BLOCK}u + ${ct * FM}u`, `${BLOCK}u`));
   }
   const pvTiles: string[] = [];
   for (let rt = 0; rt < 2; rt++) {
     for (let s = 0; s < BLOCK / PV_K; s++) pvTiles.push(`    let p${rt}_${s} = subgroupMatrixLoad<${PL}>(&P, (sg * 32u + ${rt * PV_K}u) * ${BLOCK}u + ${s * PV_K}u, false, ${BLOCK}u);`);
   }
   for (let ct = 0; ct < D / PV_K; ct++) {
-    pvTiles.push('    {');
-    for (let s = 0; s < BLOCK / PV_K; s++) {
-      pvTiles.push(`      let v${s} = subgroupMatrixLoad<${VR}>(&vb, (vrow0 + ${s * PV_K}u) * ${D}u + ${ct * PV_K}u, false, ${D}u);`);
-      if (s === 0) {
-        pvTiles.push('      var c0 = subgroupMatrixMultiply<f32>(p0_0, v0);', '      var c1 = subgroupMatrixMultiply<f32>(p1_0, v0);');
-      } else {
-        pvTiles.push(`      c0 = subgroupMatrixMultiplyAccumulate(p0_${s}, v${s}, c0);`, `      c1 = subgroupMatrixMultiplyAccumulate(p1_${s}, v${s}, c1);`);
-      }
-    }
-    pvTiles.push(`      subgroupMatrixStore(&PV, (sg * 32u) * ${DS}u + ${ct * PV_K}u, c0, false, ${DS}u);`);
-    pvTiles.push(`      subgroupMatrixStore(&PV, (sg * 32u + ${PV_K}u) * ${DS}u + ${ct * PV_K}u, c1, false, ${DS}u);`);
-    pvTiles.push('    }');
+    pvTiles.push(...chainTile(BLOCK / PV_K, 'v', (k) => `subgroupMatrixLoad<${VR}>(&vb, (vrow0 + ${k * PV_K}u) * ${D}u + ${ct * PV_K}u, false, ${D}u)`,
+      (rb, k) => `p${rb}_${k}`, ['c0', 'c1'], 'f32', (rb) => `&PV, (sg * 32u${rb ? ` + ${PV_K}u` : ''}) * ${DS}u + ${ct * PV_K}u`, `${DS}u`));
   }
   return {
     key: `paro/sparse/int8-sgmatrix-pv/d${D}/pad${pvPad}${dense ? '/dense' : ''}${gathered ? '/gathered' : ''}`,
@@ -356,22 +336,14 @@ export function sparseSgmatrixPV16Program(D: number, dense: boolean, gathered: b
   const qLoads = Array.from({ length: KS }, (_, s) => `  let lq${s} = subgroupMatrixLoad<${L}>(&qb, qrow0 * ${D}u + ${s * FK}u, false, ${D}u);`);
   const qk: string[] = [];
   for (let ct = 0; ct < BLOCK / FM; ct++) {
-    qk.push('    {');
-    for (let s = 0; s < KS; s++) {
-      qk.push(`      let r${s} = subgroupMatrixLoad<${RT}>(&kb, (krow0 + ${ct * FM}u) * ${D}u + ${s * FK}u, true, ${D}u);`);
-      qk.push(s === 0 ? '      var a = subgroupMatrixMultiply<i32>(lq0, r0);' : `      a = subgroupMatrixMultiplyAccumulate(lq${s}, r${s}, a);`);
-    }
-    qk.push(`      subgroupMatrixStore(&S, ${ct * FM}u, a, false, ${BLOCK}u);`, '    }');
+    qk.push(...chainTile(KS, 'r', (k) => `subgroupMatrixLoad<${RT}>(&kb, (krow0 + ${ct * FM}u) * ${D}u + ${k * FK}u, true, ${D}u)`,
+      (_rb, k) => `lq${k}`, ['a'], 'i32', () => `&S, ${ct * FM}u`, `${BLOCK}u`));
   }
   const pv: string[] = [];
   for (let s = 0; s < BLOCK / PV_K; s++) pv.push(`    let p${s} = subgroupMatrixLoad<${PL}>(&P, ${s * PV_K}u, false, ${BLOCK}u);`);
   for (let ct = 0; ct < D / PV_K; ct++) {
-    pv.push('    {');
-    for (let s = 0; s < BLOCK / PV_K; s++) {
-      pv.push(`      let v${s} = subgroupMatrixLoad<${VR}>(&vb, (vrow0 + ${s * PV_K}u) * ${D}u + ${ct * PV_K}u, false, ${D}u);`);
-      pv.push(s === 0 ? '      var c = subgroupMatrixMultiply<f32>(p0, v0);' : `      c = subgroupMatrixMultiplyAccumulate(p${s}, v${s}, c);`);
-    }
-    pv.push(`      subgroupMatrixStore(&PV, ${ct * PV_K}u, c, false, ${DS}u);`, '    }');
+    pv.push(...chainTile(BLOCK / PV_K, 'v', (k) => `subgroupMatrixLoad<${VR}>(&vb, (vrow0 + ${k * PV_K}u) * ${D}u + ${ct * PV_K}u, false, ${D}u)`,
+      (_rb, k) => `p${k}`, ['c'], 'f32', () => `&PV, ${ct * PV_K}u`, `${DS}u`));
   }
   const pvAt = (j: number) => `row * ${DS}u + ${8 * j}u + 4u * hf`;
   return {
@@ -439,4 +411,22 @@ ${mine.map((j) => `    o${j} = fma(o${j}, vec4<f32>(alpha), vec4<f32>(PV[${pvAt(
 ${mine.map((j) => `  st_ob(qrow * ${D4}u + ${2 * j}u + hf, o${j} * inv);`).join('\n')}
 }`,
   };
+}
+
+/**
+ * One output tile of a subgroup's row blocks: `steps` right fragments (`right(k)`, named
+ * `${rv}k`), each feeding every row block's chain (accumulators `accs[rb]`, left operands
+ * `left(rb, k)`), then each result stored at `dst(rb)` with row stride `stride`.
+ */
+function chainTile(steps: number, rv: string, right: (k: number) => string, left: (rb: number, k: number) => string, accs: string[], type: string, dst: (rb: number) => string, stride: string): string[] {
+  const lines = ['    {'];
+  for (let k = 0; k < steps; k++) {
+    lines.push(`      let ${rv}${k} = ${right(k)};`);
+    accs.forEach((acc, rb) => lines.push(k === 0
+      ? `      var ${acc} = subgroupMatrixMultiply<${type}>(${left(rb, 0)}, ${rv}0);`
+      : `      ${acc} = subgroupMatrixMultiplyAccumulate(${left(rb, k)}, ${rv}${k}, ${acc});`));
+  }
+  accs.forEach((acc, rb) => lines.push(`      subgroupMatrixStore(${dst(rb)}, ${acc}, false, ${stride});`));
+  lines.push('    }');
+  return lines;
 }
