@@ -12,23 +12,19 @@
 // kills the process (staged subgroup-matrix kernels crashed Dawn before), so one crash
 // costs one row.
 import { attention, configureSgPrefill, sgPrefillConfig, setPrefillPath, type SgTiledOptions } from '@attnkit/attention';
-import { createBackend, CpuBackend, mulberry32, random, tensor, WebGpuBackend, type Backend, type Tensor } from '@attnkit/tensor';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { Tensor } from '@attnkit/tensor';
+import { median } from '../../src/harness.js';
+import { maxDiff, prefillChecks, prefillInputs, prefillShape, prepareChecks, runChecks } from './attn-checks.js';
+import { crashResilientSweep, probeBackend, probeCli, sgCaps, sgCapsLine, SweepFiles, type SweepRow } from './probe-driver.js';
 
 const NAME = 'attn-sg-sweep';
-const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
 
-const args = process.argv.slice(2);
-const arg = (k: string) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : undefined; };
-const small = args.includes('--small');
-const outDir = arg('--out') ?? '.';
-const only = arg('--only')?.split(',');
-const child = args.includes('--child');
-const skip = Number(arg('--skip') ?? 0);
+const cli = probeCli();
+const small = cli.has('--small');
+const outDir = cli.value('--out') ?? '.';
+const only = cli.value('--only')?.split(',');
 // --dry: every variant runs the plain kernel (exercises checks and timing turns where there are no subgroup matrices).
-const dry = args.includes('--dry');
+const dry = cli.has('--dry');
 
 interface Variant { name: string; kernel: 'tiled' | 'v1'; tiled?: SgTiledOptions; v1?: { keyTile: number; init: 'mul' | 'ctor' }; check: boolean; note?: string }
 
@@ -55,126 +51,41 @@ const VARIANTS: Variant[] = [
 /** PyTorch bf16 SDPA, same shape, measured on the H200 earlier this session (not in this run). */
 const TORCH_MS = 0.2836;
 
-interface Row {
-  variant: string; shape: string; dtype: 'f16';
+interface Row extends SweepRow {
   medianMs?: number; minMs?: number; maxMs?: number; tflops?: number;
   maxAbsErrVsCpu?: number; cpuChecks?: string; maxAbsErrVsPlain?: number;
-  config?: unknown; notes: string; error?: string;
+  config?: unknown;
   turnMedians?: number[]; callsPerBatch?: number; ratioVsTorchSessionFigure?: number;
 }
 
-function rowsFile(): string { return join(outDir, `${NAME}.json`); }
-function readRows(): Row[] {
-  if (!existsSync(rowsFile())) return [];
-  try { return (JSON.parse(readFileSync(rowsFile(), 'utf8')) as { rows: Row[] }).rows; } catch { return []; }
-}
-function writeRows(meta: Record<string, unknown>, rows: Row[]): void {
-  writeFileSync(rowsFile(), JSON.stringify({ ...meta, rows }, null, 2) + '\n');
-}
-
-// ---------------------------------------------------------------- parent: crash-resilient driver
-if (!child) {
-  mkdirSync(outDir, { recursive: true });
-  writeRows({ status: 'running' }, []);
-  const progress = join(outDir, `${NAME}.progress`);
-  let from = 0;
-  const t0 = performance.now();
-  for (let attempt = 0; attempt < VARIANTS.length + 1; attempt++) {
-    const childArgs = [...process.execArgv, process.argv[1]!, ...args, '--child', '--skip', String(from), '--started', String(Date.now() - (performance.now() - t0))];
-    const r = spawnSync(process.execPath, childArgs, { stdio: 'inherit', timeout: 170_000 });
-    if (r.status === 0) break;
-    const at = existsSync(progress) ? Number(readFileSync(progress, 'utf8')) : from;
-    const v = VARIANTS[at];
-    console.log(`${NAME}: child died (status ${r.status}, signal ${r.signal}) during variant #${at} ${v?.name ?? '(setup)'}`);
-    const cur = readRows();
-    const meta = JSON.parse(readFileSync(rowsFile(), 'utf8')) as Record<string, unknown>;
-    if (v) cur.push({ variant: v.name, shape: '', dtype: 'f16', notes: 'process died in this variant', error: `child exit status ${r.status} signal ${r.signal}` });
-    writeRows(meta, cur);
-    if (!v || at + 1 >= VARIANTS.length) break;
-    from = at + 1;
-  }
-  console.log(`${NAME}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${rowsFile()}`);
-  process.exit(0);
-}
+const files = new SweepFiles<Row>(outDir, NAME);
+const { skip, started } = crashResilientSweep({ name: NAME, outDir, cli, files, variants: VARIANTS, childTimeoutMs: () => 170_000, outsideVariants: '(setup)' });
 
 // ---------------------------------------------------------------- child: the sweep
-const be = await createBackend(small ? { backend: 'webgpu' } : { backend: 'webgpu', dawnFlags: FLAGS });
-if (!(be instanceof WebGpuBackend)) throw new Error(`${NAME}: needs WebGPU`);
+const be = await probeBackend(NAME, { dawnFlags: !small });
 const hasSg = dry || be.caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16');
 const sgPath = dry ? 'plain' : 'subgroup-matrix';
-const meta: Record<string, unknown> = {
-  device: be.name,
-  caps: { maxComputeWorkgroupStorageSize: be.caps.maxComputeWorkgroupStorageSize, subgroupMinSize: be.caps.subgroupMinSize, subgroupMaxSize: be.caps.subgroupMaxSize, subgroupMatrixConfigs: be.caps.subgroupMatrixConfigs },
-  flops: 'causal counted as half of 4*B*H*S*S*D',
-};
-console.log(`${NAME}: ${be.name}; workgroup storage ${be.caps.maxComputeWorkgroupStorageSize} B; subgroup ${be.caps.subgroupMinSize}-${be.caps.subgroupMaxSize}; f16 subgroup matrices: ${hasSg}`);
-const rows = readRows();
-writeRows(meta, rows);
+const meta: Record<string, unknown> = { device: be.name, caps: sgCaps(be), flops: 'causal counted as half of 4*B*H*S*S*D' };
+console.log(`${NAME}: ${sgCapsLine(be)}; f16 subgroup matrices: ${hasSg}`);
+const rows = files.readRows();
+files.writeRows(meta, rows);
 
-const BIG = small ? { B: 1, H: 2, S: 128, D: 64 } : { B: 1, H: 32, S: 4096, D: 128 };
-const D = BIG.D;
-const shapeName = `B${BIG.B}xH${BIG.H}xS${BIG.S}xL${BIG.S}xD${D}`;
-const flops = (4 * BIG.B * BIG.H * BIG.S * BIG.S * D) / 2;
+const BIG = prefillShape(small);
+const { D, name: shapeName, flops } = BIG;
 
-// Small shapes against the float64 CPU reference. Keys grow in magnitude along the
-// sequence so a row's max keeps rising (the lazy rescale must fire and be right).
-interface Check { name: string; B: number; Hq: number; Hkv: number; S: number; cap: number; kvLength: number; opts: Parameters<typeof attention>[3] }
-const CHECKS: Check[] = [
-  { name: 'causal-gqa', B: 1, Hq: 4, Hkv: 2, S: 208, cap: 256, kvLength: 208, opts: { causal: true } },
-  { name: 'dense', B: 1, Hq: 2, Hkv: 2, S: 208, cap: 256, kvLength: 208, opts: {} },
-  { name: 'causal-tail', B: 1, Hq: 2, Hkv: 1, S: 80, cap: 256, kvLength: 208, opts: { causal: true, kvLength: 208 } },
-  { name: 'window48-sinks4', B: 1, Hq: 2, Hkv: 2, S: 208, cap: 256, kvLength: 208, opts: { mask: { kind: 'window', window: 48, sinks: 4 } } },
-];
-function values(n: number, seed: number, grow: (i: number) => number): Float32Array {
-  const rnd = mulberry32(seed);
-  return Float32Array.from({ length: n }, (_, i) => (rnd() * 2 - 1) * grow(i));
-}
-const cpu = new CpuBackend();
-const checkData = await Promise.all(CHECKS.map(async (c) => {
-  const q = values(c.B * c.Hq * c.S * D, 11, () => 2);
-  const kRowGrow = (i: number) => 0.5 + 3 * ((Math.floor(i / D) % c.cap) / c.cap);
-  const k = values(c.B * c.Hkv * c.cap * D, 12, kRowGrow);
-  const v = values(c.B * c.Hkv * c.cap * D, 13, () => 1);
-  const mk = (b: Backend): Tensor[] => [tensor(b, q, [c.B, c.Hq, c.S, D], 'f16'), tensor(b, k, [c.B, c.Hkv, c.cap, D], 'f16'), tensor(b, v, [c.B, c.Hkv, c.cap, D], 'f16')];
-  const [cq, ck, cv] = mk(cpu);
-  const want = (await attention(cq!, ck!, cv!, c.opts).toArray()) as Float32Array;
-  return { c, want, gpu: mk(be) };
-}));
-
-async function maxDiff(a: Tensor, want: ArrayLike<number>): Promise<number> {
-  const x = await a.toArray();
-  let m = 0;
-  for (let i = 0; i < x.length; i++) { const d = Math.abs(x[i]! - want[i]!); if (!(d <= m)) m = d; }
-  return m;
-}
-async function cpuChecks(): Promise<{ max: number; text: string }> {
-  let max = 0;
-  const parts: string[] = [];
-  for (const { c, want, gpu } of checkData) {
-    try {
-      const got = attention(gpu[0]!, gpu[1]!, gpu[2]!, c.opts);
-      const e = await maxDiff(got, want);
-      got.dispose();
-      max = Math.max(max, e);
-      parts.push(`${c.name} ${e.toExponential(2)}`);
-    } catch (e) {
-      parts.push(`${c.name} failed: ${(e as Error).message.slice(0, 160)}`);
-      max = NaN;
-    }
-  }
-  return { max, text: parts.join('; ') };
-}
+const checkData = await prepareChecks(be, D, prefillChecks(1), { lse: false });
+const cpuChecks = () => runChecks(checkData, (c, q, k, v) => ({ out: attention(q, k, v, c.opts) }));
 
 setPrefillPath('plain');
 const plainCheck = await cpuChecks();
 console.log(`${NAME}: plain kernel vs CPU: ${plainCheck.text}`);
-const [q, k, v] = [1, 2, 3].map((seed) => random(be, [BIG.B, BIG.H, BIG.S, D], { seed, dtype: 'f16' })) as [Tensor, Tensor, Tensor];
+const [q, k, v] = prefillInputs(be, BIG);
 const refT = attention(q, k, v, { causal: true });
 const ref = await refT.toArray();
 refT.dispose();
 if (skip === 0) {
   rows.push({ variant: 'plain', shape: shapeName, dtype: 'f16', maxAbsErrVsCpu: plainCheck.max, cpuChecks: plainCheck.text, notes: 'plain (non-tensor-core) kernel, the reference for maxAbsErrVsPlain (not timed)' });
-  writeRows(meta, rows);
+  files.writeRows(meta, rows);
 }
 
 function applyVariant(vr: Variant): void {
@@ -184,16 +95,14 @@ function applyVariant(vr: Variant): void {
   if (vr.tiled) configureSgPrefill({ tiled: vr.tiled });
 }
 
-const progress = join(outDir, `${NAME}.progress`);
 // The round gives the whole script 60 s: checks and compiles until CHECK_S, then the timing turns.
-const CHECK_MS = Number(arg('--check-s') ?? 40) * 1000;
-const BUDGET_MS = Number(arg('--budget-s') ?? 54) * 1000;
-const started = Number(arg('--started') ?? Date.now());
+const CHECK_MS = Number(cli.value('--check-s') ?? 40) * 1000;
+const BUDGET_MS = Number(cli.value('--budget-s') ?? 54) * 1000;
 const call = () => attention(q, k, v, { causal: true }).dispose();
 for (let idx = skip; idx < VARIANTS.length; idx++) {
   const vr = VARIANTS[idx]!;
   if (only && !only.includes(vr.name)) continue;
-  writeFileSync(progress, String(idx));
+  files.reached(idx);
   const row: Row = { variant: vr.name, shape: shapeName, dtype: 'f16', notes: vr.note ?? '' };
   try {
     if (Date.now() - started > CHECK_MS) throw new Error(`skipped: past the ${CHECK_MS / 1000} s check budget`);
@@ -219,7 +128,7 @@ for (let idx = skip; idx < VARIANTS.length; idx++) {
     setPrefillPath('plain');
   }
   rows.push(row);
-  writeRows(meta, rows);
+  files.writeRows(meta, rows);
   console.log(`${vr.name}: ${row.error ? `FAILED ${row.error}` : `built; vs CPU ${row.cpuChecks ?? 'n/a'}; vs plain ${row.maxAbsErrVsPlain?.toExponential(2) ?? 'n/a'}`}`);
 }
 
@@ -230,7 +139,7 @@ for (let idx = skip; idx < VARIANTS.length; idx++) {
 const timed = VARIANTS.map((vr) => ({ vr, row: rows.find((r) => r.variant === vr.name) }))
   .filter(({ row }) => hasSg && row && !row.error);
 if (timed.length) {
-  writeFileSync(progress, String(VARIANTS.length));
+  files.reached(VARIANTS.length);
   const use = (vr: Variant) => { applyVariant(vr); setPrefillPath(sgPath); };
   const WARM_MS = Math.max(1500, Number(process.env.ATTNKIT_BENCH_WARMUP_MS ?? 0));
   const w0 = performance.now();
@@ -288,12 +197,6 @@ if (timed.length) {
   for (const { row } of timed) console.log(`${row!.variant}: ${row!.medianMs?.toFixed(3)} ms ${row!.tflops?.toFixed(1)} TFLOP/s (${(TORCH_MS / row!.medianMs!).toFixed(3)}x torch ${TORCH_MS} ms)`);
 }
 configureSgPrefill({ kernel: 'tiled', tiled: {}, windowMasks: true });
-writeRows({ ...meta, status: 'complete' }, rows);
+files.writeRows({ ...meta, status: 'complete' }, rows);
 be.destroy();
 process.exit(0);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}

@@ -13,23 +13,18 @@
 // The parent runs the sweep in a child and restarts it past a variant that kills the
 // process (staged subgroup-matrix kernels crashed Dawn before), so one crash costs one row.
 import { attention, attentionWithStats, configureSgPrefill, hasF16SubgroupMatrix, SG_PINGPONG_DEFAULT, sgPingPongAttention, sgPingPongLayout, sgPrefillConfig, setPrefillPath, sgWideAttention, sgWideLayout, type SgPingPongVariant, type SgWideVariant } from '@attnkit/attention';
-import { createBackend, CpuBackend, mulberry32, random, tensor, WebGpuBackend, type Backend, type Tensor } from '@attnkit/tensor';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { random, type Tensor } from '@attnkit/tensor';
 import { emulateSubgroupMatrices } from '../../../packages/attention/test/sg-emulate.js';
-import { timeIt } from '../../src/harness.js';
+import { median, timeIt } from '../../src/harness.js';
+import { maxDiff, prefillChecks, prefillInputs, prefillShape, prepareChecks, runChecks, SMALL_PREFILL_CHECKS, type AttnOptions } from './attn-checks.js';
+import { crashResilientSweep, probeBackend, probeCli, sgCaps, sgCapsLine, SweepFiles, type SweepRow } from './probe-driver.js';
 
 const NAME = 'attn-sg-wide';
-const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
 
-const args = process.argv.slice(2);
-const arg = (k: string) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : undefined; };
-const small = args.includes('--small');
-const outDir = arg('--out') ?? '.';
-const only = (arg('--only') ?? process.env.ATTN_SG_ONLY)?.split(',');
-const child = args.includes('--child');
-const skip = Number(arg('--skip') ?? 0);
+const cli = probeCli();
+const small = cli.has('--small');
+const outDir = cli.value('--out') ?? '.';
+const only = (cli.value('--only') ?? process.env.ATTN_SG_ONLY)?.split(',');
 
 type Shape = Omit<SgWideVariant, 'D' | 'sgSize'>;
 type PPShape = Omit<SgPingPongVariant, 'D' | 'sgSize'>;
@@ -55,113 +50,41 @@ const VARIANTS: Variant[] = [
   PP('pp-qk-pv', SG_PINGPONG_DEFAULT, 'ping-pong: 2 teams x 2 pairs = 128 rows, one team multiplies (Q.K^T then P.V) while the other runs its softmax; 3 barriers per tile'),
 ];
 
-interface Row {
-  variant: string; shape: string; dtype: 'f16';
+interface Row extends SweepRow {
   medianMs?: number; minMs?: number; maxMs?: number; tflops?: number;
   maxAbsErrVsCpu?: number; maxLseErrVsCpu?: number; cpuChecks?: string; maxAbsErrVsDefault?: number;
-  speedupVsDefault?: number; config?: unknown; workgroupBytes?: number; notes: string; error?: string;
+  speedupVsDefault?: number; config?: unknown; workgroupBytes?: number;
   firstMedianMs?: number; interleavedMedians?: number[]; bestInterleavedMs?: number; bestInterleavedTflops?: number;
 }
 
-function rowsFile(): string { return join(outDir, `${NAME}.json`); }
-function readRows(): Row[] {
-  if (!existsSync(rowsFile())) return [];
-  try { return (JSON.parse(readFileSync(rowsFile(), 'utf8')) as { rows: Row[] }).rows; } catch { return []; }
-}
-function readMeta(): Record<string, unknown> {
-  try { const { rows: _r, ...meta } = JSON.parse(readFileSync(rowsFile(), 'utf8')) as Record<string, unknown>; return meta; } catch { return {}; }
-}
-function writeRows(meta: Record<string, unknown>, rows: Row[]): void {
-  writeFileSync(rowsFile(), JSON.stringify({ ...meta, rows }, null, 2) + '\n');
-}
-
-// ---------------------------------------------------------------- parent: crash-resilient driver
-if (!child) {
-  mkdirSync(outDir, { recursive: true });
-  writeRows({ status: 'running' }, []);
-  const progress = join(outDir, `${NAME}.progress`);
-  let from = 0;
-  const t0 = Date.now();
-  for (let attempt = 0; attempt < VARIANTS.length + 1; attempt++) {
-    const childArgs = [...process.execArgv, process.argv[1]!, ...args, '--child', '--skip', String(from), '--started', String(t0)];
-    const r = spawnSync(process.execPath, childArgs, { stdio: 'inherit', timeout: small ? 600_000 : Math.max(5_000, 58_000 - (Date.now() - t0)) });
-    if (r.status === 0) break;
-    const at = existsSync(progress) ? Number(readFileSync(progress, 'utf8')) : from;
-    const v = VARIANTS[at];
-    console.log(`${NAME}: child died (status ${r.status}, signal ${r.signal}) during variant #${at} ${v?.name ?? '(setup or interleaved turns)'}`);
-    const cur = readRows();
-    if (v) cur.push({ variant: v.name, shape: '', dtype: 'f16', notes: 'process died in this variant', error: `child exit status ${r.status} signal ${r.signal}` });
-    writeRows(readMeta(), cur);
-    if (!v || at + 1 >= VARIANTS.length) break;
-    from = at + 1;
-  }
-  console.log(`${NAME}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${rowsFile()}`);
-  process.exit(0);
-}
+const files = new SweepFiles<Row>(outDir, NAME);
+const { skip, started } = crashResilientSweep({
+  name: NAME, outDir, cli, files, variants: VARIANTS,
+  // The round kills the whole script at 60 s.
+  childTimeoutMs: (elapsed) => small ? 600_000 : Math.max(5_000, 58_000 - elapsed),
+  outsideVariants: '(setup or interleaved turns)',
+});
 
 // ---------------------------------------------------------------- child: the sweep
-const be = await createBackend(small ? { backend: 'webgpu' } : { backend: 'webgpu', dawnFlags: FLAGS });
-if (!(be instanceof WebGpuBackend)) throw new Error(`${NAME}: needs WebGPU`);
+const be = await probeBackend(NAME, { dawnFlags: !small });
 const hasSg = hasF16SubgroupMatrix(be.caps);
 // Without subgroup matrices (lavapipe, --small) the wide kernel runs with them emulated.
 const rw = hasSg ? undefined : { tag: 'emulated', rewrite: emulateSubgroupMatrices };
 const meta = {
   device: be.name,
-  caps: { maxComputeWorkgroupStorageSize: be.caps.maxComputeWorkgroupStorageSize, subgroupMinSize: be.caps.subgroupMinSize, subgroupMaxSize: be.caps.subgroupMaxSize, subgroupMatrixConfigs: be.caps.subgroupMatrixConfigs },
+  caps: sgCaps(be),
   flops: 'causal counted as half of 4*B*H*S*S*D',
   emulated: !hasSg,
   target: 'PyTorch bf16 SDPA causal 0.2836 ms on this H200 earlier this session; the goal is >= 0.4x of it, <= 0.709 ms',
 };
-console.log(`${NAME}: ${be.name}; workgroup storage ${be.caps.maxComputeWorkgroupStorageSize} B; subgroup ${be.caps.subgroupMinSize}-${be.caps.subgroupMaxSize}; f16 subgroup matrices: ${hasSg}${hasSg ? '' : ' (emulated)'}`);
-const rows = readRows();
-writeRows(meta, rows);
+console.log(`${NAME}: ${sgCapsLine(be)}; f16 subgroup matrices: ${hasSg}${hasSg ? '' : ' (emulated)'}`);
+const rows = files.readRows();
+files.writeRows(meta, rows);
 
-const BIG = small ? { B: 1, H: 2, S: 128, D: 64 } : { B: 1, H: 32, S: 4096, D: 128 };
-const D = BIG.D;
-const shapeName = `B${BIG.B}xH${BIG.H}xS${BIG.S}xL${BIG.S}xD${D}`;
-const flops = (4 * BIG.B * BIG.H * BIG.S * BIG.S * D) / 2;
+const BIG = prefillShape(small);
+const { D, name: shapeName, flops } = BIG;
 
-// Small shapes against the float64 CPU reference. Keys grow in magnitude along the
-// sequence so a row's max keeps rising (the lazy rescale must fire and be right).
-interface Check { name: string; B: number; Hq: number; Hkv: number; S: number; cap: number; kvLength: number; opts: Parameters<typeof attention>[3] }
-const CHECKS: Check[] = small
-  ? [
-    { name: 'causal-gqa', B: 1, Hq: 2, Hkv: 1, S: 48, cap: 64, kvLength: 48, opts: { causal: true } },
-    { name: 'window20-sinks3', B: 1, Hq: 1, Hkv: 1, S: 64, cap: 64, kvLength: 64, opts: { mask: { kind: 'window', window: 20, sinks: 3 } } },
-  ]
-  : [
-    { name: 'causal-gqa', B: 1, Hq: 4, Hkv: 2, S: 208, cap: 256, kvLength: 208, opts: { causal: true } },
-    { name: 'dense-b2', B: 2, Hq: 2, Hkv: 2, S: 208, cap: 256, kvLength: 208, opts: {} },
-    { name: 'causal-tail', B: 1, Hq: 2, Hkv: 1, S: 80, cap: 256, kvLength: 208, opts: { causal: true, kvLength: 208 } },
-    { name: 'window48-sinks4', B: 1, Hq: 2, Hkv: 2, S: 208, cap: 256, kvLength: 208, opts: { mask: { kind: 'window', window: 48, sinks: 4 } } },
-  ];
-function values(n: number, seed: number, grow: (i: number) => number): Float32Array {
-  const rnd = mulberry32(seed);
-  return Float32Array.from({ length: n }, (_, i) => (rnd() * 2 - 1) * grow(i));
-}
-const cpu = new CpuBackend();
-const checkData = await Promise.all(CHECKS.map(async (c) => {
-  const q = values(c.B * c.Hq * c.S * D, 11, () => 2);
-  const kRowGrow = (i: number) => 0.5 + 3 * ((Math.floor(i / D) % c.cap) / c.cap);
-  const k = values(c.B * c.Hkv * c.cap * D, 12, kRowGrow);
-  const v = values(c.B * c.Hkv * c.cap * D, 13, () => 1);
-  const mk = (b: Backend): Tensor[] => [tensor(b, q, [c.B, c.Hq, c.S, D], 'f16'), tensor(b, k, [c.B, c.Hkv, c.cap, D], 'f16'), tensor(b, v, [c.B, c.Hkv, c.cap, D], 'f16')];
-  const [cq, ck, cv] = mk(cpu);
-  const r = attentionWithStats(cq!, ck!, cv!, { ...c.opts, lse: true });
-  return { c, want: (await r.out.toArray()) as Float32Array, wantLse: (await r.lse!.toArray()) as Float32Array, gpu: mk(be) };
-}));
-
-async function maxDiff(a: Tensor, want: ArrayLike<number>): Promise<number> {
-  const x = await a.toArray();
-  let m = 0;
-  for (let i = 0; i < x.length; i++) {
-    // -inf lse on both sides (rows with no visible key) counts as equal.
-    if (x[i] === want[i]) continue;
-    const d = Math.abs(x[i]! - want[i]!);
-    if (!(d <= m)) m = d;
-  }
-  return m;
-}
+const checkData = await prepareChecks(be, D, small ? SMALL_PREFILL_CHECKS : prefillChecks(2), { lse: true });
 
 /** --small: 64 rows per workgroup (lavapipe has 32 KB of workgroup memory). */
 function smallShape(w: Shape): Shape {
@@ -169,7 +92,7 @@ function smallShape(w: Shape): Shape {
 }
 
 /** Runs a variant on q/k/v: the wide kernel through its own entry point, the default through attention(). */
-function runVariant(vr: Variant, q: Tensor, k: Tensor, v: Tensor, opts: Parameters<typeof attention>[3]): { out: Tensor; lse?: Tensor } {
+function runVariant(vr: Variant, q: Tensor, k: Tensor, v: Tensor, opts: AttnOptions): { out: Tensor; lse?: Tensor } {
   // --small: 4 subgroups (lavapipe has 32 KB of workgroup memory).
   if (vr.wide) return sgWideAttention(q, k, v, opts, smallShape(vr.wide), rw);
   if (vr.pp) return sgPingPongAttention(q, k, v, opts, small ? { ...vr.pp, NSG: 4, spad: 4 } : vr.pp, rw);
@@ -182,30 +105,10 @@ function runVariant(vr: Variant, q: Tensor, k: Tensor, v: Tensor, opts: Paramete
   }
 }
 
-async function cpuChecks(vr: Variant): Promise<{ max: number; lseMax: number; text: string }> {
-  let max = 0;
-  let lseMax = 0;
-  const parts: string[] = [];
-  for (const { c, want, wantLse, gpu } of checkData) {
-    try {
-      const got = runVariant(vr, gpu[0]!, gpu[1]!, gpu[2]!, c.opts);
-      const e = await maxDiff(got.out, want);
-      const el = got.lse ? await maxDiff(got.lse, wantLse) : NaN;
-      got.out.dispose();
-      got.lse?.dispose();
-      max = Math.max(max, e);
-      if (got.lse) lseMax = Math.max(lseMax, el);
-      parts.push(`${c.name} ${e.toExponential(2)} (lse ${el.toExponential(2)})`);
-    } catch (e) {
-      parts.push(`${c.name} failed: ${(e as Error).message.slice(0, 160)}`);
-      max = NaN;
-    }
-  }
-  return { max, lseMax, text: parts.join('; ') };
-}
+const cpuChecks = (vr: Variant) => runChecks(checkData, (c, q, k, v) => runVariant(vr, q, k, v, c.opts));
 
 configureSgPrefill({ kernel: 'tiled', tiled: {}, windowMasks: true });
-const [q, k, v] = [1, 2, 3].map((seed) => random(be, [BIG.B, BIG.H, BIG.S, D], { seed, dtype: 'f16' })) as [Tensor, Tensor, Tensor];
+const [q, k, v] = prefillInputs(be, BIG);
 // The reference at the big shape: the current tiled kernel on the H200, the plain kernel where it cannot run.
 let ref: Float32Array;
 let refName: string;
@@ -226,13 +129,11 @@ try {
 console.log(`${NAME}: big-shape reference: ${refName}`);
 
 const timing = small ? { reps: 3, targetMs: 5, warmupMs: 0 } : { reps: 3, targetMs: 10, warmupMs: 600 };
-const progress = join(outDir, `${NAME}.progress`);
-const BUDGET_MS = Number(arg('--budget-s') ?? (small ? 3000 : 40)) * 1000;
-const started = Number(arg('--started') ?? Date.now());
+const BUDGET_MS = Number(cli.value('--budget-s') ?? (small ? 3000 : 40)) * 1000;
 for (let idx = skip; idx < VARIANTS.length; idx++) {
   const vr = VARIANTS[idx]!;
   if (only && !only.includes(vr.name)) continue;
-  writeFileSync(progress, String(idx));
+  files.reached(idx);
   const row: Row = { variant: vr.name, shape: shapeName, dtype: 'f16', notes: vr.note };
   try {
     if (Date.now() - started > BUDGET_MS) throw new Error(`skipped: past the ${BUDGET_MS / 1000} s budget`);
@@ -264,7 +165,7 @@ for (let idx = skip; idx < VARIANTS.length; idx++) {
     row.error = (e as Error).message.slice(0, 400);
   }
   rows.push(row);
-  writeRows(meta, rows);
+  files.writeRows(meta, rows);
   console.log(`${vr.name}: ${row.error ? `FAILED ${row.error}` : `${row.medianMs!.toFixed(3)} ms ${row.tflops!.toFixed(1)} TFLOP/s; ${vr.check ? `vs CPU ${row.cpuChecks}; vs ${refName} ${row.maxAbsErrVsDefault?.toExponential(2)}` : 'not checked (ablation)'}`}`);
 }
 
@@ -295,8 +196,7 @@ if (!small && vOcc.length) {
 const PASSES = small ? 1 : 5;
 const timed = VARIANTS.map((vr) => ({ vr, row: rows.find((r) => r.variant === vr.name) }))
   .filter(({ row }) => row && !row.error && row.medianMs !== undefined);
-writeFileSync(progress, String(VARIANTS.length));
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+files.reached(VARIANTS.length);
 // Each row's figure from the turns so far (written after every pass, in case the round's
 // time runs out mid-way).
 function summarise(): void {
@@ -312,7 +212,7 @@ function summarise(): void {
   }
   const base = rows.find((r) => r.variant === 'sgflash-default' && r.medianMs !== undefined);
   if (base) for (const { row } of timed) row!.speedupVsDefault = base.medianMs! / row!.medianMs!;
-  writeRows({ ...meta, bigShapeReference: refName }, rows);
+  files.writeRows({ ...meta, bigShapeReference: refName }, rows);
 }
 // Phase 1 stops starting variants at BUDGET_MS; the turns stop at about BUDGET_MS + 12 s
 // (the parent kills the child at 58 s).
@@ -329,6 +229,6 @@ for (let pass = 0; pass < PASSES && Date.now() - started < BUDGET_MS + 10_000; p
   summarise();
 }
 console.log(`${NAME}: interleaved (median of ${PASSES} turns): ${timed.map(({ row }) => `${row!.variant} ${row!.medianMs?.toFixed(3)} ms ${row!.tflops?.toFixed(1)} TF${row!.speedupVsDefault ? ` x${row!.speedupVsDefault.toFixed(2)}` : ''}`).join('; ')}`);
-writeRows({ ...meta, status: 'complete', bigShapeReference: refName }, rows);
+files.writeRows({ ...meta, status: 'complete', bigShapeReference: refName }, rows);
 be.destroy();
 process.exit(0);

@@ -3,11 +3,11 @@
 // read and copy bandwidth. These are the ceilings the matmul and attention kernels are judged
 // against in the closing notes: a target above a ceiling cannot be met by tiling alone.
 //   node .gpu/ceilings.mjs [outfile | --out DIR]
-import { createBackend, packUniforms, uniformStruct, WebGpuBackend, type Program } from '@attnkit/tensor';
+import { packUniforms, uniformStruct, type Program } from '@attnkit/tensor';
 import { writeFileSync } from 'node:fs';
 import { timeIt } from '../../src/harness.js';
+import { probeBackend } from './probe-driver.js';
 
-const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
 const U = uniformStruct('U', [['iters', 'u32']]);
 
 /** WGSL: c_i_j += l_i * r_j for every pair of the FR x FC result fragments. */
@@ -24,6 +24,17 @@ function storeAll(FR: number, FC: number, base: string): string[] {
   return out;
 }
 
+/** WGSL: the extensions and bindings both MMA programs start with (`out` holds `acc`). */
+function mmaPreamble(acc: 'f32' | 'f16'): string {
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+${U}
+@group(0) @binding(0) var<storage, read> a: array<f16>;
+@group(0) @binding(1) var<storage, read_write> out: array<${acc}>;
+@group(0) @binding(2) var<uniform> u: U;`;
+}
+
 /** Each subgroup holds FR x FC result fragments and multiplies resident fragments ITER times. */
 function mmaProgram(acc: 'f32' | 'f16', FR: number, FC: number, sgPerWg: number, sgSize: number): Program {
   const L = 'subgroup_matrix_left<f16, 16, 16>';
@@ -38,13 +49,7 @@ function mmaProgram(acc: 'f32' | 'f16', FR: number, FC: number, sgPerWg: number,
   return {
     key: `ceiling/mma/${acc}/${FR}x${FC}/${sgPerWg}`,
     inputs: 1, outputs: 1, uniform: true,
-    source: () => `enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
-${U}
-@group(0) @binding(0) var<storage, read> a: array<f16>;
-@group(0) @binding(1) var<storage, read_write> out: array<${acc}>;
-@group(0) @binding(2) var<uniform> u: U;
+    source: () => `${mmaPreamble(acc)}
 @compute @workgroup_size(${sgPerWg * sgSize})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sg: u32) {
   ${lines.join('\n  ')}
@@ -82,13 +87,7 @@ function mmaWorkgroupProgram(FR: number, FC: number, sgPerWg: number, sgSize: nu
   return {
     key: `ceiling/mma-wg/${FR}x${FC}/${sgPerWg}/${STRIDE}`,
     inputs: 1, outputs: 1, uniform: true,
-    source: () => `enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
-${U}
-@group(0) @binding(0) var<storage, read> a: array<f16>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<uniform> u: U;
+    source: () => `${mmaPreamble('f32')}
 var<workgroup> sh: array<f16, ${2 * rows * STRIDE}>;
 @compute @workgroup_size(${sgPerWg * sgSize})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sg: u32, @builtin(local_invocation_index) lid: u32) {
@@ -153,8 +152,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 interface Row { probe: string; medianMs: number; minMs: number; maxMs: number; tflops?: number; tbps?: number; notes: string }
 
-const be = await createBackend({ backend: 'webgpu', dawnFlags: FLAGS });
-if (!(be instanceof WebGpuBackend)) throw new Error('ceilings: needs WebGPU');
+const be = await probeBackend('ceilings');
 const rows: Row[] = [];
 const record = (r: Row) => {
   rows.push(r);

@@ -6,16 +6,16 @@
 // timed three ways: wall clock per decode (timeIt, what the benchmark reports), the CPU
 // time to record one decode, and GPU timestamps around pass 1 and pass 2.
 //   node --conditions=@attnkit/source --import tsx benchmarks/gpu/probes/decode-sweep.ts [--small] [--out DIR]
-import { CpuBackend, createBackend, packUniforms, random, tensor, uniformStruct, WebGpuBackend, type Backend, type Dispatch, type Program, type Tensor } from '@attnkit/tensor';
+import { CpuBackend, packUniforms, random, tensor, uniformStruct, type Backend, type Dispatch, type Program, type Tensor } from '@attnkit/tensor';
 import { decode, decodeWithLse } from '@attnkit/attention';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { timeIt } from '../../src/harness.js';
+import { probeBackend } from './probe-driver.js';
 // The tuning hook is internal to the package; the probe reaches it by path on purpose.
 import { tuneDecode, type DecodeTuning } from '../../../packages/attention/src/webgpu/decode.js';
 
-const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
 const { values: args } = parseArgs({ options: { small: { type: 'boolean', default: false }, out: { type: 'string', default: '.' } } });
 const small = args.small!;
 
@@ -36,8 +36,7 @@ interface Row {
   notes: string;
 }
 
-const be = await createBackend({ backend: 'webgpu', dawnFlags: FLAGS });
-if (!(be instanceof WebGpuBackend)) throw new Error('decode-sweep: needs WebGPU');
+const be = await probeBackend('decode-sweep');
 console.log(`decode-sweep on ${be.name}: subgroups ${be.caps.subgroups} (${be.caps.subgroupMinSize}-${be.caps.subgroupMaxSize}), timestamps ${be.caps.timestampQuery}`);
 const cpu = new CpuBackend();
 const rows: Row[] = [];

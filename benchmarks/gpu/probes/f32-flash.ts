@@ -7,48 +7,34 @@
 // odd sizes, L > S) and max |difference| from the plain kernel at the timed shape.
 //   node .gpu/f32-flash.mjs --out DIR [--small] [--only SUBSTR]
 import { attention, chooseFlashF32Variant, flashF32Name, flashF32VariantProblem, flashF32WorkgroupBytes, runFlashF32, setPrefillPath, type FlashF32Variant } from '@attnkit/attention';
-import { createBackend, gridFor, random, tensor, WebGpuBackend, type Backend, type Program, type Tensor } from '@attnkit/tensor';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { createBackend, gridFor, random, tensor, type Backend, type Program, type Tensor } from '@attnkit/tensor';
 import { resolveProblem, type Problem } from '../../../packages/attention/src/problem.js';
 import { flashF32Program, flashF32Uniforms } from '../../../packages/attention/src/webgpu/flash-f32.js';
 import { choosePrefillVariant, prefillProgram, prefillUniforms, runPrefill } from '../../../packages/attention/src/webgpu/prefill.js';
 import { timeIt } from '../../src/harness.js';
+import { errorText, probeBackend, probeOptions, stopwatch, timedRowText, untimedRow, writeProbeJson, type TimedRow } from './probe-driver.js';
 
 const NAME = 'f32-flash';
-const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
 /** Past this no further timing round starts (the script must stay under 60 s). */
 const BUDGET_MS = 52_000;
 
-const { values: args } = parseArgs({ options: { out: { type: 'string', default: '.' }, small: { type: 'boolean', default: false }, only: { type: 'string' } } });
-const small = !!args.small;
-const t0 = performance.now();
-const elapsed = () => performance.now() - t0;
+const args = probeOptions();
+const small = args.small;
+const elapsed = stopwatch();
 
-interface Row {
-  variant: string;
-  shape: string;
-  medianMs: number;
-  minMs: number;
-  maxMs: number;
-  tflops?: number;
+interface Row extends TimedRow {
   /** Max |error| vs the float64 CPU reference at the check shape. */
   maxAbsErrRef?: number;
   /** Max |difference| vs the plain kernel at the timed shape. */
   maxAbsDiffPlain?: number;
-  notes: string;
 }
 const rows: Row[] = [];
 const print = (r: Row) => {
-  const fig = Number.isFinite(r.medianMs) ? `${r.medianMs.toFixed(3)} ms (min ${r.minMs.toFixed(3)}, max ${r.maxMs.toFixed(3)})` : 'n/a';
-  console.log(`${r.variant} ${r.shape}: ${fig}${r.tflops ? ` ${r.tflops.toFixed(2)} TFLOP/s` : ''}` +
+  console.log(timedRowText(r) +
     `${r.maxAbsErrRef !== undefined ? ` errRef ${r.maxAbsErrRef.toExponential(2)}` : ''}${r.maxAbsDiffPlain !== undefined ? ` diffPlain ${r.maxAbsDiffPlain.toExponential(2)}` : ''} ${r.notes}`);
 };
-const errText = (e: unknown) => String((e as Error)?.message ?? e).slice(0, 400);
 
-const be = await createBackend({ backend: 'webgpu', dawnFlags: FLAGS });
-if (!(be instanceof WebGpuBackend)) throw new Error(`${NAME}: needs WebGPU`);
+const be = await probeBackend(NAME);
 const cpu = await createBackend({ backend: 'cpu' });
 console.log(`${NAME}: ${be.name}${small ? ' (--small)' : ''} subgroups ${be.caps.subgroups} size ${be.caps.subgroupMinSize}-${be.caps.subgroupMaxSize}, workgroup memory ${be.caps.maxComputeWorkgroupStorageSize}`);
 
@@ -154,7 +140,7 @@ for (const Dx of small ? [80] : [64, 80, 256]) {
     rows.push(row);
     print(row);
   } catch (e) {
-    const row: Row = { variant: name, shape: `D${Dx}`, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `failed: ${errText(e)}` };
+    const row: Row = untimedRow(name, `D${Dx}`, `failed: ${errorText(e)}`);
     rows.push(row);
     print(row);
   }
@@ -214,7 +200,7 @@ for (const variant of VARIANTS) {
       notes: `${variant.TX * variant.TY} invocations, ${bytes} B workgroup memory${chosen && flashF32Name(chosen) === flashF32Name(variant) ? ', chooser pick' : ''}`,
     });
   } catch (e) {
-    const row: Row = { variant: name, shape, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `failed: ${errText(e)}` };
+    const row: Row = untimedRow(name, shape, `failed: ${errorText(e)}`);
     rows.push(row);
     print(row);
   }
@@ -242,7 +228,7 @@ for (const [i, t] of timed.entries()) {
     await timeIt(be, t.call, { reps: 1, warmupMs: warmMs(i), targetMs: 1, maxInner: 1 });
     be.checkHealthy(t.name);
   } catch (e) {
-    t.row.notes = `failed: ${errText(e)}`;
+    t.row.notes = `failed: ${errorText(e)}`;
   }
 }
 const ROUNDS = small ? 3 : 20;
@@ -258,7 +244,7 @@ for (let round = 0; round < ROUNDS && (small || round < MIN_ROUNDS || elapsed() 
       await be.sync();
       t.samples.push((performance.now() - s) / PER);
     } catch (e) {
-      t.row.notes = `failed: ${errText(e)}`;
+      t.row.notes = `failed: ${errorText(e)}`;
     }
   }
 }
@@ -275,8 +261,5 @@ for (const t of timed) {
   print(t.row);
 }
 
-mkdirSync(args.out!, { recursive: true });
-const file = join(args.out!, `${NAME}.json`);
-writeFileSync(file, JSON.stringify({ device: be.name, small, shape, flops, seconds: elapsed() / 1000, chooser: chosen ? flashF32Name(chosen) : null, rows }, null, 2) + '\n');
-console.log(`${NAME}: wrote ${file} (${(elapsed() / 1000).toFixed(1)} s)`);
+writeProbeJson(args.out, NAME, { device: be.name, small, shape, flops, seconds: elapsed() / 1000, chooser: chosen ? flashF32Name(chosen) : null, rows }, elapsed);
 be.destroy();

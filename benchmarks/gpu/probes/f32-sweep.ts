@@ -5,50 +5,36 @@
 // count. Each matmul variant is checked against the previous default (128x128x16-8x8) at 1024^3
 // (max abs difference) before it is timed; on --small also at a ragged shape (edge path).
 //   node .gpu/f32-sweep.mjs --out DIR [--small] [--only SUBSTR]
-import { createBackend, packUniforms, random, uniformStruct, WebGpuBackend, type Program, type Tensor } from '@attnkit/tensor';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { packUniforms, random, uniformStruct, type Program, type Tensor } from '@attnkit/tensor';
 import type { MatmulParams } from '../../../packages/tensor/src/backend.js';
 import { matmulUniforms } from '../../../packages/tensor/src/webgpu/kernels/matmul-common.js';
 import { matmulWith } from '../../../packages/tensor/src/webgpu/kernels/matmul.js';
 import { tiledConfigName, tiledConfigProblem, tiledGrid, tiledMatmul, type TiledConfig } from '../../../packages/tensor/src/webgpu/kernels/matmul-tiled.js';
 import { timeIt } from '../../src/harness.js';
+import { errorText, probeBackend, probeOptions, stopwatch, timedRowText, untimedRow, writeProbeJson, type TimedRow } from './probe-driver.js';
 
 const NAME = 'f32-sweep';
-const FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness,disable_workgroup_init'];
 /** The whole script must stay under a minute on the H200; variants past this are recorded as skipped. */
 const BUDGET_MS = 48_000;
 
-const { values: args } = parseArgs({ options: { out: { type: 'string', default: '.' }, small: { type: 'boolean', default: false }, only: { type: 'string' } } });
+const args = probeOptions();
 /** --only SUBSTR: just the variants (and FMA probes) whose name contains SUBSTR. */
 const only = (name: string) => !args.only || name.includes(args.only);
-const small = !!args.small;
-const t0 = performance.now();
-const elapsed = () => performance.now() - t0;
+const small = args.small;
+const elapsed = stopwatch();
 
-interface Row {
-  variant: string;
-  shape: string;
-  medianMs: number;
-  minMs: number;
-  maxMs: number;
-  tflops?: number;
+interface Row extends TimedRow {
   /** Max |difference| against the reference kernel at the check shape(s). */
   maxAbsDiff?: number;
-  notes: string;
 }
 const rows: Row[] = [];
 const record = (r: Row) => {
   rows.push(r);
-  const fig = Number.isFinite(r.medianMs) ? `${r.medianMs.toFixed(3)} ms (min ${r.minMs.toFixed(3)}, max ${r.maxMs.toFixed(3)})` : 'n/a';
-  console.log(`${r.variant} ${r.shape}: ${fig}${r.tflops ? ` ${r.tflops.toFixed(2)} TFLOP/s` : ''}${r.maxAbsDiff !== undefined ? ` maxAbsDiff ${r.maxAbsDiff.toExponential(2)}` : ''} ${r.notes}`);
+  console.log(`${timedRowText(r)}${r.maxAbsDiff !== undefined ? ` maxAbsDiff ${r.maxAbsDiff.toExponential(2)}` : ''} ${r.notes}`);
 };
-const failed = (variant: string, shape: string, e: unknown) =>
-  record({ variant, shape, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `failed: ${String((e as Error)?.message ?? e).slice(0, 400)}` });
+const failed = (variant: string, shape: string, e: unknown) => record(untimedRow(variant, shape, `failed: ${errorText(e)}`));
 
-const be = await createBackend({ backend: 'webgpu', dawnFlags: FLAGS });
-if (!(be instanceof WebGpuBackend)) throw new Error(`${NAME}: needs WebGPU`);
+const be = await probeBackend(NAME);
 console.log(`${NAME}: ${be.name}${small ? ' (--small)' : ''}`);
 
 // ---------------------------------------------------------------- FMA ceiling
@@ -191,7 +177,7 @@ async function diff(c: TiledConfig, M: number, N: number, K: number): Promise<nu
     const shape = `${M}x${N}x${K}`;
     if (!a || !b || !outBuf || !only(variant)) return;
     if (!small && elapsed() > BUDGET_MS) {
-      record({ variant, shape, medianMs: NaN, minMs: NaN, maxMs: NaN, notes: `skipped: ${(elapsed() / 1000).toFixed(1)} s spent` });
+      record(untimedRow(variant, shape, `skipped: ${(elapsed() / 1000).toFixed(1)} s spent`));
       return;
     }
     try {
@@ -226,8 +212,5 @@ async function diff(c: TiledConfig, M: number, N: number, K: number): Promise<nu
   }
 }
 
-mkdirSync(args.out!, { recursive: true });
-const file = join(args.out!, `${NAME}.json`);
-writeFileSync(file, JSON.stringify({ device: be.name, small, seconds: elapsed() / 1000, rows }, null, 2) + '\n');
-console.log(`${NAME}: wrote ${file} (${(elapsed() / 1000).toFixed(1)} s)`);
+writeProbeJson(args.out, NAME, { device: be.name, small, seconds: elapsed() / 1000, rows }, elapsed);
 be.destroy();
