@@ -39,7 +39,8 @@ const PP = (name: string, pp: PPShape, note = ''): Variant => ({ name, pp, note,
 // late, f16 exponentials, quads, 4 subgroups, Q or V from storage, next Q.K^T before P.V: slower.
 const LA: Shape = { NSG: 8, KT: 32, pad: 8, tau: 8, lookahead: true };
 const SP8: Shape = { ...LA, contig: true, sched: 'b2', spad: 8 };
-const OCCUPANCY: string[] = [];
+// Variants whose occupancy is measured (ATTN_SG_OCC=name,name; none by default).
+const OCCUPANCY = (process.env.ATTN_SG_OCC ?? '').split(',').filter(Boolean);
 const VARIANTS: Variant[] = [
   { name: 'sgflash-default', check: true, note: 'the tiled kernel: attention() on the subgroup-matrix path with configureSgPrefill({ kernel: tiled }) (reference for maxAbsErrVsDefault)' },
   W('wide-b2-sp8', SP8, 'SG_WIDE_DEFAULT: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4, two barriers per tile, score rows padded by 8'),
