@@ -44,6 +44,9 @@ const OCCUPANCY = (process.env.ATTN_SG_OCC ?? '').split(',').filter(Boolean);
 const VARIANTS: Variant[] = [
   { name: 'sgflash-default', check: true, note: 'the tiled kernel: attention() on the subgroup-matrix path with configureSgPrefill({ kernel: tiled }) (reference for maxAbsErrVsDefault)' },
   W('wide-b2-sp8', SP8, 'SG_WIDE_DEFAULT: 4 pairs = 128 rows, 32-key tiles, tile after next in registers, softmax over runs of 4, two barriers per tile, score rows padded by 8'),
+  W('abl-no-softmax', { ...SP8, ablate: 'no-softmax' }, 'ablation: the default without the softmax (no score reads, no P writes)'),
+  W('abl-no-barrier', { ...SP8, ablate: 'no-barrier' }, 'ablation: the default without the key loop barriers'),
+  W('abl-mma-only', { ...SP8, ablate: 'mma-only' }, 'ablation: only the multiplies and fragment loads (no softmax, no staging after the first tile, no barriers)'),
   W('wide-hg8', { ...SP8, headGroup: 8 }, 'the default with query tiles longest-first within groups of 8 heads (L2 sharing)'),
   W('wide-hg4', { ...SP8, headGroup: 4 }, 'groups of 4 heads'),
   W('wide-hg16', { ...SP8, headGroup: 16 }, 'groups of 16 heads'),

@@ -83,8 +83,9 @@ export interface SgWideVariant {
   headGroup?: number;
   /** Timing ablations (the output is not attention): drop the exponentials, P·V, Q·Kᵀ,
    *  the whole softmax (no score reads, no P writes), the K/V staging after the first tile,
-   *  or the key loop's barriers (and with them the rescale). */
-  ablate?: 'no-exp' | 'no-pv' | 'no-qk' | 'no-softmax' | 'no-stage' | 'no-barrier';
+   *  the key loop's barriers (and with them the rescale), or all of the softmax, staging and
+   *  barriers at once ('mma-only': what the multiplies and fragment loads alone take). */
+  ablate?: 'no-exp' | 'no-pv' | 'no-qk' | 'no-softmax' | 'no-stage' | 'no-barrier' | 'mma-only';
   sgSize: number;
 }
 
@@ -359,19 +360,23 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + cr * SS + ${j * 16}u 
   };
 
   const b2 = v.sched === 'b2';
-  const noStage = v.ablate === 'no-stage';
-  const noBar = v.ablate === 'no-barrier';
+  // 'mma-only': no softmax, no staging after the first tile and no barriers in the key loop,
+  // i.e. the multiplies and fragment loads of this structure alone.
+  const mmaOnly = v.ablate === 'mma-only';
+  const noStage = v.ablate === 'no-stage' || mmaOnly;
+  const noBar = v.ablate === 'no-barrier' || mmaOnly;
+  const noSoftmax = v.ablate === 'no-softmax' || mmaOnly;
   const bar = noBar ? '' : 'workgroupBarrier();';
   // Both schedules: the lane's scores, the lazy max update and P, then the row sum and the
   // workgroup's rescale vote (O through workgroup memory only when some row's max grew).
-  const softmaxP = `${v.ablate === 'no-softmax' ? 'let mt = 0.0;\n    let live = true;' : readScores}
+  const softmaxP = `${noSoftmax ? 'let mt = 0.0;\n    let live = true;' : readScores}
     var alpha = 1.0;
     var need = false;
     if (live) {
       if (l == 0.0) { m = mt; }
       else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
     }
-    ${v.ablate === 'no-softmax' ? 'let ps = 1.0;' : writeP}`;
+    ${noSoftmax ? 'let ps = 1.0;' : writeP}`;
   const rescaleVote = (comment: string) => `l = l * alpha + ps;
     if (part == 0u) { rowf[wr] = alpha; }
     let any_need = subgroupAny(need);
