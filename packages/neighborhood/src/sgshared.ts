@@ -1,6 +1,6 @@
 import { sgBox, type SgConfig, type SgShape } from './sgmatrix.js';
-import { SG_HEADER_WGSL } from './sg-header.js';
-import { TILE_GROUP_WGSL, WINDOW3_WGSL } from './window-wgsl.js';
+import { SG_HEADER_WGSL, sgEntryWgsl } from './sg-header.js';
+import { WINDOW3_WGSL } from './window-wgsl.js';
 
 /**
  * The subgroup-matrix kernel with K and V shared by the workgroup: its `subgroups`
@@ -95,18 +95,7 @@ fn upos(ub: u32) -> vec3<i32> {
   return vec3<i32>(i32(ub / ${UW * box.bz}u), i32((ub / ${box.bz}u) % ${UW}u), i32(ub % ${box.bz}u));
 }
 
-@compute @workgroup_size(${NSG * 32})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let bh = wid.z;
-  let h = bh % u.H;
-  let b = bh / u.H;
-  let kvh = h / (u.H / u.Hkv);
-  let Tw = wid.x + wid.y * nwg.x;
-  let live = Tw < u.tilesX;
-  let T = min(Tw, u.tilesX - 1u);
-  let Lv = vec3<u32>(u.L0, u.L1, u.L2);
-${TILE_GROUP_WGSL}
+${sgEntryWgsl(NSG * 32, 'Tw', `wid.x + wid.y * nwg.x`)}
   let wgStart = vec3<i32>((ta % tpg) * vec3<u32>(${t0}u, ${t1 * NSG}u, ${t2}u));
   let tileStart = wgStart + vec3<i32>(0, i32(sg * ${t1}u), 0);
   let lg = vec3<i32>(group_len(Lv.x, dd.x, g.x), group_len(Lv.y, dd.y, g.y), group_len(Lv.z, dd.z, g.z));

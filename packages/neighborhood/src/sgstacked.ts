@@ -1,6 +1,6 @@
 import { sgBox, type SgConfig, type SgShape } from './sgmatrix.js';
-import { SG_HEADER_WGSL } from './sg-header.js';
-import { TILE_GROUP_WGSL, WINDOW3_WGSL } from './window-wgsl.js';
+import { SG_HEADER_WGSL, sgEntryWgsl } from './sg-header.js';
+import { WINDOW3_WGSL } from './window-wgsl.js';
 
 /**
  * The subgroup-matrix kernel with `stack` (2) subtiles per subgroup, stacked along axis 1
@@ -57,18 +57,7 @@ fn kpos(c: u32) -> vec3<i32> {
   return vec3<i32>(i32(row / ${box.span[1]}u), i32(row % ${box.span[1]}u), i32((blk % ${box.bz}u) * 16u + c % 16u));
 }
 
-@compute @workgroup_size(${NSG * 32})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let bh = wid.z;
-  let h = bh % u.H;
-  let b = bh / u.H;
-  let kvh = h / (u.H / u.Hkv);
-  let St = (wid.x + wid.y * nwg.x) * ${NSG}u + sg;
-  let live = St < u.tilesX;
-  let T = min(St, u.tilesX - 1u);
-  let Lv = vec3<u32>(u.L0, u.L1, u.L2);
-${TILE_GROUP_WGSL}
+${sgEntryWgsl(NSG * 32, 'St', `(wid.x + wid.y * nwg.x) * ${NSG}u + sg`)}
   let tileStart = vec3<i32>((ta % tpg) * vec3<u32>(${t0}u, ${t1 * MQ}u, ${t2}u));
   let lg = vec3<i32>(group_len(Lv.x, dd.x, g.x), group_len(Lv.y, dd.y, g.y), group_len(Lv.z, dd.z, g.z));
   let span = vec3<i32>(${box.span[0]}, ${box.span[1]}, ${box.span[2]});
