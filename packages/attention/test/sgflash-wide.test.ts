@@ -51,7 +51,8 @@ describe('wide subgroup-matrix prefill (sgflash-wide)', () => {
 
   // Lavapipe has no subgroup matrices; Dawn's null backend validates the real WGSL (the
   // emulated runs below replace every matrix call), one module per child process.
-  // The default (what the probe times) and the three-barrier schedule with fragment staging.
+  // The default (what the probe times), the three-barrier schedule with fragment staging and
+  // the overlapped schedule ('b2o').
   const probeVariants: SgWideVariant[] = [
     { ...SG_WIDE_DEFAULT, D: 128, sgSize: 32 },
     { ...base, D: 64, NSG: 4, stage: 'frag', lookahead: 'short', qk: 'own-rows', expF16: true },

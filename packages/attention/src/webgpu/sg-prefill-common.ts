@@ -86,6 +86,44 @@ export function sgPrefillWhyNot(be: WebGpuBackend, p: Problem, KT: number, emula
 }
 
 /**
+ * WGSL for one lane's step of the pairs' softmax over tile `tile` (its first key `kt` set by
+ * the caller): its E scores of row `wr` read from `ss` (score `k` at column lcol + col(k)),
+ * masked where the tile is not inside the full range, the row's tile max combined over the
+ * lanes `xor` names, the lazy max update (alpha, and `need` when O must be rescaled), then P
+ * (`pExpr` of the shifted score) into `pw` and the row's sum `ps`. `skip` times the step
+ * without the softmax (no score reads, no P writes); `declareNeed` declares `need` here.
+ */
+export function sgLaneSoftmaxWgsl(o: {
+  E: number; col: (k: number) => number; xor: readonly number[]; tile: string;
+  pExpr: (arg: string) => string; skip: boolean; declareNeed: boolean;
+}): string {
+  const ks = Array.from({ length: o.E }, (_, k) => k);
+  const read = o.skip ? 'let mt = 0.0;\n    let live = true;' : `
+    let full = ${o.tile} >= n_sink && kt >= full_lo && kt + KT <= full_hi;
+    let srow = wr * SS + lcol;
+${ks.map((k) => `    var x${k} = ss[srow + ${o.col(k)}u] * u.scale2;`).join('\n')}
+    if (!full) {
+${ks.map((k) => `      x${k} = select(NEG, x${k}, visible(kt + lcol + ${o.col(k)}u, pos));`).join('\n')}
+    }
+    var mt = ${ks.reduce((acc, k) => (acc ? `max(${acc}, x${k})` : `x${k}`), '')};
+    ${o.xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n    ')}
+    let live = mt > HALF_NEG;`;
+  const write = o.skip ? 'let ps = 1.0;' : `
+    let mu = select(-NEG, m, live);
+    var ps = 0.0;
+    let prow = wr * PS + lcol;
+${ks.map((k) => `    { let p = ${o.pExpr(`x${k} - mu`)}; pw[prow + ${o.col(k)}u] = p; ps += f32(p); }`).join('\n')}
+    ${o.xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
+  return `${read}
+    var alpha = 1.0;
+    ${o.declareNeed ? 'var need = false;\n    ' : ''}if (live) {
+      if (l == 0.0) { m = mt; }
+      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
+    }
+    ${write}`;
+}
+
+/**
  * The workgroup's key range (rows w0 .. w0+BQ-1 of one (b, hk)): the key-tile bounds the
  * masks allow, [full_lo, full_hi) where no per-key mask is needed, and kvbase.
  */

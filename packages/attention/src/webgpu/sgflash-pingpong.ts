@@ -2,7 +2,7 @@ import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@a
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
 import { asGpu } from './common.js';
-import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillProgram, sgPrefillWhyNot, sgSoftmaxConsts, type SourceRewrite } from './sg-prefill-common.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgLaneSoftmaxWgsl, sgPrefillEntry, sgPrefillHeader, sgPrefillProgram, sgPrefillWhyNot, sgSoftmaxConsts, type SourceRewrite } from './sg-prefill-common.js';
 
 /**
  * f16 flash-attention prefill on subgroup matrices where two teams of subgroups take turns
@@ -143,27 +143,10 @@ ${range(NFH).map((dd) => `      {
   // Runs of 4 adjacent scores per lane (16-byte reads), LPR lanes per row.
   const col = (k: number) => Math.floor(k / 4) * 4 * LPR + (k % 4);
   const softmax = `let kt = tile_kt(j, start2, n_sink);
-        let full = j >= n_sink && kt >= full_lo && kt + KT <= full_hi;
-        let srow = wr * SS + lcol;
-${range(E).map((k) => `        var x${k} = ss[srow + ${col(k)}u] * u.scale2;`).join('\n')}
-        if (!full) {
-${range(E).map((k) => `          x${k} = select(NEG, x${k}, visible(kt + lcol + ${col(k)}u, pos));`).join('\n')}
-        }
-        var mt = ${range(E).reduce((acc, k) => (acc ? `max(${acc}, x${k})` : `x${k}`), '')};
-        ${xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n        ')}
-        var alpha = 1.0;
-        if (mt > HALF_NEG) {
-          if (l == 0.0) { m = mt; }
-          else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
-        }
-        let mu = select(-NEG, m, mt > HALF_NEG);
-        var ps = 0.0;
-        let prow = wr * PS + lcol;
-${range(E).map((k) => `        { let p = f16(exp2(x${k} - mu)); pw[prow + ${col(k)}u] = p; ps += f32(p); }`).join('\n')}
-        ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n        ')}
-        l = l * alpha + ps;
-        if (part == 0u) { rowf[wr] = alpha; }
-        ran = true;`;
+    ${sgLaneSoftmaxWgsl({ E, col, xor, tile: 'j', pExpr: (arg) => `f16(exp2(${arg}))`, skip: false, declareNeed: false })}
+    l = l * alpha + ps;
+    if (part == 0u) { rowf[wr] = alpha; }
+    ran = true;`;
 
   // This subgroup's O through its 16-row slice of the score scratch, 2 fragments at a time;
   // `body` runs per element with `el` the element. Every subgroup meets the barriers; only

@@ -2,7 +2,7 @@ import { ArgumentError, type Program, type Tensor, type WebGpuBackend } from '@a
 import type { AttentionOptions } from '../options.js';
 import { resolveProblem, type Problem } from '../problem.js';
 import { asGpu } from './common.js';
-import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgPrefillEntry, sgPrefillHeader, sgPrefillProgram, sgPrefillWhyNot, sgSoftmaxConsts, type SourceRewrite } from './sg-prefill-common.js';
+import { dispatchSgPrefill, SG_KEY_RANGE_WGSL, SG_TILE_AND_MASK_WGSL, sgLaneSoftmaxWgsl, sgPrefillEntry, sgPrefillHeader, sgPrefillProgram, sgPrefillWhyNot, sgSoftmaxConsts, type SourceRewrite } from './sg-prefill-common.js';
 
 /**
  * f16 flash-attention prefill on subgroup matrices with more fragment reuse per load than
@@ -305,25 +305,7 @@ ${range(HW / 2).map((j) => `        let h${j} = bitcast<vec2<f16>>(${HW === 8 ? 
 
   // Column of this lane's k-th score relative to its first (`lcol`).
   const col = (k: number) => (v.contig ? Math.floor(k / 4) * 4 * LPR + (k % 4) : k * LPR);
-  // This lane's scores (log2-scaled, hidden keys at NEG) and the row's tile max.
-  const readScores = `
-    let full = it >= n_sink && kt >= full_lo && kt + KT <= full_hi;
-    let srow = wr * SS + lcol;
-${range(E).map((k) => `    var x${k} = ss[srow + ${col(k)}u] * u.scale2;`).join('\n')}
-    if (!full) {
-${range(E).map((k) => `      x${k} = select(NEG, x${k}, visible(kt + lcol + ${col(k)}u, pos));`).join('\n')}
-    }
-    var mt = ${range(E).reduce((acc, k) => (acc ? `max(${acc}, x${k})` : `x${k}`), '')};
-    ${xor.map((x) => `mt = max(mt, subgroupShuffleXor(mt, ${x}u));`).join('\n    ')}
-    let live = mt > HALF_NEG;`;
-
   const pExpr = (arg: string) => v.ablate === 'no-exp' ? `f16(${arg})` : v.expF16 ? `exp2(f16(${arg}))` : `f16(exp2(${arg}))`;
-  const writeP = `
-    let mu = select(-NEG, m, live);
-    var ps = 0.0;
-    let prow = wr * PS + lcol;
-${range(E).map((k) => `    { let p = ${pExpr(`x${k} - mu`)}; pw[prow + ${col(k)}u] = p; ps += f32(p); }`).join('\n')}
-    ${xor.map((x) => `ps += subgroupShuffleXor(ps, ${x}u);`).join('\n    ')}`;
 
   // O fragments of this subgroup: o{rb}_{dd}, rows rb*16.. of the pair, d columns h*D/2 + dd*16.
   const oFrags = range(2).flatMap((rb) => range(NFG).map((dd) => ({ rb, dd, name: `o${rb}_${dd}` })));
@@ -369,14 +351,7 @@ ${fs.map((o, j) => `      ${body(o.rb, o.dd, `ss[sc_base + cr * SS + ${j * 16}u 
   const bar = noBar ? '' : 'workgroupBarrier();';
   // Both schedules: the lane's scores, the lazy max update and P, then the row sum and the
   // workgroup's rescale vote (O through workgroup memory only when some row's max grew).
-  const softmaxP = `${noSoftmax ? 'let mt = 0.0;\n    let live = true;' : readScores}
-    var alpha = 1.0;
-    var need = false;
-    if (live) {
-      if (l == 0.0) { m = mt; }
-      else if (mt > m + TAU) { alpha = exp2(m - mt); m = mt; need = true; }
-    }
-    ${noSoftmax ? 'let ps = 1.0;' : writeP}`;
+  const softmaxP = sgLaneSoftmaxWgsl({ E, col, xor, tile: 'it', pExpr, skip: noSoftmax, declareNeed: true });
   const rescaleVote = (comment: string) => `l = l * alpha + ps;
     if (part == 0u) { rowf[wr] = alpha; }
     let any_need = subgroupAny(need);

@@ -134,15 +134,16 @@ function tiledVariant(be: WebGpuBackend, D: number): SgFlashVariant {
 /** Whether the subgroup-matrix kernel can take this problem; with `explain`, throws saying why not. */
 export function sgPrefillSupported(be: WebGpuBackend, p: Problem, explain = false): boolean {
   if (sgKernel === 'auto' && sgWideChoose(be, p).variant && (p.window === 0 || windowMasks)) return true;
-  if (sgKernel === 'wide' || sgKernel === 'pingpong') {
-    const why = sgKernel === 'wide' ? sgWideChoose(be, p).why : sgPingPongUnsupported(be, p);
-    const reasons = why ? [why] : [];
-    if (p.window > 0 && !windowMasks) reasons.push('no window mask (windowMasks is off)');
-    if (reasons.length && explain) throw new ArgumentError(p.op, 'subgroup-matrix prefill', reasons.join(', '), 'unsupported problem');
-    return reasons.length === 0;
-  }
-  const usesTiled = sgKernel === 'tiled' || sgKernel === 'auto';
-  const tv = usesTiled ? tiledVariant(be, p.D) : null;
+  const why = sgKernel === 'wide' ? sgWideChoose(be, p).why : sgKernel === 'pingpong' ? sgPingPongUnsupported(be, p) : tiledOrV1WhyNot(be, p);
+  const reasons = why ? [why] : [];
+  if (p.window > 0 && !windowMasks) reasons.push('no window mask (windowMasks is off)');
+  if (reasons.length && explain) throw new ArgumentError(p.op, 'subgroup-matrix prefill', reasons.join(', '), 'unsupported problem');
+  return reasons.length === 0;
+}
+
+/** Why the tiled kernel ('tiled', or 'auto' where the wide one cannot run) or v1 cannot take the problem (null: it can). */
+function tiledOrV1WhyNot(be: WebGpuBackend, p: Problem): string | null {
+  const tv = sgKernel === 'tiled' || sgKernel === 'auto' ? tiledVariant(be, p.D) : null;
   const check = (): void => {
     if (!tv) return;
     try {
@@ -152,11 +153,7 @@ export function sgPrefillSupported(be: WebGpuBackend, p: Problem, explain = fals
     }
   };
   // v1 checks its workgroup memory when it runs.
-  const why = sgPrefillWhyNot(be, p, tv ? tv.KT : sgKeyTile, false, { check, bytes: tv ? sgFlashLayout(tv).bytes : 0 });
-  const reasons = why ? [why] : [];
-  if (p.window > 0 && !windowMasks) reasons.push('no window mask (windowMasks is off)');
-  if (reasons.length && explain) throw new ArgumentError(p.op, 'subgroup-matrix prefill', reasons.join(', '), 'unsupported problem');
-  return reasons.length === 0;
+  return sgPrefillWhyNot(be, p, tv ? tv.KT : sgKeyTile, false, { check, bytes: tv ? sgFlashLayout(tv).bytes : 0 });
 }
 
 function sgSource(D: number, KT: number, sync: SgSync, subgroupSize: number, init: SgInit): string {
